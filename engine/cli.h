@@ -1,0 +1,12 @@
+/* The engine's subcommands. Each takes the arguments after its name and returns the exit status:
+ * 0 success, 1 the work found problems or failed, 2 a usage error. */
+#ifndef SDTUNE_ENGINE_CLI_H
+#define SDTUNE_ENGINE_CLI_H
+
+#include <stdio.h>
+
+int cli_validate(int argc, char **argv);
+int cli_schema(int argc, char **argv);
+int cli_devices(int argc, char **argv);
+
+#endif

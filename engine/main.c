@@ -1,0 +1,61 @@
+/* sdtune-engine: the trainer process. Commands dispatch to engine/cli_*.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void print_usage(FILE *out)
+{
+    fputs("usage: sdtune-engine COMMAND [ARGS]\n"
+          "\n"
+          "The sdtune trainer. It runs under the sdtune terminal UI or on its own.\n"
+          "\n"
+          "commands:\n"
+          "  validate [--preflight] [--no-fs] [--device D] FILE...\n"
+          "                 check config files; prints every problem as FILE:LINE:COL: error|warning: ...\n"
+          "                 exit 0 when clean (warnings allowed), 1 on errors, 2 on usage errors\n"
+          "  schema --toml | --markdown\n"
+          "                 print the default config.toml or the settings reference (docs/config.md)\n"
+          "  devices        list the devices the engine can train on\n"
+          "\n"
+          "options:\n"
+          "  -h, --help     show this help\n"
+          "  -V, --version  show the version and the backends this build has\n",
+          out);
+}
+
+static void print_version(void)
+{
+#ifdef SDTUNE_HAVE_CUDA
+    const char *backends = "cpu, cuda";
+#else
+    const char *backends = "cpu";
+#endif
+    printf("sdtune-engine %s (backends: %s)\n", SDTUNE_VERSION, backends);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stderr);
+        return 2;
+    }
+    const char *command = argv[1];
+    if (strcmp(command, "-h") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "help") == 0) {
+        print_usage(stdout);
+        return 0;
+    }
+    if (strcmp(command, "-V") == 0 || strcmp(command, "--version") == 0) {
+        print_version();
+        return 0;
+    }
+    if (strcmp(command, "validate") == 0)
+        return cli_validate(argc - 2, argv + 2);
+    if (strcmp(command, "schema") == 0)
+        return cli_schema(argc - 2, argv + 2);
+    if (strcmp(command, "devices") == 0)
+        return cli_devices(argc - 2, argv + 2);
+    fprintf(stderr, "sdtune-engine: unknown command '%s'\n", command);
+    print_usage(stderr);
+    return 2;
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The programs as a person runs them: help, version, validate's output and exit codes.
+set -uo pipefail
+engine=$1 tui=$2 src=$3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+
+# expect NAME WANT_STATUS PATTERN CMD... : runs CMD, checks its exit status and that its output matches PATTERN.
+expect() {
+    local name=$1 want=$2 pattern=$3
+    shift 3
+    local out status
+    out=$("$@" 2>&1)
+    status=$?
+    if [ "$status" = "$want" ] && grep -Eq -- "$pattern" <<<"$out"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        printf 'FAIL %s: want exit %s and /%s/, got exit %s:\n%s\n' "$name" "$want" "$pattern" "$status" "$out"
+    fi
+}
+
+expect "engine --help" 0 '^usage: sdtune-engine COMMAND' "$engine" --help
+expect "engine --version" 0 '^sdtune-engine [0-9]+\.[0-9]+\.[0-9]+ \(backends: cpu' "$engine" --version
+expect "engine no args" 2 'usage:' "$engine"
+expect "engine unknown command" 2 "unknown command 'frobnicate'" "$engine" frobnicate
+expect "tui --help" 0 'usage: sdtune' "$tui" --help
+expect "tui --version" 0 '^sdtune [0-9]+\.[0-9]+\.[0-9]+' "$tui" --version
+
+# The repository's config.toml is clean.
+(cd "$work" && mkdir -p outputs)
+expect "validate config.toml" 0 'config.toml: OK' "$engine" validate "$src/config.toml"
+
+# learning_rate misspelt: exit 1, the line number, and the right suggestion.
+sed 's/^\[optimizer\]$/[optimizer]\nlearnig_rate = 1e-4/' "$src/config.toml" >"$work/typo.toml"
+line=$(grep -n '^learnig_rate' "$work/typo.toml" | cut -d: -f1)
+expect "misspelt key" 1 "typo.toml:$line:1: error: unknown key 'learnig_rate' in \[optimizer\]; did you mean 'learning_rate'\?" \
+    "$engine" validate "$work/typo.toml"
+
+# A string where an int belongs names the key and the expected type.
+printf '[network]\nnetwork_dim = "sixteen"\n' >"$work/type.toml"
+expect "wrong type" 1 'type.toml:2:15: error: network_dim: expected an integer, got a string \("sixteen"\)' \
+    "$engine" validate "$work/type.toml"
+
+# Every problem, not only the first, and a summary.
+printf '[optimizer]\nlearnig_rate = 1\n[network]\nnetwork_dim = "x"\n[dataset]\nrandom_crop = true\n' >"$work/many.toml"
+expect "all problems" 1 'many.toml: 3 errors, 0 warnings' "$engine" validate "$work/many.toml"
+expect "all problems: line 6" 1 'many.toml:6:15: error: random_crop' "$engine" validate "$work/many.toml"
+
+# Warnings alone keep exit 0.
+printf '[network]\nnetwork_dim = 4\nnetwork_alpha = 8\n' >"$work/warn.toml"
+expect "warnings only" 0 'warn.toml:3:17: warning: network_alpha = 8 is larger than network_dim = 4' \
+    "$engine" validate "$work/warn.toml"
+
+# Bad files: missing, a folder, binary garbage, invalid UTF-8.
+expect "missing file" 1 'nope.toml: error: cannot open: No such file or directory' "$engine" validate "$work/nope.toml"
+expect "directory" 1 'error: is a directory, not a file' "$engine" validate "$work"
+head -c 3000 /dev/urandom >"$work/garbage.toml"
+expect "garbage" 1 'garbage.toml:[0-9]+:[0-9]+: error: ' "$engine" validate "$work/garbage.toml"
+printf '[model]\nvae = "\xff"\n' >"$work/latin1.toml"
+expect "invalid utf-8" 1 'latin1.toml:2:8: error: not valid UTF-8' "$engine" validate "$work/latin1.toml"
+
+# Usage errors exit 2.
+expect "validate no file" 2 'usage: sdtune-engine validate' "$engine" validate
+expect "validate bad option" 2 "unknown option '--bogus'" "$engine" validate --bogus "$src/config.toml"
+expect "validate bad device" 2 'expected auto, cpu, cuda:N or sm_XY' "$engine" validate --device gpu9 "$src/config.toml"
+
+# Devices: bf16 on a pre-Ampere GPU is refused; preflight refuses an empty model path.
+printf '[precision_memory]\nmixed_precision = "bf16"\n' >"$work/bf16.toml"
+expect "device rule" 1 'needs an Ampere or newer GPU' "$engine" validate --device sm_75 "$work/bf16.toml"
+expect "device ok" 0 'bf16.toml: OK' "$engine" validate --device sm_90 "$work/bf16.toml"
+expect "preflight" 1 'error: pretrained_model_name_or_path is empty' "$engine" validate --preflight "$src/config.toml"
+expect "devices" 0 '^cpu ' "$engine" devices
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
