@@ -1,12 +1,94 @@
+/* sdtune: the terminal UI of the trainer. This first version is a read-only browser of a config file:
+ * main parses the command line, loads and validates the config, and hands it to the app (app.c). */
+#include <langinfo.h>
+#include <locale.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "app.h"
+#include "sdtune/config.h"
+#include "sdtune/diag.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: sdtune [OPTIONS] [CONFIG]\n"
+                 "\n"
+                 "Browse a training config (default ./config.toml) with its problems marked.\n"
+                 "\n"
+                 "options:\n"
+                 "  -h, --help     show this help\n"
+                 "  -V, --version  show the version\n"
+                 "\n"
+                 "Inside, F1 or ? lists the keys. Set NO_COLOR to turn colours off.\n");
+}
+
+/* Parses argv; returns -1 to exit 0 (help, version), 2 on a usage error, 0 to go on with *path. */
+static int parse_args(int argc, char **argv, const char **path)
+{
+    bool options_done = false;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!options_done && arg[0] == '-' && arg[1] != '\0') {
+            if (strcmp(arg, "--") == 0) {
+                options_done = true;
+            } else if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+                usage(stdout);
+                return -1;
+            } else if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0) {
+                printf("sdtune %s\n", SDTUNE_VERSION);
+                return -1;
+            } else {
+                fprintf(stderr, "sdtune: unknown option '%s'\n", arg);
+                fprintf(stderr, "Try 'sdtune --help'.\n");
+                return 2;
+            }
+            continue;
+        }
+        if (*path) {
+            fprintf(stderr, "sdtune: give one config file, not '%s' and '%s'\n", *path, arg);
+            return 2;
+        }
+        *path = arg;
+    }
+    if (!*path)
+        *path = "config.toml";
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
-        printf("sdtune %s\n", SDTUNE_VERSION);
-        return 0;
+    const char *path = NULL;
+    int status = parse_args(argc, argv, &path);
+    if (status != 0)
+        return status < 0 ? 0 : status;
+
+    /* The terminal's character set for ncursesw. Numbers keep the C spelling (a decimal point, never a
+     * comma) in the text forms the library parses and makes. */
+    setlocale(LC_ALL, "");
+    setlocale(LC_NUMERIC, "C");
+    bool utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
+
+    sdt_diag_list diags;
+    sdt_diag_list_init(&diags);
+    sdt_config *cfg = sdt_config_load_file(path, &diags);
+    if (!cfg) {
+        sdt_diag_list_print(&diags, stderr);
+        sdt_diag_list_free(&diags);
+        return 1;
     }
-    printf("usage: sdtune [CONFIG]\n");
-    return 0;
+    sdt_config_validate(cfg, &(sdt_validate_options){.check_filesystem = true}, &diags);
+    sdt_diag_list_sort(&diags);
+
+    app a;
+    if (app_init(&a, path, cfg, &diags, utf8) != 0) {
+        fprintf(stderr, "sdtune: out of memory\n");
+        status = 1;
+    } else if (app_run(&a) != 0) {
+        status = 1;
+    }
+    app_free(&a);
+    sdt_config_free(cfg);
+    sdt_diag_list_free(&diags);
+    return status;
 }

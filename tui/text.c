@@ -114,3 +114,15 @@ size_t text_wrap(const char *s, int cols, const char **next)
         end--;
     return end;
 }
+
+int text_wrap_count(const char *s, int cols, int hang)
+{
+    int lines = 0;
+    do {
+        const char *next;
+        text_wrap(s, lines ? cols - hang : cols, &next);
+        s = next;
+        lines++;
+    } while (*s);
+    return lines;
+}

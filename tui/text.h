@@ -22,4 +22,7 @@ void text_fill(int y, int x, int cols);
  * line starts (spaces at the break skipped; at the terminating NUL when s is done). */
 size_t text_wrap(const char *s, int cols, const char **next);
 
+/* Lines s takes word-wrapped to cols columns, its lines after the first indented by hang columns. */
+int text_wrap_count(const char *s, int cols, int hang);
+
 #endif

@@ -1,0 +1,25 @@
+/* Drawing the config view: title bar, section list, settings form, help line, key bar, and the help
+ * overlay (help.c). Drawing also settles the scroll positions for the current terminal size. */
+#ifndef SDTUNE_TUI_DRAW_H
+#define SDTUNE_TUI_DRAW_H
+
+#include "app.h"
+
+/* The smallest terminal the view is drawn in; smaller ones get a message. */
+#define DRAW_MIN_COLS 50
+#define DRAW_MIN_ROWS 12
+
+/* Picks the attributes: colour pairs when the terminal has colours and NO_COLOR is not set. */
+void draw_init_theme(app *a);
+
+/* Redraws the whole screen (curses sends only what changed). */
+void draw_screen(app *a);
+
+/* A box with a title on its top border (highlighted when focused) and info at the right of it (NULL for
+ * none). Used by draw.c and help.c. */
+void draw_box(const app *a, int y, int x, int h, int w, const char *title, bool focused, const char *info);
+
+/* The help overlay: every key from the key table, then the problems not tied to a setting. */
+void help_draw(app *a);
+
+#endif

@@ -1,0 +1,45 @@
+/* The key table: every key the UI understands, what it does, and how the help screen and the key bar
+ * name it. The input handler, the `?` help screen and the bottom key bar all read this one table. */
+#ifndef SDTUNE_TUI_KEYS_H
+#define SDTUNE_TUI_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum action {
+    ACT_UP,
+    ACT_DOWN,
+    ACT_PAGE_UP,
+    ACT_PAGE_DOWN,
+    ACT_HOME,
+    ACT_END,
+    ACT_FOCUS_FORM,
+    ACT_FOCUS_SECTIONS,
+    ACT_HELP,
+    ACT_CLOSE,
+    ACT_QUIT,
+    /* Shown in the key bar, not available yet in this read-only version. */
+    ACT_SAVE,
+    ACT_FIND,
+    ACT_RUN,
+    ACT_START,
+    ACT_STOP,
+    ACT_ABORT,
+} action;
+
+typedef struct key_binding {
+    int key;           /* a character or a curses KEY_* code */
+    const char *name;  /* how the help screen spells the key */
+    const char *label; /* what the action does; the same for every key of one action */
+    action action;
+    const char *bar; /* the key bar's label (on the F-key entry of an action); NULL when not in the bar */
+} key_binding;
+
+/* The table. Keys of one action are adjacent, the action's main key first. */
+const key_binding *keys_table(size_t *count);
+/* The binding of a key; NULL when the key does nothing. */
+const key_binding *keys_find(int key);
+/* False for the actions that come with the editing UI and the engine. */
+bool action_available(action a);
+
+#endif
