@@ -37,12 +37,11 @@ static const glyphs ascii_glyphs = {
     .bottom_right = "+",
 };
 
-static int index_settings(app *a)
+/* The schema lists its settings grouped by section in section order (tests/unit/test_schema.c holds it
+ * to that), so a section is a run of consecutive setting indexes. */
+static void index_sections(app *a)
 {
     const sdt_setting *settings = sdt_schema_settings();
-    a->order = calloc(a->count ? a->count : 1, sizeof *a->order);
-    if (!a->order)
-        return -1;
     for (size_t i = 0; i < a->count; i++)
         a->sec_len[settings[i].section]++;
     int start = 0;
@@ -50,11 +49,6 @@ static int index_settings(app *a)
         a->sec_start[s] = start;
         start += a->sec_len[s];
     }
-    int fill[SDT_SEC_COUNT];
-    memcpy(fill, a->sec_start, sizeof fill);
-    for (size_t i = 0; i < a->count; i++)
-        a->order[fill[settings[i].section]++] = (int)i;
-    return 0;
 }
 
 static int load_values(app *a)
@@ -73,7 +67,7 @@ static int load_values(app *a)
         a->default_text[i] = sdt_value_to_text(def);
         if (!a->value_text[i] || !a->default_text[i])
             return -1;
-        a->changed[i] = sdt_config_is_set(a->cfg, (int)i) && !sdt_value_equal(value, def);
+        a->changed[i] = sdt_config_is_changed(a->cfg, (int)i);
     }
     return 0;
 }
@@ -109,7 +103,8 @@ int app_init(app *a, const char *path, const sdt_config *cfg, const sdt_diag_lis
     a->count = sdt_schema_count();
     a->g = utf8 ? utf8_glyphs : ascii_glyphs;
     a->focus = FOCUS_SECTIONS;
-    if (index_settings(a) != 0 || load_values(a) != 0)
+    index_sections(a);
+    if (load_values(a) != 0)
         return -1;
     count_diags(a);
     return 0;
@@ -126,7 +121,6 @@ void app_free(app *a)
     free(a->value_text);
     free(a->default_text);
     free(a->changed);
-    free(a->order);
     memset(a, 0, sizeof *a);
 }
 

@@ -41,8 +41,7 @@ typedef struct app {
 
     /* Derived once from the schema, the config and the diagnostics. */
     size_t count;                 /* settings in the schema */
-    int *order;                   /* setting indexes, grouped by section, schema order within */
-    int sec_start[SDT_SEC_COUNT]; /* where each section's run of `order` starts */
+    int sec_start[SDT_SEC_COUNT]; /* index of the section's first setting (sections are consecutive runs) */
     int sec_len[SDT_SEC_COUNT];
     int sec_errors[SDT_SEC_COUNT]; /* diagnostics about the section's settings */
     int sec_warnings[SDT_SEC_COUNT];

@@ -298,7 +298,7 @@ static void draw_form(app *a, int y, int x, int h, int w)
     fg.value_x = 1 + fg.key_w + 3; /* pad, key, space, changed mark, space */
     fg.value_w = fg.inner - fg.value_x - 1;
 
-    int cursor_setting = len > 0 ? a->order[a->sec_start[sec] + p->cursor] : -1;
+    int cursor_setting = len > 0 ? a->sec_start[sec] + p->cursor : -1;
     int detail_x = fg.x + 3, detail_w = fg.inner - 4;
     int extra = 0;
     if (focused && cursor_setting >= 0 && split_row(a, cursor_setting, fg.value_w).diag_cut)
@@ -325,7 +325,7 @@ static void draw_form(app *a, int y, int x, int h, int w)
     }
     int line = 0;
     for (int i = p->top; i < len && line < rows; i++) {
-        int setting = a->order[a->sec_start[sec] + i];
+        int setting = a->sec_start[sec] + i;
         bool cursor = focused && i == p->cursor;
         draw_row(a, &fg, y + 1 + line, setting, cursor, cursor && extra > 0);
         line++;
@@ -385,7 +385,7 @@ static void draw_help_line(const app *a, int y, int width)
     if (a->help_open)
         text = sdt_format("Esc closes the help%sUp/Down/PgUp/PgDn scroll it", a->g.sep);
     else if (a->focus == FOCUS_FORM && a->sec_len[a->section] > 0)
-        text = setting_help(a, a->order[a->sec_start[a->section] + a->pos[a->section].cursor], &facts);
+        text = setting_help(a, a->sec_start[a->section] + a->pos[a->section].cursor, &facts);
     else
         text = section_help(a);
     attrset(A_NORMAL);

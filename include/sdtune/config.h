@@ -42,6 +42,8 @@ const char *sdt_config_source(const sdt_config *cfg);
 
 /* Values. `setting` is a schema index. get returns the effective value (set, or the current default). */
 bool sdt_config_is_set(const sdt_config *cfg, int setting);
+/* Set, and to a value other than the current default: the user chose something. */
+bool sdt_config_is_changed(const sdt_config *cfg, int setting);
 const sdt_value *sdt_config_get(const sdt_config *cfg, int setting);
 const sdt_value *sdt_config_default(const sdt_config *cfg, int setting);
 /* Where a set value was written in its file (line, col 1-based); 0,0 when unknown or unset. */

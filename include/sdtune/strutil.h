@@ -31,12 +31,20 @@ void sdt_buf_free(sdt_buf *buf);
 void sdt_buf_append(sdt_buf *buf, const char *s, size_t n);
 void sdt_buf_puts(sdt_buf *buf, const char *s);
 void sdt_buf_printf(sdt_buf *buf, const char *fmt, ...) SDT_PRINTF(2, 3);
+/* Drops trailing newlines down to exactly one (a generated file ends with one newline, not a blank line). */
+void sdt_buf_end_with_one_newline(sdt_buf *buf);
 /* Hands the data over to the caller (NULL if anything failed) and leaves the buffer empty. */
 char *sdt_buf_take(sdt_buf *buf);
 
 /* Optimal string alignment distance (Levenshtein plus adjacent transpositions), ASCII case-folded.
  * Returns a value > limit as soon as the distance is known to exceed limit. */
 size_t sdt_edit_distance(const char *a, const char *b, size_t limit);
+
+/* The index of the candidate closest to name by sdt_edit_distance, within a budget that grows with the
+ * length of name (1 edit up to 4 characters, 2 up to 9, else 3); -1 when none is that close. candidate(ctx,
+ * i) returns the i-th of n candidates. Used for every "did you mean". */
+int sdt_closest_match(const char *name, const char *(*candidate)(const void *ctx, size_t i), const void *ctx,
+                      size_t n);
 
 /* The offset of the first byte that is not valid UTF-8 (overlongs, surrogates and code points above
  * U+10FFFF are invalid); len when all of text is valid. */

@@ -148,6 +148,12 @@ bool sdt_config_is_set(const sdt_config *cfg, int setting)
     return valid_index(cfg, setting) && cfg->is_set[setting];
 }
 
+bool sdt_config_is_changed(const sdt_config *cfg, int setting)
+{
+    return sdt_config_is_set(cfg, setting) &&
+           !sdt_value_equal(&cfg->values[setting], &cfg->defaults[setting]);
+}
+
 const sdt_value *sdt_config_default(const sdt_config *cfg, int setting)
 {
     assert(valid_index(cfg, setting));
@@ -252,35 +258,22 @@ int sdt_config_set_text(sdt_config *cfg, int setting, const char *text, sdt_diag
 
 /* ---- loading ---------------------------------------------------------------------------------- */
 
+static const char *setting_key(const void *ctx, size_t i) { return ((const sdt_setting *)ctx)[i].key; }
+
 int sdt_schema_suggest(const char *name)
 {
-    const sdt_setting *settings = sdt_schema_settings();
-    size_t n = sdt_schema_count(), len = strlen(name);
-    size_t limit = len <= 4 ? 1 : len <= 9 ? 2 : 3;
-    size_t best_distance = limit + 1;
-    int best = -1;
-    for (size_t k = 0; k < n; k++) {
-        size_t d = sdt_edit_distance(name, settings[k].key, limit);
-        if (d < best_distance) {
-            best_distance = d;
-            best = (int)k;
-        }
-    }
-    return best;
+    return sdt_closest_match(name, setting_key, sdt_schema_settings(), sdt_schema_count());
+}
+
+static const char *section_name_at(const void *ctx, size_t i)
+{
+    (void)ctx;
+    return sdt_section_name((sdt_section)i);
 }
 
 static int suggest_section(const char *name)
 {
-    size_t len = strlen(name), limit = len <= 4 ? 1 : len <= 9 ? 2 : 3, best_distance = limit + 1;
-    int best = -1;
-    for (int s = 0; s < SDT_SEC_COUNT; s++) {
-        size_t d = sdt_edit_distance(name, sdt_section_name((sdt_section)s), limit);
-        if (d < best_distance) {
-            best_distance = d;
-            best = s;
-        }
-    }
-    return best;
+    return sdt_closest_match(name, section_name_at, NULL, SDT_SEC_COUNT);
 }
 
 typedef struct load_context {

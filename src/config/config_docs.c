@@ -115,7 +115,6 @@ char *sdt_schema_markdown(void)
         }
         sdt_buf_puts(&out, "\n");
     }
-    if (!out.failed && out.len >= 2 && out.data[out.len - 1] == '\n' && out.data[out.len - 2] == '\n')
-        out.data[--out.len] = '\0';
+    sdt_buf_end_with_one_newline(&out);
     return sdt_buf_take(&out);
 }

@@ -53,9 +53,7 @@ char *sdt_config_to_toml(const sdt_config *cfg)
             if ((int)settings[k].section == section)
                 append_setting(&out, cfg, (int)k);
     }
-    /* One trailing newline, not two. */
-    if (!out.failed && out.len >= 2 && out.data[out.len - 1] == '\n' && out.data[out.len - 2] == '\n')
-        out.data[--out.len] = '\0';
+    sdt_buf_end_with_one_newline(&out);
     return sdt_buf_take(&out);
 }
 

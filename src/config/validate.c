@@ -59,12 +59,6 @@ static bool is(const rule_context *ctx, const char *key, const char *value)
 }
 static bool given(const rule_context *ctx, const char *key) { return S(ctx, key)[0] != '\0'; }
 
-/* A setting the user gave a value other than its default. */
-static bool changed(const sdt_config *cfg, int k)
-{
-    return sdt_config_is_set(cfg, k) && !sdt_value_equal(sdt_config_get(cfg, k), sdt_config_default(cfg, k));
-}
-
 /* ---- relevance: values that would have no effect ----------------------------------------------- */
 
 static void check_relevance(rule_context *ctx)
@@ -72,7 +66,7 @@ static void check_relevance(rule_context *ctx)
     const sdt_setting *settings = sdt_schema_settings();
     size_t n = sdt_schema_count();
     for (size_t k = 0; k < n; k++) {
-        if (!changed(ctx->cfg, (int)k) || sdt_config_relevant(ctx->cfg, (int)k))
+        if (!sdt_config_is_changed(ctx->cfg, (int)k) || sdt_config_relevant(ctx->cfg, (int)k))
             continue;
         const sdt_setting *s = &settings[k];
         /* An SDXL-only setting on another family is a wrong model, not just a no-op. */
@@ -451,7 +445,7 @@ static void check_preflight(rule_context *ctx)
     const sdt_setting *settings = sdt_schema_settings();
     size_t n = sdt_schema_count();
     for (size_t k = 0; k < n; k++)
-        if (settings[k].impl == SDT_IMPL_PLANNED && changed(ctx->cfg, (int)k) &&
+        if (settings[k].impl == SDT_IMPL_PLANNED && sdt_config_is_changed(ctx->cfg, (int)k) &&
             sdt_config_relevant(ctx->cfg, (int)k))
             ERROR(ctx, KEYS(settings[k].key),
                   "%s is not implemented by the engine yet; remove it (or set it to its default) to train",

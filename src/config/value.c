@@ -419,6 +419,8 @@ char *sdt_setting_allowed_text(const sdt_setting *s)
     return sdt_buf_take(&buf);
 }
 
+static const char *enum_value_at(const void *ctx, size_t i) { return ((const char *const *)ctx)[i]; }
+
 static bool number_in_range(const sdt_setting *s, double x)
 {
     return !(s->has_min && x < s->min) && !(s->has_max && x > s->max);
@@ -458,15 +460,11 @@ char *sdt_value_check(const sdt_setting *s, const sdt_value *value)
     if (s->type == SDT_T_ENUM) {
         /* A near miss gets a suggestion: "adamw8bit" -> AdamW8bit is handled by canonicalising case,
          * this catches real typos such as "consine". */
-        const char *best = NULL;
-        size_t best_distance = 3;
-        for (const char *const *v = s->enum_values; v && *v; v++) {
-            size_t d = sdt_edit_distance(value->s, *v, 2);
-            if (d < best_distance) {
-                best_distance = d;
-                best = *v;
-            }
-        }
+        size_t n_values = 0;
+        while (s->enum_values && s->enum_values[n_values])
+            n_values++;
+        int guess = sdt_closest_match(value->s, enum_value_at, s->enum_values, n_values);
+        const char *best = guess >= 0 ? s->enum_values[guess] : NULL;
         if (best)
             message = sdt_format("%s = \"%s\" is not allowed (did you mean \"%s\"?); %s", s->key,
                                  shown ? shown : "", best, allowed ? allowed : "");

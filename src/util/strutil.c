@@ -87,6 +87,16 @@ void sdt_buf_printf(sdt_buf *buf, const char *fmt, ...)
     free(s);
 }
 
+void sdt_buf_end_with_one_newline(sdt_buf *buf)
+{
+    if (buf->failed || !buf->len)
+        return;
+    while (buf->len >= 2 && buf->data[buf->len - 1] == '\n' && buf->data[buf->len - 2] == '\n')
+        buf->data[--buf->len] = '\0';
+    if (buf->data[buf->len - 1] != '\n')
+        sdt_buf_puts(buf, "\n");
+}
+
 char *sdt_buf_take(sdt_buf *buf)
 {
     char *data = NULL;
@@ -136,6 +146,23 @@ size_t sdt_edit_distance(const char *a, const char *b, size_t limit)
         cur = recycled;
     }
     return prev[m];
+}
+
+int sdt_closest_match(const char *name, const char *(*candidate)(const void *ctx, size_t i), const void *ctx,
+                      size_t n)
+{
+    size_t len = strlen(name);
+    size_t limit = len <= 4 ? 1 : len <= 9 ? 2 : 3;
+    size_t best_distance = limit + 1;
+    int best = -1;
+    for (size_t i = 0; i < n; i++) {
+        size_t d = sdt_edit_distance(name, candidate(ctx, i), limit);
+        if (d < best_distance) {
+            best_distance = d;
+            best = (int)i;
+        }
+    }
+    return best;
 }
 
 size_t sdt_utf8_invalid_at(const char *text, size_t len)
