@@ -1,0 +1,187 @@
+/* The op interface the models call. One engine context per process owns the backend (CPU or CUDA) and its
+ * state; every op takes it first. Ops check their tensors (device, dtype, shape) and return 0, or -1 with
+ * the reason in sdt_engine_error(); they never exit.
+ *
+ * Tensors carry a dtype (F32, F16, BF16) and a device. The CPU backend computes in fp32, converting F16 and
+ * BF16 tensors on the way in and out (accumulating gradients are widened, added to and rounded back).
+ *
+ * Layouts and gradient rules are those of kernels/cpu/cpu_ops.h (channels-last activations, conv weights
+ * [OC, KH, KW, C], backward adds into every gradient, a NULL gradient is not computed); docs/ops.md lists
+ * every op with its tensors.
+ */
+#ifndef SDTUNE_KERNELS_BACKEND_H
+#define SDTUNE_KERNELS_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sdtune/dtype.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SDT_MAX_DIMS 5
+
+typedef enum sdt_device_kind {
+    SDT_DEVICE_CPU = 0,
+    SDT_DEVICE_CUDA = 1,
+} sdt_device_kind;
+
+/* A view of memory the caller owns (an arena slice, a mapped file): the struct is a value, cheap to copy. */
+typedef struct sdt_tensor {
+    void *data;
+    sdt_dtype dtype;
+    sdt_device_kind device;
+    int ndim;
+    int64_t shape[SDT_MAX_DIMS];
+} sdt_tensor;
+
+/* A CPU tensor view; shape has ndim entries (ndim <= SDT_MAX_DIMS). */
+sdt_tensor sdt_tensor_view(void *data, sdt_dtype dtype, int ndim, const int64_t *shape);
+int64_t sdt_tensor_numel(const sdt_tensor *t);
+size_t sdt_tensor_bytes(const sdt_tensor *t);
+/* Writes "[2, 64, 64, 320] f32" into buf. */
+void sdt_tensor_describe(const sdt_tensor *t, char *buf, size_t size);
+
+/* ---- the engine context ---------------------------------------------------------------------------- */
+
+typedef struct sdt_engine sdt_engine;
+
+typedef struct sdt_engine_options {
+    sdt_device_kind device;
+    int device_index; /* CUDA device number */
+    int threads;      /* CPU threads for OpenMP and BLAS; 0 = all cores */
+} sdt_engine_options;
+
+/* Returns 0 and *out, or -1 with *error set (caller frees) when the device cannot be used. */
+int sdt_engine_create(const sdt_engine_options *options, sdt_engine **out, char **error);
+void sdt_engine_free(sdt_engine *engine);
+/* "cpu" or "cuda". */
+const char *sdt_engine_backend_name(const sdt_engine *engine);
+sdt_device_kind sdt_engine_device(const sdt_engine *engine);
+/* The message of the last op that failed ("conv2d: weight is [8, 3, 3, 4] f32, expected ..."). */
+const char *sdt_engine_error(const sdt_engine *engine);
+/* Sets the error message (printf-style); returns -1 so callers can `return sdt_engine_fail(...)`. */
+int sdt_engine_fail(sdt_engine *engine, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Device memory: CPU memory is 64-byte aligned host memory; CUDA memory is device memory. */
+void *sdt_engine_alloc(sdt_engine *engine, size_t bytes);
+void sdt_engine_dealloc(sdt_engine *engine, void *ptr);
+/* Copies between host memory and a tensor of the engine's device (plain memcpy on the CPU). */
+int sdt_engine_upload(sdt_engine *engine, sdt_tensor *dst, const void *host, size_t bytes);
+int sdt_engine_download(sdt_engine *engine, void *host, const sdt_tensor *src, size_t bytes);
+/* Waits for queued work (a no-op on the CPU). */
+int sdt_engine_sync(sdt_engine *engine);
+
+/* ---- ops --------------------------------------------------------------------------------------------- */
+/* Shapes name the dimensions as cpu_ops.h does. "rows" ops accept any rank and flatten leading dims. */
+
+/* out [..., OC] = inp [..., C] @ weight [OC, C]^T + bias [OC] (bias may be NULL). */
+int sdt_linear_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp, const sdt_tensor *weight,
+                       const sdt_tensor *bias);
+int sdt_linear_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sdt_tensor *dbias,
+                        const sdt_tensor *dout, const sdt_tensor *inp, const sdt_tensor *weight);
+
+typedef struct sdt_conv2d_params {
+    int stride;
+    int pad_top, pad_left, pad_bottom, pad_right;
+} sdt_conv2d_params;
+
+/* out [B, OH, OW, OC] = conv(inp [B, H, W, C], weight [OC, KH, KW, C]) + bias [OC] (may be NULL). */
+int sdt_conv2d_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp, const sdt_tensor *weight,
+                       const sdt_tensor *bias, const sdt_conv2d_params *p);
+int sdt_conv2d_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sdt_tensor *dbias,
+                        const sdt_tensor *dout, const sdt_tensor *inp, const sdt_tensor *weight,
+                        const sdt_conv2d_params *p);
+
+/* out [B, ..., C] = group_norm(inp [B, ..., C]) (then SiLU when fuse_silu); mean, rstd [B, groups] are
+ * saved for backward and must be F32. */
+int sdt_group_norm_forward(sdt_engine *e, sdt_tensor *out, sdt_tensor *mean, sdt_tensor *rstd,
+                           const sdt_tensor *inp, const sdt_tensor *weight, const sdt_tensor *bias,
+                           int groups, float eps, int fuse_silu);
+int sdt_group_norm_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sdt_tensor *dbias,
+                            const sdt_tensor *dout, const sdt_tensor *inp, const sdt_tensor *weight,
+                            const sdt_tensor *bias, const sdt_tensor *mean, const sdt_tensor *rstd,
+                            int groups, int fuse_silu);
+
+/* Layer norm over the last dim: out [..., C]; mean, rstd [...] F32, saved for backward. */
+int sdt_layer_norm_forward(sdt_engine *e, sdt_tensor *out, sdt_tensor *mean, sdt_tensor *rstd,
+                           const sdt_tensor *inp, const sdt_tensor *weight, const sdt_tensor *bias,
+                           float eps);
+int sdt_layer_norm_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sdt_tensor *dbias,
+                            const sdt_tensor *dout, const sdt_tensor *inp, const sdt_tensor *weight,
+                            const sdt_tensor *mean, const sdt_tensor *rstd);
+
+/* out [B, Lq, H*D] = attention(q [B, Lq, H*D], k, v [B, Lk, H*D]); lse [B, H, Lq] F32 saved for backward. */
+int sdt_attention_forward(sdt_engine *e, sdt_tensor *out, sdt_tensor *lse, const sdt_tensor *q,
+                          const sdt_tensor *k, const sdt_tensor *v, int heads, float scale, int causal);
+int sdt_attention_backward(sdt_engine *e, sdt_tensor *dq, sdt_tensor *dk, sdt_tensor *dv,
+                           const sdt_tensor *dout, const sdt_tensor *q, const sdt_tensor *k,
+                           const sdt_tensor *v, const sdt_tensor *out, const sdt_tensor *lse, int heads,
+                           float scale, int causal);
+
+/* Softmax over the last dim. */
+int sdt_softmax_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp);
+int sdt_softmax_backward(sdt_engine *e, sdt_tensor *dinp, const sdt_tensor *dout, const sdt_tensor *out);
+
+typedef enum sdt_activation {
+    SDT_ACT_SILU,
+    SDT_ACT_GELU,
+    SDT_ACT_GELU_TANH,
+    SDT_ACT_QUICK_GELU,
+} sdt_activation;
+const char *sdt_activation_name(sdt_activation act); /* "silu", "gelu", "gelu_tanh", "quick_gelu" */
+
+int sdt_activation_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp, sdt_activation act);
+int sdt_activation_backward(sdt_engine *e, sdt_tensor *dinp, const sdt_tensor *dout, const sdt_tensor *inp,
+                            sdt_activation act);
+
+/* out [..., F] = a * gelu(g) where inp [..., 2F] = [a | g]. */
+int sdt_geglu_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp);
+int sdt_geglu_backward(sdt_engine *e, sdt_tensor *dinp, const sdt_tensor *dout, const sdt_tensor *inp);
+
+/* out = a + b, same shapes (out may be a or b). */
+int sdt_add_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *a, const sdt_tensor *b);
+int sdt_add_backward(sdt_engine *e, sdt_tensor *da, sdt_tensor *db, const sdt_tensor *dout);
+
+/* out [B, ..., C] = inp [B, ..., C] + vec [B, C] broadcast over the middle dims. */
+int sdt_add_channel_vector_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp,
+                                   const sdt_tensor *vec);
+int sdt_add_channel_vector_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dvec,
+                                    const sdt_tensor *dout);
+
+/* out [..., Ca + Cb] = [a [..., Ca] | b [..., Cb]]. */
+int sdt_concat_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *a, const sdt_tensor *b);
+int sdt_concat_backward(sdt_engine *e, sdt_tensor *da, sdt_tensor *db, const sdt_tensor *dout);
+
+/* out [B, 2H, 2W, C] = nearest 2x upsample of inp [B, H, W, C]. */
+int sdt_upsample2x_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp);
+int sdt_upsample2x_backward(sdt_engine *e, sdt_tensor *dinp, const sdt_tensor *dout);
+
+/* out [B, dim] from timesteps [B] (F32); see cpu_timestep_embedding. */
+int sdt_timestep_embedding(sdt_engine *e, sdt_tensor *out, const sdt_tensor *timesteps, int flip_sin_to_cos,
+                           float freq_shift, float max_period);
+
+/* loss [1] (F32) = mean over b of weights[b] * mean((pred[b] - target[b])^2); pred, target [B, ...];
+ * weights [B] F32 or NULL; per_sample [B] F32 or NULL. */
+int sdt_mse_loss_forward(sdt_engine *e, sdt_tensor *loss, sdt_tensor *per_sample, const sdt_tensor *pred,
+                         const sdt_tensor *target, const sdt_tensor *weights);
+/* dpred += dloss * d(loss)/d(pred). */
+int sdt_mse_loss_backward(sdt_engine *e, sdt_tensor *dpred, const sdt_tensor *pred, const sdt_tensor *target,
+                          const sdt_tensor *weights, float dloss);
+
+/* Elementwise helpers on any compute dtype. copy converts between dtypes (same numel). */
+int sdt_fill(sdt_engine *e, sdt_tensor *t, float value);
+int sdt_scale(sdt_engine *e, sdt_tensor *t, float alpha);
+int sdt_axpy(sdt_engine *e, sdt_tensor *y, float alpha, const sdt_tensor *x);
+int sdt_copy(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
