@@ -9,7 +9,8 @@ FUZZ_SECONDS ?= 30
 
 # Debian 12 packages the build and the tests need.
 PACKAGES := cmake ninja-build pkg-config gcc g++ make clang libclang-rt-14-dev clang-format \
-            libtomlplusplus-dev libncurses-dev tmux
+            libtomlplusplus-dev libncurses-dev tmux \
+            libjansson-dev libopenblas-dev libomp-14-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -49,11 +50,13 @@ build-sanitize: deps $(SANITIZE_DIR)/build.ninja
 regen: build
 	cmake --build $(BUILD_DIR) --target regen
 
-# A longer fuzzing session by hand: make fuzz FUZZ_SECONDS=600
+# A longer fuzzing session by hand, each fuzzer for FUZZ_SECONDS: make fuzz FUZZ_SECONDS=600
 fuzz: build-sanitize
-	mkdir -p $(SANITIZE_DIR)/fuzz-corpus
+	mkdir -p $(SANITIZE_DIR)/fuzz-corpus $(SANITIZE_DIR)/fuzz-corpus-safetensors
 	$(SANITIZE_DIR)/bin/fuzz_config_load -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    $(SANITIZE_DIR)/fuzz-corpus tests/fuzz/corpus
+	$(SANITIZE_DIR)/bin/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -max_len=8192 $(SANITIZE_DIR)/fuzz-corpus-safetensors tests/fuzz/corpus_safetensors
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cpp' '*.cu')
