@@ -21,6 +21,9 @@ run: build
 
 test: build build-sanitize
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) -LE fuzz
+	@echo "op checks (tests/ops; ops.* above):"
+	@for mode in golden grad; do printf '  %-7s' $$mode; \
+	    $(BUILD_DIR)/bin/ops-runner --mode $$mode --dir tests/data/ops | tail -n 1; done
 	cd $(SANITIZE_DIR) && SDTUNE_FUZZ_SECONDS=$(FUZZ_SECONDS) ctest --output-on-failure -j$(JOBS)
 
 # Installs only what is missing; a no-op (one dpkg query) when everything is there.

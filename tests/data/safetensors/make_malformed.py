@@ -76,7 +76,7 @@ FILES = {
     "count_overflow": st('{"w":' + entry("U8", [281474976710655, 281474976710655], 0, 0) + "}"),
     # Sub-byte dtypes must fill whole bytes: 3 x 4 bits = 12 bits.
     "subbyte_partial": st('{"w":' + entry("F4", [3], 0, 2) + "}", b"\x00\x00"),
-    # END - BEGIN does not match the dtype and shape (the example message of the brief).
+    # END - BEGIN does not match the dtype and shape.
     "size_mismatch": st('{"down.weight":' + entry("F32", [2, 2], 0, 12) + "}", f32(1, 2, 3)),
     # Offsets that do not tile the data buffer.
     "offsets_not_from_zero": st('{"a":' + entry("F32", [1], 4, 8) + "}", f32(0, 1)),
