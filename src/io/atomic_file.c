@@ -10,16 +10,19 @@
 
 #include "sdtune/strutil.h"
 
-static int write_all(int fd, const char *data, size_t len)
+/* write(2) until everything is out: short writes and EINTR happen on large files. */
+static int write_all(int fd, const void *data, size_t len)
 {
+    const char *p = data;
     while (len) {
-        ssize_t n = write(fd, data, len);
+        size_t chunk = len > ((size_t)1 << 30) ? ((size_t)1 << 30) : len;
+        ssize_t n = write(fd, p, chunk);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             return -1;
         }
-        data += n;
+        p += n;
         len -= (size_t)n;
     }
     return 0;
@@ -36,61 +39,108 @@ static char *folder_of(const char *path)
     return sdt_strndup(path, (size_t)(slash - path));
 }
 
-int sdt_atomic_write(const char *path, const void *data, size_t len, char **error)
+static void release(sdt_atomic_file *file)
+{
+    free(file->path);
+    free(file->tmp);
+    file->path = file->tmp = NULL;
+    file->fd = -1;
+}
+
+int sdt_atomic_open(sdt_atomic_file *file, const char *path, char **error)
 {
     *error = NULL;
-    char *tmp = sdt_format("%s.tmp.XXXXXX", path);
-    char *folder = folder_of(path);
-    if (!tmp || !folder) {
-        free(tmp);
-        free(folder);
+    file->fd = -1;
+    file->path = sdt_strdup(path);
+    file->tmp = sdt_format("%s.tmp.XXXXXX", path);
+    if (!file->path || !file->tmp) {
+        release(file);
         *error = sdt_format("out of memory");
         return -1;
     }
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        *error = sdt_format("cannot create a temporary file in %s: %s", folder, strerror(errno));
-        free(tmp);
+    file->fd = mkstemp(file->tmp);
+    if (file->fd < 0) {
+        char *folder = folder_of(path);
+        *error =
+            sdt_format("cannot create a temporary file in %s: %s", folder ? folder : path, strerror(errno));
         free(folder);
+        release(file);
         return -1;
     }
+    /* A replaced file keeps its permissions; a new one gets the usual 0644. */
     struct stat old;
     mode_t mode = stat(path, &old) == 0 ? (old.st_mode & 07777) : 0644;
-    const char *step = "write";
-    if (fchmod(fd, mode) != 0)
-        step = "set permissions of";
-    else if (write_all(fd, data, len) != 0)
-        step = "write";
-    else if (fsync(fd) != 0)
+    if (fchmod(file->fd, mode) != 0) {
+        *error = sdt_format("cannot set permissions of %s: %s", path, strerror(errno));
+        sdt_atomic_abandon(file);
+        return -1;
+    }
+    return 0;
+}
+
+int sdt_atomic_append(sdt_atomic_file *file, const void *data, size_t len, char **error)
+{
+    if (write_all(file->fd, data, len) != 0) {
+        *error = sdt_format("cannot write %s: %s", file->path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void sdt_atomic_abandon(sdt_atomic_file *file)
+{
+    if (file->fd >= 0)
+        close(file->fd);
+    if (file->tmp)
+        unlink(file->tmp);
+    release(file);
+}
+
+int sdt_atomic_commit(sdt_atomic_file *file, char **error)
+{
+    const char *step = NULL;
+    int saved_errno = 0;
+    if (fsync(file->fd) != 0) {
         step = "sync";
-    else
-        step = NULL;
-    int saved_errno = errno;
-    if (close(fd) != 0 && !step) {
+        saved_errno = errno;
+    }
+    if (close(file->fd) != 0 && !step) {
         step = "close";
         saved_errno = errno;
     }
-    if (!step && rename(tmp, path) != 0) {
+    file->fd = -1;
+    if (!step && rename(file->tmp, file->path) != 0) {
         step = "rename";
         saved_errno = errno;
     }
     if (step) {
-        unlink(tmp);
-        *error = sdt_format("cannot %s %s: %s", step, path, strerror(saved_errno));
-        free(tmp);
-        free(folder);
+        *error = sdt_format("cannot %s %s: %s", step, file->path, strerror(saved_errno));
+        sdt_atomic_abandon(file);
         return -1;
     }
     /* The data is safe; the folder's fsync makes the new name survive a power cut. A failure here is
      * not worth failing the save for: the file is complete under one name or the other. */
-    int dir_fd = open(folder, O_RDONLY | O_DIRECTORY);
+    char *folder = folder_of(file->path);
+    int dir_fd = folder ? open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     if (dir_fd >= 0) {
         (void)fsync(dir_fd);
         close(dir_fd);
     }
-    free(tmp);
     free(folder);
+    release(file);
     return 0;
+}
+
+int sdt_atomic_write(const char *path, const void *data, size_t len, char **error)
+{
+    sdt_atomic_file file;
+    if (sdt_atomic_open(&file, path, error) != 0)
+        return -1;
+    if (sdt_atomic_append(&file, data, len, error) != 0) {
+        sdt_atomic_abandon(&file);
+        return -1;
+    }
+    return sdt_atomic_commit(&file, error);
 }
 
 int sdt_read_file(const char *path, size_t max_bytes, char **data, size_t *len, char **error)

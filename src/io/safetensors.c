@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sdtune/atomic_file.h"
 #include "sdtune/strutil.h"
 
 /* A metadata pair; the strings belong to the parsed JSON. */
@@ -785,127 +786,60 @@ static char *build_header(const plan_item *items, size_t n, const char *const *k
     return sdt_buf_take(&b);
 }
 
-/* write(2) until everything is out (short writes and EINTR happen on large files). */
-static int write_all(int fd, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    while (len) {
-        size_t chunk = len > (1u << 30) ? (1u << 30) : len;
-        ssize_t n = write(fd, p, chunk);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* The folder of path ("." when it has none), for the fsync that makes the rename durable. */
-static char *folder_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        return sdt_strdup(".");
-    if (slash == path)
-        return sdt_strdup("/");
-    return sdt_strndup(path, (size_t)(slash - path));
-}
-
 enum { FILL_CHUNK = 1 << 20 };
 
-/* Streams the header and every tensor into fd. Returns 0, or -1 with *error set. */
-static int write_contents(int fd, const char *path, const char *tmp, const char *header, size_t header_len,
+/* Streams the header and every tensor into the file. Returns 0, or -1 with *error set (sdt_atomic_file's
+ * messages name the file already). */
+static int write_contents(sdt_atomic_file *file, const char *path, const char *header, size_t header_len,
                           const plan_item *items, size_t n, char **error)
 {
     char q[QUOTED_MAX];
-    unsigned char prefix[8];
+    unsigned char prefix[8]; /* the header length, u64 little-endian */
     for (int i = 0; i < 8; i++)
         prefix[i] = (unsigned char)((uint64_t)header_len >> (8 * i));
-    if (write_all(fd, prefix, 8) != 0 || write_all(fd, header, header_len) != 0)
-        return fail(error, "%s: cannot write %s: %s", path, tmp, strerror(errno));
-    unsigned char *chunk = NULL;
-    for (size_t i = 0; i < n; i++) {
+    if (sdt_atomic_append(file, prefix, 8, error) != 0 ||
+        sdt_atomic_append(file, header, header_len, error) != 0)
+        return -1;
+    unsigned char *chunk = NULL; /* [FILL_CHUNK] bytes from a tensor's fill callback */
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
         const sdt_st_write_tensor *t = items[i].t;
         if (items[i].nbytes == 0)
             continue;
         if (t->data) {
-            if (write_all(fd, t->data, (size_t)items[i].nbytes) != 0) {
-                free(chunk);
-                return fail(error, "%s: cannot write %s: %s", path, tmp, strerror(errno));
-            }
+            rc = sdt_atomic_append(file, t->data, (size_t)items[i].nbytes, error);
             continue;
         }
-        if (!chunk && !(chunk = malloc(FILL_CHUNK)))
-            return fail(error, "%s: out of memory", path);
-        for (uint64_t done = 0; done < items[i].nbytes;) {
+        if (!chunk && !(chunk = malloc(FILL_CHUNK))) {
+            rc = fail(error, "%s: out of memory", path);
+            break;
+        }
+        for (uint64_t done = 0; done < items[i].nbytes && rc == 0;) {
             size_t len = items[i].nbytes - done > FILL_CHUNK ? FILL_CHUNK : (size_t)(items[i].nbytes - done);
-            if (t->fill(t->fill_ctx, done, chunk, len) != 0) {
-                free(chunk);
-                return fail(error, "%s: tensor %s: its data source failed at byte %" PRIu64, path,
-                            quote(t->name, q), done);
-            }
-            if (write_all(fd, chunk, len) != 0) {
-                free(chunk);
-                return fail(error, "%s: cannot write %s: %s", path, tmp, strerror(errno));
-            }
+            if (t->fill(t->fill_ctx, done, chunk, len) != 0)
+                rc = fail(error, "%s: tensor %s: its data source failed at byte %" PRIu64, path,
+                          quote(t->name, q), done);
+            else
+                rc = sdt_atomic_append(file, chunk, len, error);
             done += len;
         }
     }
     free(chunk);
-    if (fsync(fd) != 0)
-        return fail(error, "%s: cannot sync %s: %s", path, tmp, strerror(errno));
-    return 0;
+    return rc;
 }
 
-/* Writes header and data to a temporary file beside path and renames it over path. */
+/* Writes header and data to a temporary file beside path and renames it over path (sdt_atomic_file). */
 static int write_file(const char *path, const char *header, size_t header_len, const plan_item *items,
                       size_t n, char **error)
 {
-    char *tmp = sdt_format("%s.tmp.XXXXXX", path);
-    char *folder = folder_of(path);
-    if (!tmp || !folder) {
-        free(tmp);
-        free(folder);
-        return fail(error, "%s: out of memory", path);
-    }
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        int r = fail(error, "%s: cannot create a temporary file in %s: %s", path, folder, strerror(e));
-        free(folder);
-        return r;
-    }
-    struct stat old;
-    mode_t mode = stat(path, &old) == 0 ? (old.st_mode & 07777) : 0644;
-    int rc = 0;
-    if (fchmod(fd, mode) != 0)
-        rc = fail(error, "%s: cannot set the permissions of %s: %s", path, tmp, strerror(errno));
-    else
-        rc = write_contents(fd, path, tmp, header, header_len, items, n, error);
-    if (close(fd) != 0 && rc == 0)
-        rc = fail(error, "%s: cannot close %s: %s", path, tmp, strerror(errno));
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = fail(error, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-    if (rc != 0) {
-        unlink(tmp);
-        free(tmp);
-        free(folder);
+    sdt_atomic_file file;
+    if (sdt_atomic_open(&file, path, error) != 0)
+        return -1;
+    if (write_contents(&file, path, header, header_len, items, n, error) != 0) {
+        sdt_atomic_abandon(&file);
         return -1;
     }
-    /* The data is safe; the folder's fsync makes the new name survive a power cut. Its failure is not worth
-     * failing the save for: the file is complete under one name or the other. */
-    int dir_fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd >= 0) {
-        (void)fsync(dir_fd);
-        close(dir_fd);
-    }
-    free(tmp);
-    free(folder);
-    return 0;
+    return sdt_atomic_commit(&file, error);
 }
 
 /* Validates the inputs, plans the layout, builds the header and writes the file. */
