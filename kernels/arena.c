@@ -136,8 +136,7 @@ int sdt_arenas_alloc(sdt_engine *e, const sdt_arena_plan *plan, sdt_arenas *aren
         if (sdt_tensor_numel(t) > 0)
             t->data = (char *)arenas->block[spec->life] + plan->offsets[i];
     }
-    /* Scratch specs reserve room; the stack starts empty. */
-    arenas->scratch_top = 0;
+    /* Scratch specs only reserve room: the stack starts empty (scratch_top 0 from the memset above). */
     return 0;
 }
 

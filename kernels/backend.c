@@ -10,7 +10,7 @@
 #include "backend_impl.h"
 #include "sdtune/strutil.h"
 
-/* ---- tensors ------------------------------------------------------------------------------------------ */
+/* ---- tensors ------------------------------------------------------------------------------------------- */
 
 sdt_tensor sdt_tensor_view(void *data, sdt_dtype dtype, int ndim, const int64_t *shape)
 {
@@ -77,8 +77,7 @@ const char *sdt_activation_name(sdt_activation act)
     return "?";
 }
 
-/* ---- the engine ------------------------------------------------------------------------------------------
- */
+/* ---- the engine ---------------------------------------------------------------------------------------- */
 
 int sdt_engine_create(const sdt_engine_options *options, sdt_engine **out, char **error)
 {
@@ -163,8 +162,7 @@ int sdt_engine_download(sdt_engine *engine, void *host, const sdt_tensor *src, s
 
 int sdt_engine_sync(sdt_engine *engine) { return engine->ops->sync ? engine->ops->sync(engine) : 0; }
 
-/* ---- checks ----------------------------------------------------------------------------------------------
- */
+/* ---- checks -------------------------------------------------------------------------------------------- */
 
 enum { ANY_DTYPE = 0, F32_ONLY = 1 };
 
@@ -267,8 +265,20 @@ static int need_rank(sdt_engine *e, const char *op, const char *role, const sdt_
     return 0;
 }
 
-/* ---- ops
- * ----------------------------------------------------------------------------------------------------- */
+/* ---- ops ----------------------------------------------------------------------------------------------- */
+
+/* The gradients of a layer with weight [OC, ...] and bias [OC] (linear, conv2d), each shaped like what it
+ * is the gradient of; NULL ones are not wanted. */
+static int check_layer_grads(sdt_engine *e, const char *op, const sdt_tensor *dinp, const sdt_tensor *inp,
+                             const sdt_tensor *dweight, const sdt_tensor *weight, const sdt_tensor *dbias)
+{
+    if (expect_like_opt(e, op, "input gradient", dinp, inp) != 0 ||
+        expect_like_opt(e, op, "weight gradient", dweight, weight) != 0)
+        return -1;
+    if (dbias && expect_shape(e, op, "bias gradient", dbias, ANY_DTYPE, 1, weight->shape) != 0)
+        return -1;
+    return 0;
+}
 
 static int check_linear(sdt_engine *e, const char *op, const sdt_tensor *inp, const sdt_tensor *weight)
 {
@@ -300,10 +310,7 @@ int sdt_linear_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sd
     if (check_linear(e, op, inp, weight) != 0 ||
         expect_rows(e, op, "output gradient", dout, inp, weight->shape[0]))
         return -1;
-    if (expect_like_opt(e, op, "input gradient", dinp, inp) != 0 ||
-        expect_like_opt(e, op, "weight gradient", dweight, weight) != 0)
-        return -1;
-    if (dbias && expect_shape(e, op, "bias gradient", dbias, ANY_DTYPE, 1, weight->shape) != 0)
+    if (check_layer_grads(e, op, dinp, inp, dweight, weight, dbias) != 0)
         return -1;
     return e->ops->linear_backward(e, dinp, dweight, dbias, dout, inp, weight);
 }
@@ -356,10 +363,7 @@ int sdt_conv2d_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sd
     if (check_conv2d(e, op, inp, weight, p, out_dims) != 0 ||
         expect_shape(e, op, "output gradient", dout, ANY_DTYPE, 4, out_dims) != 0)
         return -1;
-    if (expect_like_opt(e, op, "input gradient", dinp, inp) != 0 ||
-        expect_like_opt(e, op, "weight gradient", dweight, weight) != 0)
-        return -1;
-    if (dbias && expect_shape(e, op, "bias gradient", dbias, ANY_DTYPE, 1, weight->shape) != 0)
+    if (check_layer_grads(e, op, dinp, inp, dweight, weight, dbias) != 0)
         return -1;
     return e->ops->conv2d_backward(e, dinp, dweight, dbias, dout, inp, weight, p);
 }

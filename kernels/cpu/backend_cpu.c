@@ -12,7 +12,7 @@
 #include "backend_impl.h"
 #include "cpu_ops.h"
 
-/* ---- fp32 staging ----------------------------------------------------------------------------------- */
+/* ---- fp32 staging -------------------------------------------------------------------------------------- */
 
 enum { MAX_STAGED = 10 };
 
@@ -91,6 +91,14 @@ static int finish(staging *s)
 
 static int64_t last_dim(const sdt_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
 
+/* [B, ..., C] seen as [B, HW, C]: the batch, every position of an image or sequence, the channels. */
+static void image_dims(const sdt_tensor *t, int64_t *B, int64_t *HW, int64_t *C)
+{
+    *B = t->shape[0];
+    *C = last_dim(t);
+    *HW = *B && *C ? sdt_tensor_numel(t) / (*B * *C) : 0;
+}
+
 static int64_t rows(const sdt_tensor *t)
 {
     int64_t c = last_dim(t);
@@ -130,8 +138,7 @@ static int cpu_copy_bytes(sdt_engine *e, void *dst, const void *src, size_t byte
     return 0;
 }
 
-/* ---- ops ------------------------------------------------------------------------------------------------
- */
+/* ---- ops ----------------------------------------------------------------------------------------------- */
 
 static int linear_forward(sdt_engine *e, sdt_tensor *o, const sdt_tensor *inp, const sdt_tensor *weight,
                           const sdt_tensor *bias)
@@ -209,7 +216,8 @@ static int group_norm_forward(sdt_engine *e, sdt_tensor *o, sdt_tensor *mean, sd
     staging s = {.e = e};
     float *y = out(&s, o), *m = out(&s, mean), *r = out(&s, rstd);
     const float *x = in(&s, inp), *w = in(&s, weight), *b = in(&s, bias);
-    int64_t B = inp->shape[0], C = last_dim(inp), HW = B && C ? sdt_tensor_numel(inp) / (B * C) : 0;
+    int64_t B, HW, C;
+    image_dims(inp, &B, &HW, &C);
     if (!s.failed)
         cpu_group_norm_forward(y, m, r, x, w, b, B, HW, C, groups, eps, fuse_silu);
     return finish(&s);
@@ -224,7 +232,8 @@ static int group_norm_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dwei
     float *dx = acc(&s, dinp), *dw = acc(&s, dweight), *db = acc(&s, dbias);
     const float *dy = in(&s, dout), *x = in(&s, inp), *w = in(&s, weight), *b = in(&s, bias);
     const float *m = in(&s, mean), *r = in(&s, rstd);
-    int64_t B = inp->shape[0], C = last_dim(inp), HW = B && C ? sdt_tensor_numel(inp) / (B * C) : 0;
+    int64_t B, HW, C;
+    image_dims(inp, &B, &HW, &C);
     if (!s.failed)
         cpu_group_norm_backward(dx, dw, db, dy, x, w, b, m, r, B, HW, C, groups, fuse_silu);
     return finish(&s);
@@ -380,7 +389,8 @@ static int add_channel_vector_forward(sdt_engine *e, sdt_tensor *o, const sdt_te
     staging s = {.e = e};
     const float *x = in(&s, inp), *vf = in(&s, vec);
     float *y = out(&s, o);
-    int64_t B = inp->shape[0], C = last_dim(inp), HW = B && C ? sdt_tensor_numel(inp) / (B * C) : 0;
+    int64_t B, HW, C;
+    image_dims(inp, &B, &HW, &C);
     if (!s.failed)
         cpu_add_channel_vector_forward(y, x, vf, B, HW, C);
     return finish(&s);
@@ -392,7 +402,8 @@ static int add_channel_vector_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tens
     staging s = {.e = e};
     float *dx = acc(&s, dinp), *dv = acc(&s, dvec);
     const float *dy = in(&s, dout);
-    int64_t B = dout->shape[0], C = last_dim(dout), HW = B && C ? sdt_tensor_numel(dout) / (B * C) : 0;
+    int64_t B, HW, C;
+    image_dims(dout, &B, &HW, &C);
     if (!s.failed)
         cpu_add_channel_vector_backward(dx, dv, dy, B, HW, C);
     return finish(&s);

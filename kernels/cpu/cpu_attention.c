@@ -84,6 +84,24 @@ static int thread_index(void)
  * returns -1 with every output untouched, and the backend reports out of memory. */
 static float *attn_scratch(int64_t count) { return malloc((size_t)count * sizeof(float)); }
 
+/* y [n] = softmax(x [n]) (y may be x); returns the row's log-sum-exp, which attention saves for backward.
+ * Subtracting the row maximum keeps every exp <= 1; the sum is then at least 1. n >= 1. */
+static float softmax_row(float *y, const float *x, int64_t n)
+{
+    float mx = x[0];
+    for (int64_t j = 1; j < n; j++)
+        mx = x[j] > mx ? x[j] : mx;
+    double sum = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        y[j] = expf(x[j] - mx);
+        sum += y[j];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < n; j++)
+        y[j] *= inv;
+    return mx + (float)log(sum);
+}
+
 /* ---- blocked matmuls ----------------------------------------------------------------------------------- */
 
 /* rows (1 or TILE_R) rows of c [rows, nw] (row stride ldc) = alpha * a [rows, K] (row stride lda) times a
@@ -188,21 +206,9 @@ static void attn_forward_block(float *out_blk, float *lse_blk, const float *q_bl
     for (int64_t r = 0; r < M; r++) {
         float *row = p + r * nk; /* [nk] */
         int64_t vis = attn_visible(i0 + r, Lk, causal);
-        /* Subtracting the row maximum keeps every exp <= 1; the sum is then at least 1. */
-        float mx = row[0];
-        for (int64_t j = 1; j < vis; j++)
-            mx = row[j] > mx ? row[j] : mx;
-        double sum = 0.0;
-        for (int64_t j = 0; j < vis; j++) {
-            row[j] = expf(row[j] - mx);
-            sum += row[j];
-        }
-        float inv = (float)(1.0 / sum);
-        for (int64_t j = 0; j < vis; j++)
-            row[j] *= inv;
+        lse_blk[r] = softmax_row(row, row, vis);
         for (int64_t j = vis; j < nk; j++)
             row[j] = 0.0f;
-        lse_blk[r] = mx + (float)log(sum);
     }
     matmul_ab(out_blk, HD, p, nk, 1, v_bh, HD, M, D, nk, 1.0f, 0);
 }
@@ -328,21 +334,8 @@ void cpu_softmax_forward(float *out, const float *inp, int64_t N, int64_t C)
     if (C <= 0)
         return;
     CPU_OMP(parallel for schedule(static) if (N * C >= CPU_PAR_MIN))
-    for (int64_t r = 0; r < N; r++) {
-        const float *x = inp + r * C;
-        float *y = out + r * C;
-        float mx = x[0];
-        for (int64_t c = 1; c < C; c++)
-            mx = x[c] > mx ? x[c] : mx;
-        double sum = 0.0;
-        for (int64_t c = 0; c < C; c++) {
-            y[c] = expf(x[c] - mx);
-            sum += y[c];
-        }
-        float inv = (float)(1.0 / sum);
-        for (int64_t c = 0; c < C; c++)
-            y[c] *= inv;
-    }
+    for (int64_t r = 0; r < N; r++)
+        softmax_row(out + r * C, inp + r * C, C);
 }
 
 void cpu_softmax_backward(float *dinp, const float *dout, const float *out, int64_t N, int64_t C)

@@ -84,8 +84,7 @@ int op_dims_parse(const char *text, char *op_name, size_t op_name_size, op_dims 
     return 0;
 }
 
-/* ---- helpers
- * ------------------------------------------------------------------------------------------------ */
+/* ---- helpers ------------------------------------------------------------------------------------------- */
 
 #define D(name) ((int64_t)op_dims_get(d, name))
 
@@ -126,8 +125,7 @@ static sdt_tensor *opt_in(op_tensors *t, int i) { return t->present[i] ? &t->in[
 
 static sdt_tensor *opt_grad(op_tensors *t, int i) { return t->grad_present[i] ? &t->grad[i] : NULL; }
 
-/* ---- linear
- * ---------------------------------------------------------------------------------------------------- */
+/* ---- linear -------------------------------------------------------------------------------------------- */
 
 static int linear_shapes(const op_dims *d, op_shape in[], op_shape *out, op_shape saved[], char *why,
                          size_t n)
@@ -155,8 +153,7 @@ static int linear_bwd(sdt_engine *e, const op_dims *d, op_tensors *t)
                                &t->in[1]);
 }
 
-/* ---- conv2d
- * ------------------------------------------------------------------------------------------------------ */
+/* ---- conv2d -------------------------------------------------------------------------------------------- */
 
 static sdt_conv2d_params conv_params(const op_dims *d)
 {
@@ -197,8 +194,7 @@ static int conv2d_bwd(sdt_engine *e, const op_dims *d, op_tensors *t)
                                &t->in[1], &p);
 }
 
-/* ---- norms
- * ------------------------------------------------------------------------------------------------------- */
+/* ---- norms --------------------------------------------------------------------------------------------- */
 
 static int group_norm_shapes(const op_dims *d, op_shape in[], op_shape *out, op_shape saved[], char *why,
                              size_t n)
@@ -254,8 +250,7 @@ static int layer_norm_bwd(sdt_engine *e, const op_dims *d, op_tensors *t)
                                    &t->in[1], &t->saved[0], &t->saved[1]);
 }
 
-/* ---- attention and softmax
- * ------------------------------------------------------------------------------------------ */
+/* ---- attention and softmax ----------------------------------------------------------------------------- */
 
 static int attention_shapes(const op_dims *d, op_shape in[], op_shape *out, op_shape saved[], char *why,
                             size_t n)
@@ -305,8 +300,7 @@ static int softmax_bwd(sdt_engine *e, const op_dims *d, op_tensors *t)
     return sdt_softmax_backward(e, opt_grad(t, 0), &t->dout, &t->out);
 }
 
-/* ---- elementwise
- * ------------------------------------------------------------------------------------------------------ */
+/* ---- elementwise --------------------------------------------------------------------------------------- */
 
 static int vector_shapes(const op_dims *d, op_shape in[], op_shape *out, op_shape saved[], char *why,
                          size_t n)
@@ -501,8 +495,7 @@ static int mse_bwd(sdt_engine *e, const op_dims *d, op_tensors *t)
     return sdt_mse_loss_backward(e, opt_grad(t, 0), &t->in[0], &t->in[1], opt_in(t, 2), dloss);
 }
 
-/* ---- the table
- * ------------------------------------------------------------------------------------------------------- */
+/* ---- the table ----------------------------------------------------------------------------------------- */
 
 /* Thresholds of a backend against the CPU: f32 differs only in summation order; f16/bf16 round every
  * stored tensor (and a GPU may keep intermediates in them). */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../splitmix64.h"
 #include "backend.h"
 #include "op_defs.h"
 #include "sdtune/safetensors.h"
@@ -34,20 +35,13 @@ typedef struct tally {
     int passed, failed, skipped;
 } tally;
 
-/* ---- random numbers (splitmix64): the same values on every machine ----------------------------------------
- */
+/* ---- random numbers (splitmix64): the same values on every machine ------------------------------------- */
 
 typedef struct rng {
     uint64_t state;
 } rng;
 
-static uint64_t rng_next(rng *r)
-{
-    uint64_t z = (r->state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static uint64_t rng_next(rng *r) { return splitmix64_next(&r->state); }
 
 static double rng_uniform(rng *r) { return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
 
@@ -156,8 +150,7 @@ static int get_values(sdt_engine *e, const guarded *g, float *values)
     return rc;
 }
 
-/* ---- one case: its dims, shapes and tensors on one engine
- * --------------------------------------------------- */
+/* ---- one case: its dims, shapes and tensors on one engine ---------------------------------------------- */
 
 typedef struct op_case {
     const op_def *def;
@@ -375,8 +368,7 @@ static int run_case(sdt_engine *e, op_case *c, host_values *h, const char *injec
     return 0;
 }
 
-/* ---- comparisons -----------------------------------------------------------------------------------------
- */
+/* ---- comparisons --------------------------------------------------------------------------------------- */
 
 /* Index of the first value that is NaN or Inf where the reference is finite; -1 if none. Infinities must
  * match the reference's in sign. */
@@ -406,10 +398,9 @@ static double nmse(const float *got, const float *want, int64_t n)
     return err / norm;
 }
 
-/* Compares one tensor; appends "name=1.2e-14" to the report and tracks the worst. Returns 0 when within
- * limit. */
+/* Compares one tensor; appends "name=1.2e-14" to the report. Returns 0 when within limit. */
 static int compare(const char *name, const float *got, const float *want, int64_t n, double limit,
-                   char *report, size_t report_size, double *worst)
+                   char *report, size_t report_size)
 {
     size_t len = strlen(report);
     int64_t bad = first_bad_value(got, want, n);
@@ -420,13 +411,31 @@ static int compare(const char *name, const float *got, const float *want, int64_
     }
     double err = nmse(got, want, n);
     snprintf(report + len, report_size - len, " %s=%.1e", name, err);
-    if (err > *worst)
-        *worst = err;
     return err <= limit ? 0 : -1;
 }
 
-/* ---- mode: grad -------------------------------------------------------------------------------------------
- */
+/* Compares a case's output and every gradient with the expected values. Returns 0 when all are within
+ * limit; otherwise -1 with why set. */
+static int compare_case(const op_case *c, const host_values *got, const host_values *want, double limit,
+                        char *report, size_t report_size, char *why, size_t why_size)
+{
+    int within =
+        compare("out", got->out, want->out, shape_numel(&c->out_shape), limit, report, report_size) == 0;
+    for (int i = 0; i < c->n_inputs; i++) {
+        if (!has_grad(c, i))
+            continue;
+        char name[64];
+        snprintf(name, sizeof name, "grad.%s", c->def->inputs[i]);
+        within &= compare(name, got->grad[i], want->grad[i], shape_numel(&c->in_shape[i]), limit, report,
+                          report_size) == 0;
+    }
+    if (within)
+        return 0;
+    snprintf(why, why_size, "normalised MSE above %.0e", limit);
+    return -1;
+}
+
+/* ---- mode: grad ---------------------------------------------------------------------------------------- */
 
 /* sum(out * dout) in double: the scalar whose gradient backward computes when handed dout. */
 static int probe_loss(sdt_engine *e, op_case *c, const float *dout, float *out_scratch, double *loss)
@@ -566,8 +575,24 @@ static void grad_case(sdt_engine *e, const char *text, const runner_options *o, 
     case_free(e, &c);
 }
 
-/* ---- mode: golden
- * -------------------------------------------------------------------------------------------- */
+/* Whether the --op and --case filters let a case through: op is its op's name, name its case name. */
+static int case_selected(const char *op, const char *name, const runner_options *o)
+{
+    if (o->case_part && !strstr(name, o->case_part))
+        return 0;
+    if (!o->ops)
+        return 1;
+    size_t op_len = strlen(op);
+    for (const char *p = o->ops; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == op_len && strncmp(p, op, len) == 0)
+            return 1;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
+/* ---- mode: golden -------------------------------------------------------------------------------------- */
 
 /* Copies a fixture tensor (unaligned, F32) into host floats after checking its shape. */
 static int fixture_values(const sdt_safetensors *st, const char *name, const op_shape *shape, float *values,
@@ -616,17 +641,7 @@ static void golden_file(sdt_engine *e, const char *dir, const char *file, const 
                  op_name ? op_name : "missing", op_name ? "\"" : "");
         ok = 0;
     }
-    if (ok && o->ops) {
-        char list[256];
-        snprintf(list, sizeof list, ",%s,", o->ops);
-        char needle[48];
-        snprintf(needle, sizeof needle, ",%s,", op_name);
-        if (!strstr(list, needle)) {
-            sdt_safetensors_close(st);
-            return;
-        }
-    }
-    if (ok && o->case_part && !strstr(file, o->case_part)) {
+    if (ok && !case_selected(op_name, file, o)) {
         sdt_safetensors_close(st);
         return;
     }
@@ -663,24 +678,8 @@ static void golden_file(sdt_engine *e, const char *dir, const char *file, const 
     ok = ok && upload_inputs(e, &c, &h) == 0 && run_case(e, &c, &h, o->inject, why, sizeof why) == 0;
     /* PyTorch computed in float64; fp32 with different summation orders lands around 1e-14. */
     const double limit = 1e-10;
-    double worst = 0;
-    int within = 1;
-    if (ok) {
-        within &= compare("out", h.out, want.out, shape_numel(&c.out_shape), limit, report, sizeof report,
-                          &worst) == 0;
-        for (int i = 0; i < c.n_inputs; i++) {
-            if (!has_grad(&c, i))
-                continue;
-            char name[64];
-            snprintf(name, sizeof name, "grad.%s", c.def->inputs[i]);
-            within &= compare(name, h.grad[i], want.grad[i], shape_numel(&c.in_shape[i]), limit, report,
-                              sizeof report, &worst) == 0;
-        }
-        if (!within) {
-            snprintf(why, sizeof why, "normalised MSE above %.0e", limit);
-            ok = 0;
-        }
-    }
+    if (ok && compare_case(&c, &h, &want, limit, report, sizeof report, why, sizeof why) != 0)
+        ok = 0;
     printf("%s %s%s%s%s\n", ok ? "ok  " : "FAIL", case_name ? case_name : file, report, ok ? "" : " -- ",
            ok ? "" : why);
     ok ? t->passed++ : t->failed++;
@@ -731,8 +730,7 @@ static int golden_mode(sdt_engine *e, const runner_options *o, tally *t)
     return 0;
 }
 
-/* ---- mode: test (a backend against the CPU)
- * ---------------------------------------------------------------- */
+/* ---- mode: test (a backend against the CPU) ------------------------------------------------------------ */
 
 static const char *dtype_label(sdt_dtype dtype)
 {
@@ -779,27 +777,10 @@ static void backend_case(sdt_engine *cpu, sdt_engine *e, const char *text, sdt_d
             ok = 0;
         }
     }
-    double limit = ref.def ? ref.def->max_nmse[dtype == SDT_F16    ? 1
-                                               : dtype == SDT_BF16 ? 2
-                                                                   : 0]
-                           : 0,
-           worst = 0;
-    if (ok) {
-        int within = compare("out", got.out, want.out, shape_numel(&ref.out_shape), limit, report,
-                             sizeof report, &worst) == 0;
-        for (int i = 0; i < ref.n_inputs; i++) {
-            if (!has_grad(&ref, i))
-                continue;
-            char name[64];
-            snprintf(name, sizeof name, "grad.%s", ref.def->inputs[i]);
-            within &= compare(name, got.grad[i], want.grad[i], shape_numel(&ref.in_shape[i]), limit, report,
-                              sizeof report, &worst) == 0;
-        }
-        if (!within) {
-            snprintf(why, sizeof why, "normalised MSE above %.0e", limit);
-            ok = 0;
-        }
-    }
+    int dtype_index = dtype == SDT_F16 ? 1 : dtype == SDT_BF16 ? 2 : 0;
+    if (ok && compare_case(&ref, &got, &want, ref.def->max_nmse[dtype_index], report, sizeof report, why,
+                           sizeof why) != 0)
+        ok = 0;
     printf("%s %s [%s]%s%s%s\n", ok ? "ok  " : "FAIL", text, dtype_label(dtype), report, ok ? "" : " -- ",
            ok ? "" : why);
     ok ? t->passed++ : t->failed++;
@@ -809,24 +790,7 @@ static void backend_case(sdt_engine *cpu, sdt_engine *e, const char *text, sdt_d
     case_free(e, &dut);
 }
 
-/* ---- main
- * --------------------------------------------------------------------------------------------------- */
-
-static int case_selected(const char *text, const runner_options *o)
-{
-    if (o->case_part && !strstr(text, o->case_part))
-        return 0;
-    if (!o->ops)
-        return 1;
-    size_t name_len = strcspn(text, " ");
-    for (const char *p = o->ops; *p;) {
-        size_t len = strcspn(p, ",");
-        if (len == name_len && strncmp(p, text, len) == 0)
-            return 1;
-        p += len + (p[len] == ',');
-    }
-    return 0;
-}
+/* ---- main ---------------------------------------------------------------------------------------------- */
 
 static void usage(FILE *out)
 {
@@ -914,7 +878,9 @@ int main(int argc, char **argv)
         static const sdt_dtype dtypes[] = {SDT_F32, SDT_F16, SDT_BF16};
         for (size_t i = 0; i < op_case_count(); i++) {
             const char *text = op_case_at(i);
-            if (!case_selected(text, &o))
+            char op[32];
+            snprintf(op, sizeof op, "%.*s", (int)strcspn(text, " "), text);
+            if (!case_selected(op, text, &o))
                 continue;
             if (grad)
                 grad_case(e, text, &o, &t);

@@ -6,6 +6,7 @@
  * pre-filled with nonzero values (the op must add to them) and with NULL gradients. The activations'
  * analytic derivatives are checked against central differences, and the ops must give bit-identical
  * results on 1, 2 and 3 threads. */
+#include "../splitmix64.h"
 #include "check.h"
 #include "cpu/cpu_ops.h"
 
@@ -27,14 +28,7 @@ typedef struct rng {
 } rng;
 
 /* splitmix64 step mapped to [-1, 1) */
-static double uniform(rng *r)
-{
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 4503599627370496.0 - 1.0;
-}
+static double uniform(rng *r) { return (double)(splitmix64_next(&r->s) >> 11) / 4503599627370496.0 - 1.0; }
 
 static float *randf(rng *r, int64_t n, double amp)
 {

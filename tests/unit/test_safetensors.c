@@ -270,6 +270,19 @@ out:
     free(path);
 }
 
+/* Writes the sample as path (the write must succeed) and reads the file back: its bytes (caller frees), NULL
+ * when it cannot be read. */
+static unsigned char *write_sample_file(test_state *t, const char *path, size_t *len)
+{
+    sample s;
+    make_sample(&s);
+    char *error = NULL;
+    CHECK(t, sdt_safetensors_write(path, s.t, s.n, sample_meta, 3, &error) == 0);
+    free(error);
+    *len = 0;
+    return read_all(path, len);
+}
+
 /* The written bytes: N a multiple of 8, the header compact JSON that starts with __metadata__ and ends
  * in space padding only, tensors in dtype-size order, the data packed right after. */
 static void header_layout(test_state *t)
@@ -277,13 +290,8 @@ static void header_layout(test_state *t)
     char dir[256];
     CHECK(t, make_temp_dir(dir, sizeof dir) == 0);
     char *path = sdt_format("%s/layout.safetensors", dir);
-    sample s;
-    make_sample(&s);
-    char *error = NULL;
-    CHECK(t, sdt_safetensors_write(path, s.t, s.n, sample_meta, 3, &error) == 0);
-    free(error);
-    size_t len = 0;
-    unsigned char *bytes = read_all(path, &len);
+    size_t len;
+    unsigned char *bytes = write_sample_file(t, path, &len);
     CHECK(t, bytes && len > 8);
     if (!bytes || len <= 8)
         goto out;
@@ -487,13 +495,9 @@ static void truncated_copies(test_state *t)
     char dir[256];
     CHECK(t, make_temp_dir(dir, sizeof dir) == 0);
     char *path = sdt_format("%s/full.safetensors", dir);
-    sample s;
-    make_sample(&s);
+    size_t len;
+    unsigned char *full = write_sample_file(t, path, &len);
     char *error = NULL;
-    CHECK(t, sdt_safetensors_write(path, s.t, s.n, sample_meta, 3, &error) == 0);
-    free(error);
-    size_t len = 0;
-    unsigned char *full = read_all(path, &len);
     CHECK(t, full && len > 100);
     int accepted = 0, silent = 0;
     for (size_t cut = 0; full && cut <= len; cut++) {
