@@ -103,7 +103,7 @@ static const sdt_setting settings[] = {
     {ROW(MODEL, "stop_text_encoder_training", INT, "0"), AT_LEAST(0), REL(DREAMBOOTH),
      HELP("stop training the text encoder after N steps; 0 = train it to the end")},
     {ROW(MODEL, "tokenizer_dir", PATH, ""), ADV,
-     HELP("folder with vocab.json + merges.txt; empty = the model's tokenizer/ folder, then the Hugging Face cache")},
+     HELP("vocab.json + merges.txt folder; empty = the model's tokenizer/, then the HF cache")},
     {ROW(MODEL, "disable_mmap_load_safetensors", BOOL, "false"), REL(SDXL), ADV,
      HELP("read the model file fully into memory instead of memory-mapping it")},
     {ROW(MODEL, "no_token_padding", BOOL, "false"), REL(DREAMBOOTH), ADV,
