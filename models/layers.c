@@ -393,13 +393,14 @@ int sdt_resnet_fwd(sdt_engine *e, const sdt_resnet *r, sdt_tensor *out, sdt_resn
             goto fail;
         sdt_act_free(e, &emb_vec);
     }
-    if (sdt_norm_fwd(e, &r->norm2, &s->h3, &s->n2, &s->h2, 1) != 0 ||
-        sdt_conv_fwd(e, &r->conv2, out, &s->h3) != 0)
+    if (sdt_norm_fwd(e, &r->norm2, &s->h3, &s->n2, &s->h2, 1) != 0)
         goto fail;
-    if (!saved) {
+    if (!saved) /* inference: norm2's input is done with before conv2 allocates its output */
         sdt_act_free(e, &s->h2);
+    if (sdt_conv_fwd(e, &r->conv2, out, &s->h3) != 0)
+        goto fail;
+    if (!saved)
         sdt_act_free(e, &s->h3);
-    }
     if (r->shortcut.weight) {
         sdt_tensor shortcut = {0}; /* [B, H, W, out] */
         if (sdt_linear_fwd(e, &r->shortcut, &shortcut, x) != 0)
@@ -426,6 +427,8 @@ int sdt_resnet_bwd(sdt_engine *e, const sdt_resnet *r, sdt_tensor *dx, sdt_tenso
 {
     sdt_tensor dh3 = {0}, dh2 = {0}, dh1 = {0}, demb_vec = {0}, demb_act = {0};
     int status = -1;
+    if (r->emb_proj.weight && !emb) /* its shape and SiLU's backward need it */
+        return sdt_engine_fail(e, "resnet %s: backward needs the time embedding", r->conv1.weight->name);
     /* The residual path: dout flows to x directly or through the shortcut. */
     if (r->shortcut.weight) {
         if (sdt_linear_bwd(e, &r->shortcut, dx, dout, x) != 0)
