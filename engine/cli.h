@@ -8,5 +8,7 @@
 int cli_validate(int argc, char **argv);
 int cli_schema(int argc, char **argv);
 int cli_devices(int argc, char **argv);
+int cli_inspect(int argc, char **argv);
+int cli_init_model(int argc, char **argv);
 
 #endif

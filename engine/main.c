@@ -17,6 +17,13 @@ static void print_usage(FILE *out)
           "  schema --toml | --markdown\n"
           "                 print the default config.toml or the settings reference (docs/config.md)\n"
           "  devices        list the devices the engine can train on\n"
+          "  inspect MODEL [--vae FILE] [--json]\n"
+          "                 what a checkpoint (.safetensors file or diffusers folder) is and whether it is\n"
+          "                 complete, from its headers; exit 0 when complete, 1 on problems, 2 on usage "
+          "errors\n"
+          "  init-model --arch ARCH --seed N --out PATH [--dtype fp32|fp16|bf16] [--format ldm|diffusers]\n"
+          "                 write a randomly initialised model (sd15, sd15-tiny); the same seed, the same "
+          "bytes\n"
           "\n"
           "options:\n"
           "  -h, --help     show this help\n"
@@ -55,6 +62,10 @@ int main(int argc, char **argv)
         return cli_schema(argc - 2, argv + 2);
     if (strcmp(command, "devices") == 0)
         return cli_devices(argc - 2, argv + 2);
+    if (strcmp(command, "inspect") == 0)
+        return cli_inspect(argc - 2, argv + 2);
+    if (strcmp(command, "init-model") == 0)
+        return cli_init_model(argc - 2, argv + 2);
     fprintf(stderr, "sdtune-engine: unknown command '%s'\n", command);
     print_usage(stderr);
     return 2;

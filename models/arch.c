@@ -228,8 +228,8 @@ static int check_unet_config(const sdt_unet_config *c, char **error)
             (c->heads[i] < 1 || ch % c->heads[i] != 0 || c->transformer_depth[i] < 1))
             return config_error("unet", error, "level of %d channels has bad heads or transformer depth", ch);
     }
-    if (c->layers_per_block < 1)
-        return config_error("unet", error, "layers_per_block is %d", c->layers_per_block);
+    if (c->layers_per_block < 1 || c->layers_per_block > SDT_UNET_MAX_LAYERS)
+        return config_error("unet", error, "layers_per_block is %d, expected 1..8", c->layers_per_block);
     return 0;
 }
 
@@ -250,7 +250,7 @@ int sdt_unet_params(const sdt_unet_config *c, sdt_param_table *t, char **error)
     check(&b, sdt_param_add_conv(t, "input_blocks.0.0", ch0, c->in_channels, 3, 3, 1));
 
     /* Down path; skip[] mirrors the skip stack (channels of each pushed tensor). */
-    int skip[3 * SDT_UNET_MAX_LEVELS + 1];
+    int skip[(SDT_UNET_MAX_LAYERS + 1) * SDT_UNET_MAX_LEVELS + 1];
     int n_skip = 0;
     skip[n_skip++] = ch0;
     int ch = ch0, block = 1;

@@ -11,6 +11,8 @@ extern "C" {
 #endif
 
 #define SDT_UNET_MAX_LEVELS 4
+/* Resnets per down level the table builder accepts (SD models have 2). */
+#define SDT_UNET_MAX_LAYERS 8
 
 typedef enum sdt_prediction {
     SDT_PREDICT_EPSILON,

@@ -73,5 +73,46 @@ expect "device ok" 0 'bf16.toml: OK' "$engine" validate --device sm_90 "$work/bf
 expect "preflight" 1 'error: pretrained_model_name_or_path is empty' "$engine" validate --preflight "$src/config.toml"
 expect "devices" 0 '^cpu ' "$engine" devices
 
+# Checkpoints: init-model writes a tiny model, inspect reads it back (text and JSON); the same seed gives the
+# same bytes; a diffusers folder inspects the same; bad input exits 1 with the reason, bad usage 2.
+expect "init-model" 0 'tiny.safetensors: sd15-tiny, seed 5, F16, single-file LDM: 5283899 parameters in 980 tensors' \
+    "$engine" init-model --arch sd15-tiny --seed 5 --out "$work/tiny.safetensors" --dtype fp16
+expect "inspect" 0 'tiny.safetensors: OK, the model is complete' "$engine" inspect "$work/tiny.safetensors"
+expect "inspect arch" 0 '^arch +sd15-tiny: ' "$engine" inspect "$work/tiny.safetensors"
+expect "inspect unet" 0 '^unet +2,469,316 +684/684 +F16 684 ' "$engine" inspect "$work/tiny.safetensors"
+expect "inspect --json" 0 '"arch": "sd15-tiny"' "$engine" inspect --json "$work/tiny.safetensors"
+expect "inspect --json ok" 0 '"ok": true' "$engine" inspect "$work/tiny.safetensors" --json
+"$engine" init-model --arch sd15-tiny --seed 5 --out "$work/again.safetensors" --dtype fp16 >/dev/null
+"$engine" init-model --arch sd15-tiny --seed 6 --out "$work/other.safetensors" --dtype fp16 >/dev/null
+expect "same seed, same bytes" 0 '' cmp "$work/tiny.safetensors" "$work/again.safetensors"
+expect "other seed, other bytes" 1 'differ' cmp "$work/tiny.safetensors" "$work/other.safetensors"
+expect "init-model diffusers" 0 'diffusers folder: 5283899 parameters' \
+    "$engine" init-model --arch sd15-tiny --seed 5 --out "$work/tinyd" --format diffusers
+expect "inspect folder" 0 'tinyd: OK, the model is complete' "$engine" inspect "$work/tinyd"
+expect "inspect folder source" 0 'vae +354,391 +244/244 +F32 244 +.*/tinyd/vae/diffusion_pytorch_model.safetensors' \
+    "$engine" inspect "$work/tinyd"
+expect "inspect folder --json" 0 '"format": "diffusers"' "$engine" inspect --json "$work/tinyd"
+expect "inspect --vae folder" 0 'OK, the model is complete' "$engine" inspect "$work/tiny.safetensors" --vae "$work/tinyd/vae"
+expect "inspect fixture" 0 'text_encoder vocab_size 1000 \(preset 49408\)' "$engine" inspect "$src/tests/data/models/sd15_tiny.safetensors"
+rm -r "$work/tinyd/vae"
+expect "inspect folder without vae" 1 'no VAE \(the vae/ folder is missing\); give a VAE with --vae' "$engine" inspect "$work/tinyd"
+expect "inspect --json problems" 1 '"kind": "missing component"' "$engine" inspect --json "$work/tinyd"
+printf 'PK\003\004junk' >"$work/model.ckpt"
+expect "inspect pickle" 1 'model.ckpt: error: .*model.ckpt is a PyTorch pickle file' "$engine" inspect "$work/model.ckpt"
+expect "inspect pickle format" 1 'model.ckpt: PyTorch pickle \(refused\)' "$engine" inspect "$work/model.ckpt"
+expect "inspect pickle hint" 1 "torch.load\\('.*model.ckpt', map_location='cpu', weights_only=True\\)" "$engine" inspect "$work/model.ckpt"
+expect "inspect pickle --json" 1 '"error": ".*model.ckpt is a PyTorch pickle file' "$engine" inspect --json "$work/model.ckpt"
+head -c 3000 /dev/urandom >"$work/garbage.safetensors"
+expect "inspect garbage" 1 'garbage.safetensors: error: .*garbage.safetensors' "$engine" inspect "$work/garbage.safetensors"
+expect "inspect missing file" 1 'nope.safetensors: cannot open: No such file or directory' "$engine" inspect "$work/nope.safetensors"
+expect "inspect usage" 2 'usage: sdtune-engine inspect' "$engine" inspect
+expect "inspect bad option" 2 "unknown option '--bogus'" "$engine" inspect --bogus "$work/tiny.safetensors"
+expect "init-model usage" 2 '--arch, --seed and --out are required' "$engine" init-model --arch sd15-tiny --seed 1
+expect "init-model bad arch" 2 "unknown arch 'sdxl' \(known: sd15, sd15-tiny" "$engine" init-model --arch sdxl --seed 1 --out "$work/x"
+expect "init-model bad dtype" 2 'expected fp32, fp16 or bf16' "$engine" init-model --arch sd15-tiny --seed 1 --out "$work/x" --dtype f8
+expect "init-model bad seed" 2 'expected a whole number' "$engine" init-model --arch sd15-tiny --seed -1 --out "$work/x"
+expect "init-model unwritable" 1 'init-model: .*no-such-dir: No such file or directory' \
+    "$engine" init-model --arch sd15-tiny --seed 1 --out "$work/no-such-dir/x.safetensors"
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
