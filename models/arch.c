@@ -10,54 +10,38 @@
 
 /* ---- presets ------------------------------------------------------------------------------------- */
 
+/* Every SD1.x network: the topology and constants shared by the real model and its tiny twin. Only the
+ * widths differ, so they are the macro arguments. */
+#define SD1X_UNET(boc0, boc1, boc2, boc3, context_dim, groups)                                               \
+    {                                                                                                        \
+        .in_channels = 4, .out_channels = 4, .levels = 4, .block_out_channels = {boc0, boc1, boc2, boc3},    \
+        .layers_per_block = 2, .level_has_attention = {1, 1, 1, 0}, .transformer_depth = {1, 1, 1, 0},       \
+        .mid_transformer_depth = 1, .heads = {8, 8, 8, 8}, .mid_heads = 8,                                   \
+        .cross_attention_dim = context_dim, .use_linear_projection = 0, .norm_groups = groups,               \
+        .norm_eps = 1e-5f, .transformer_norm_eps = 1e-6f, .prediction = SDT_PREDICT_EPSILON,                 \
+    }
+
+/* CLIP ViT-L/14's vocabulary, context and special tokens; the width and depth are the arguments. */
+#define SD1X_TEXT_ENCODER(hidden, depth, n_heads, mlp)                                                       \
+    {                                                                                                        \
+        .vocab_size = 49408, .max_positions = 77, .width = hidden, .layers = depth, .heads = n_heads,        \
+        .mlp_width = mlp, .act = SDT_ACT_QUICK_GELU, .norm_eps = 1e-5f, .bos_id = 49406, .eos_id = 49407,    \
+        .layout = SDT_TEXT_HF,                                                                               \
+    }
+
+#define SD1X_VAE(boc0, boc1, boc2, boc3, groups)                                                             \
+    {                                                                                                        \
+        .in_channels = 3, .latent_channels = 4, .levels = 4, .block_out_channels = {boc0, boc1, boc2, boc3}, \
+        .layers_per_block = 2, .norm_groups = groups, .norm_eps = 1e-6f, .scaling_factor = 0.18215f,         \
+    }
+
 static const sdt_model_arch presets[] = {
     {
         .name = "sd15",
         .description = "Stable Diffusion 1.5 (UNet 860M, CLIP ViT-L/14 text encoder, VAE)",
-        .unet =
-            {
-                .in_channels = 4,
-                .out_channels = 4,
-                .levels = 4,
-                .block_out_channels = {320, 640, 1280, 1280},
-                .layers_per_block = 2,
-                .level_has_attention = {1, 1, 1, 0},
-                .transformer_depth = {1, 1, 1, 0},
-                .mid_transformer_depth = 1,
-                .heads = {8, 8, 8, 8},
-                .mid_heads = 8,
-                .cross_attention_dim = 768,
-                .use_linear_projection = 0,
-                .norm_groups = 32,
-                .norm_eps = 1e-5f,
-                .transformer_norm_eps = 1e-6f,
-                .prediction = SDT_PREDICT_EPSILON,
-            },
-        .text_encoder =
-            {
-                .vocab_size = 49408,
-                .max_positions = 77,
-                .width = 768,
-                .layers = 12,
-                .heads = 12,
-                .mlp_width = 3072,
-                .act = SDT_ACT_QUICK_GELU,
-                .norm_eps = 1e-5f,
-                .bos_id = 49406,
-                .eos_id = 49407,
-                .layout = SDT_TEXT_HF,
-            },
-        .vae =
-            {
-                .in_channels = 3,
-                .latent_channels = 4,
-                .levels = 4,
-                .block_out_channels = {128, 256, 512, 512},
-                .layers_per_block = 2,
-                .norm_groups = 32,
-                .norm_eps = 1e-6f,
-                .scaling_factor = 0.18215f,
-            },
+        .unet = SD1X_UNET(320, 640, 1280, 1280, 768, 32),
+        .text_encoder = SD1X_TEXT_ENCODER(768, 12, 12, 3072),
+        .vae = SD1X_VAE(128, 256, 512, 512, 32),
         .clip_skip_default = 1,
         .pad_id = 49407,
     },
@@ -67,50 +51,9 @@ static const sdt_model_arch presets[] = {
          * the real tokenizer works with it. */
         .name = "sd15-tiny",
         .description = "SD1.5 topology at tiny width, for tests and the demo",
-        .unet =
-            {
-                .in_channels = 4,
-                .out_channels = 4,
-                .levels = 4,
-                .block_out_channels = {32, 32, 64, 64},
-                .layers_per_block = 2,
-                .level_has_attention = {1, 1, 1, 0},
-                .transformer_depth = {1, 1, 1, 0},
-                .mid_transformer_depth = 1,
-                .heads = {8, 8, 8, 8},
-                .mid_heads = 8,
-                .cross_attention_dim = 48,
-                .use_linear_projection = 0,
-                .norm_groups = 8,
-                .norm_eps = 1e-5f,
-                .transformer_norm_eps = 1e-6f,
-                .prediction = SDT_PREDICT_EPSILON,
-            },
-        .text_encoder =
-            {
-                .vocab_size = 49408,
-                .max_positions = 77,
-                .width = 48,
-                .layers = 3,
-                .heads = 4,
-                .mlp_width = 192,
-                .act = SDT_ACT_QUICK_GELU,
-                .norm_eps = 1e-5f,
-                .bos_id = 49406,
-                .eos_id = 49407,
-                .layout = SDT_TEXT_HF,
-            },
-        .vae =
-            {
-                .in_channels = 3,
-                .latent_channels = 4,
-                .levels = 4,
-                .block_out_channels = {16, 16, 32, 32},
-                .layers_per_block = 2,
-                .norm_groups = 8,
-                .norm_eps = 1e-6f,
-                .scaling_factor = 0.18215f,
-            },
+        .unet = SD1X_UNET(32, 32, 64, 64, 48, 8),
+        .text_encoder = SD1X_TEXT_ENCODER(48, 3, 4, 192),
+        .vae = SD1X_VAE(16, 16, 32, 32, 8),
         .clip_skip_default = 1,
         .pad_id = 49407,
     },

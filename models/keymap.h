@@ -14,22 +14,6 @@
 extern "C" {
 #endif
 
-/* A string -> index map (open addressing, FNV-1a): names of tensors in files and tables. */
-typedef struct sdt_name_index {
-    const char **names; /* borrowed: the strings must outlive the index */
-    size_t *slots;      /* entry + 1, 0 = empty */
-    size_t size, count, capacity;
-    size_t *values;
-} sdt_name_index;
-
-void sdt_name_index_init(sdt_name_index *ix);
-void sdt_name_index_free(sdt_name_index *ix);
-/* Adds name -> value; returns 0, 1 when the name is already there (the old value is kept), -1 out of
- * memory. */
-int sdt_name_index_put(sdt_name_index *ix, const char *name, size_t value);
-/* The value of name, or -1 as (long long) when absent. */
-long long sdt_name_index_get(const sdt_name_index *ix, const char *name);
-
 /* The diffusers name of one table entry (an LDM name without prefix) of the UNet or VAE described by the
  * config. Returns 0, or -1 when the name follows no rule (a table built from another config). */
 int sdt_keymap_unet_to_diffusers(const sdt_unet_config *c, const char *ldm, char *out, size_t size);

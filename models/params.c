@@ -36,67 +36,16 @@ void sdt_param_table_free(sdt_engine *e, sdt_param_table *t)
     for (size_t i = 0; i < t->count; i++)
         free(t->items[i].name);
     free(t->items);
-    free(t->index);
+    sdt_name_index_free(&t->index);
     free(t->component);
     free(t->prefix);
     memset(t, 0, sizeof *t);
 }
 
-/* FNV-1a: names are short ASCII keys. */
-static uint64_t name_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
-/* The index maps hash slots to item positions + 1 (0 = empty); its size is a power of two at least twice
- * the item count, so probing always ends. */
-static int index_insert(sdt_param_table *t, size_t item)
-{
-    size_t mask = t->index_size - 1;
-    size_t slot = (size_t)name_hash(t->items[item].name) & mask;
-    while (t->index[slot] != 0) {
-        if (strcmp(t->items[t->index[slot] - 1].name, t->items[item].name) == 0)
-            return -1;
-        slot = (slot + 1) & mask;
-    }
-    t->index[slot] = item + 1;
-    return 0;
-}
-
-static int index_grow(sdt_param_table *t, size_t need)
-{
-    if (need * 2 <= t->index_size)
-        return 0;
-    size_t size = 64;
-    while (size < need * 2)
-        size *= 2;
-    size_t *index = calloc(size, sizeof *index);
-    if (!index)
-        return -1;
-    free(t->index);
-    t->index = index;
-    t->index_size = size;
-    for (size_t i = 0; i < t->count; i++)
-        index_insert(t, i);
-    return 0;
-}
-
 sdt_param *sdt_param_find(sdt_param_table *t, const char *name)
 {
-    if (t->index_size == 0)
-        return NULL;
-    size_t mask = t->index_size - 1;
-    size_t slot = (size_t)name_hash(name) & mask;
-    while (t->index[slot] != 0) {
-        sdt_param *p = &t->items[t->index[slot] - 1];
-        if (strcmp(p->name, name) == 0)
-            return p;
-        slot = (slot + 1) & mask;
-    }
-    return NULL;
+    long long i = sdt_name_index_get(&t->index, name);
+    return i >= 0 ? &t->items[i] : NULL;
 }
 
 sdt_param *sdt_param_findf(sdt_param_table *t, const char *fmt, ...)
@@ -124,8 +73,6 @@ sdt_param *sdt_param_add(sdt_param_table *t, const char *name, sdt_param_kind ki
         t->items = items;
         t->capacity = capacity;
     }
-    if (index_grow(t, t->count + 1) != 0)
-        return NULL;
     sdt_param *p = &t->items[t->count];
     memset(p, 0, sizeof *p);
     p->name = sdt_strdup(name);
@@ -144,7 +91,10 @@ sdt_param *sdt_param_add(sdt_param_table *t, const char *name, sdt_param_kind ki
         p->file_ndim = ndim;
         memcpy(p->file_shape, shape, (size_t)ndim * sizeof *shape);
     }
-    index_insert(t, t->count);
+    if (!p->name || sdt_name_index_put(&t->index, p->name, t->count) != 0) {
+        free(p->name);
+        return NULL;
+    }
     t->count++;
     return p;
 }

@@ -9,6 +9,7 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "name_index.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -44,9 +45,7 @@ typedef struct sdt_param_table {
     char *prefix;    /* the LDM key prefix: "model.diffusion_model.", ... */
     sdt_param *items;
     size_t count, capacity;
-    /* Name lookup: open addressing over indices into items (built lazily, rebuilt when items grow). */
-    size_t *index;
-    size_t index_size;
+    sdt_name_index index; /* item name -> position in items */
     /* Storage, once allocated. */
     sdt_tensor_spec *specs;
     sdt_arena_plan plan;

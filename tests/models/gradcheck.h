@@ -38,8 +38,8 @@ typedef struct gc_model {
     const float *w; /* the loss weights, as many as the output has elements */
 } gc_model;
 
-/* L = sum(out * w); returns 0, or -1 when the forward failed. */
-static inline int gc_loss(const gc_model *m, double *loss)
+/* Runs the forward and sums the terms out * w (their squares when squared); 0, or -1 when it failed. */
+static inline int gc_weighted_sum(const gc_model *m, int squared, double *sum)
 {
     sdt_tensor out;
     memset(&out, 0, sizeof out);
@@ -47,30 +47,26 @@ static inline int gc_loss(const gc_model *m, double *loss)
         return -1;
     const float *o = (const float *)out.data;
     int64_t n = sdt_tensor_numel(&out);
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        sum += (double)o[i] * (double)m->w[i];
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double term = (double)o[i] * (double)m->w[i];
+        s += squared ? term * term : term;
+    }
     m->free_out(m->self, &out);
-    *loss = sum;
+    *sum = s;
     return 0;
 }
+
+/* L = sum(out * w); returns 0, or -1 when the forward failed. */
+static inline int gc_loss(const gc_model *m, double *loss) { return gc_weighted_sum(m, 0, loss); }
 
 /* sqrt(sum (out * w)^2) at the current values: the size of the terms the loss sums, which sets its
  * rounding noise. */
 static inline int gc_loss_magnitude(const gc_model *m, double *magnitude)
 {
-    sdt_tensor out;
-    memset(&out, 0, sizeof out);
-    if (m->forward(m->self, &out) != 0)
+    double sum;
+    if (gc_weighted_sum(m, 1, &sum) != 0)
         return -1;
-    const float *o = (const float *)out.data;
-    int64_t n = sdt_tensor_numel(&out);
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        double term = (double)o[i] * (double)m->w[i];
-        sum += term * term;
-    }
-    m->free_out(m->self, &out);
     *magnitude = sqrt(sum);
     return 0;
 }

@@ -2,10 +2,8 @@
  * transformers give (tests/data/models/keymap_sd15.json), the real config.json files against the presets,
  * the fixture checkpoint written by the Python libraries, save -> load round trips in both layouts and
  * three dtypes, determinism of the initialiser, and every kind of bad input failing with its message. */
-#include <dirent.h>
 #include <jansson.h>
 #include <stdint.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -20,6 +18,8 @@
 #include "sdtune/safetensors.h"
 #include "sdtune/strutil.h"
 #include "unit/check.h"
+#include "unit/test_engine.h"
+#include "unit/test_files.h"
 
 #define TINY_FIXTURE FIXTURE_DIR "/sd15_tiny.safetensors"
 #define KEYMAP_JSON FIXTURE_DIR "/keymap_sd15.json"
@@ -27,67 +27,10 @@
 
 /* ---- helpers ------------------------------------------------------------------------------------------ */
 
-static sdt_engine *cpu_engine(void)
-{
-    sdt_engine_options o = {.device = SDT_DEVICE_CPU};
-    sdt_engine *e = NULL;
-    char *error = NULL;
-    if (sdt_engine_create(&o, &e, &error) != 0) {
-        fprintf(stderr, "cannot create a CPU engine: %s\n", error);
-        free(error);
-        exit(1);
-    }
-    return e;
-}
-
-static char *temp_dir(void)
-{
-    const char *base = getenv("TMPDIR");
-    char *path = sdt_format("%s/sdt-ckpt-XXXXXX", base && base[0] ? base : "/tmp");
-    if (!path || !mkdtemp(path)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-    return path;
-}
-
-/* rm -r for the folders the tests make (plain files and folders only). */
-static void remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char *child = sdt_format("%s/%s", path, e->d_name);
-            struct stat st;
-            if (child && lstat(child, &st) == 0 && S_ISDIR(st.st_mode))
-                remove_tree(child);
-            else if (child)
-                unlink(child);
-            free(child);
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
-
-static char *read_all(const char *path, size_t *len)
-{
-    char *data = NULL, *error = NULL;
-    if (sdt_read_file(path, (size_t)1 << 30, &data, len, &error) != 0) {
-        fprintf(stderr, "%s: %s\n", path, error);
-        free(error);
-        return NULL;
-    }
-    return data;
-}
-
 static int same_file(const char *a, const char *b)
 {
     size_t la, lb;
-    char *da = read_all(a, &la), *db = read_all(b, &lb);
+    char *da = test_read_file(a, &la), *db = test_read_file(b, &lb);
     int same = da && db && la == lb && memcmp(da, db, la) == 0;
     free(da);
     free(db);
@@ -257,7 +200,7 @@ static int arch_from_config_dir(test_state *t, const char *which, sdt_model_arch
     for (int c = 0; c < 3; c++) {
         char *path = sdt_format("%s/%s/%s/config.json", CONFIG_DIR, which, comp[c]);
         size_t len;
-        char *text = read_all(path, &len), *error = NULL, *uns = NULL;
+        char *text = test_read_file(path, &len), *error = NULL, *uns = NULL;
         int rc = -1;
         if (text && c == 0)
             rc = sdt_unet_config_from_json(text, path, &arch->unet, &uns, &error);
@@ -426,7 +369,9 @@ static void test_keymap_against_diffusers(test_state *t)
 
 static void test_fixture_checkpoint(test_state *t)
 {
-    sdt_engine *e = cpu_engine();
+    sdt_engine *e = test_cpu_engine(t, 0);
+    if (!e)
+        return;
     sdt_model m;
     sdt_ckpt_report r;
     char *error = NULL;
@@ -506,8 +451,11 @@ static void roundtrip(test_state *t, sdt_engine *e, sdt_model *orig, const char 
 
 static void test_roundtrips(test_state *t)
 {
-    sdt_engine *e = cpu_engine();
-    char *dir = temp_dir();
+    sdt_engine *e = test_cpu_engine(t, 0);
+    if (!e)
+        return;
+    char dir[256];
+    CHECK(t, test_make_temp_dir(dir, sizeof dir, "ckpt") == 0);
     sdt_model m;
     tiny_model(t, e, &m, 42);
     roundtrip(t, e, &m, dir, SDT_CKPT_LDM, SDT_F32);
@@ -570,16 +518,18 @@ static void test_roundtrips(test_state *t)
     free(error);
 
     sdt_model_free(e, &m);
-    remove_tree(dir);
-    free(dir);
+    test_remove_tree(dir);
     sdt_engine_free(e);
 }
 
 /* The initialiser: same seed -> same bytes, whether streamed or saved from memory; the scheme's values. */
 static void test_init_deterministic(test_state *t)
 {
-    sdt_engine *e = cpu_engine();
-    char *dir = temp_dir();
+    sdt_engine *e = test_cpu_engine(t, 0);
+    if (!e)
+        return;
+    char dir[256];
+    CHECK(t, test_make_temp_dir(dir, sizeof dir, "ckpt") == 0);
     sdt_model m;
     tiny_model(t, e, &m, 7);
     char *saved = sdt_format("%s/saved.safetensors", dir),
@@ -625,8 +575,7 @@ static void test_init_deterministic(test_state *t)
     free(again);
     free(other);
     sdt_model_free(e, &m);
-    remove_tree(dir);
-    free(dir);
+    test_remove_tree(dir);
     sdt_engine_free(e);
 }
 
@@ -647,42 +596,36 @@ static void expect_fail(test_state *t, sdt_engine *e, const char *path, const ch
     }
 }
 
-static void write_bytes(const char *path, const void *data, size_t len)
-{
-    char *error = NULL;
-    if (sdt_atomic_write(path, data, len, &error) != 0) {
-        fprintf(stderr, "%s\n", error);
-        exit(1);
-    }
-}
-
 static void test_bad_files(test_state *t)
 {
-    sdt_engine *e = cpu_engine();
-    char *dir = temp_dir();
+    sdt_engine *e = test_cpu_engine(t, 0);
+    if (!e)
+        return;
+    char dir[256];
+    CHECK(t, test_make_temp_dir(dir, sizeof dir, "ckpt") == 0);
     char path[512], msg[700];
 
     /* Pickles: by name, and by contents whatever the name. */
     snprintf(path, sizeof path, "%s/model.ckpt", dir);
-    write_bytes(path, "PK\x03\x04 not really", 15);
+    CHECK(t, test_write_file(path, "PK\x03\x04 not really", 15) == 0);
     expect_fail(t, e, path, NULL, "is a PyTorch pickle file");
     expect_fail(t, e, path, NULL, "weights_only=True");
     snprintf(path, sizeof path, "%s/zip.safetensors", dir);
-    write_bytes(path, "PK\x03\x04\x14\x00\x00\x00\x08\x00", 10);
+    CHECK(t, test_write_file(path, "PK\x03\x04\x14\x00\x00\x00\x08\x00", 10) == 0);
     expect_fail(t, e, path, NULL, "a zip archive, as torch.save writes");
     snprintf(path, sizeof path, "%s/pickle.safetensors", dir);
-    write_bytes(path, "\x80\x02}q\x00(X\x05\x00\x00\x00", 12);
+    CHECK(t, test_write_file(path, "\x80\x02}q\x00(X\x05\x00\x00\x00", 12) == 0);
     expect_fail(t, e, path, NULL, "is a PyTorch pickle file (by its contents)");
 
     /* Garbage, truncation, nothing at all. */
     snprintf(path, sizeof path, "%s/garbage.safetensors", dir);
-    write_bytes(path, "this is not a checkpoint at all, just some text", 47);
+    CHECK(t, test_write_file(path, "this is not a checkpoint at all, just some text", 47) == 0);
     expect_fail(t, e, path, NULL, path);
     size_t len;
-    char *data = read_all(TINY_FIXTURE, &len);
+    char *data = test_read_file(TINY_FIXTURE, &len);
     snprintf(path, sizeof path, "%s/truncated.safetensors", dir);
     if (data) {
-        write_bytes(path, data, len / 2);
+        CHECK(t, test_write_file(path, data, len / 2) == 0);
         expect_fail(t, e, path, NULL, "truncated.safetensors");
     }
     free(data);
@@ -797,16 +740,18 @@ static void test_bad_files(test_state *t)
     expect_fail(t, e, CONFIG_DIR "/sd15/vae", NULL, "is one component's folder");
 
     free(error);
-    remove_tree(dir);
-    free(dir);
+    test_remove_tree(dir);
     sdt_engine_free(e);
 }
 
 /* Extra keys real checkpoints carry are ignored and listed; old text-encoder names load. */
 static void test_ignored_and_old_names(test_state *t)
 {
-    sdt_engine *e = cpu_engine();
-    char *dir = temp_dir();
+    sdt_engine *e = test_cpu_engine(t, 0);
+    if (!e)
+        return;
+    char dir[256];
+    CHECK(t, test_make_temp_dir(dir, sizeof dir, "ckpt") == 0);
     char *path = sdt_format("%s/extras.safetensors", dir);
     edit extras[] = {
         {.new_key = "alphas_cumprod", .ndim = 1, .shape = {1000}, .dtype = SDT_F32},
@@ -839,16 +784,18 @@ static void test_ignored_and_old_names(test_state *t)
     sdt_model_free(e, &m);
     free(error);
     free(path);
-    remove_tree(dir);
-    free(dir);
+    test_remove_tree(dir);
     sdt_engine_free(e);
 }
 
 /* A VAE from elsewhere: bare LDM names, diffusers names in a folder, or none in the checkpoint. */
 static void test_separate_vae(test_state *t)
 {
-    sdt_engine *e = cpu_engine();
-    char *dir = temp_dir();
+    sdt_engine *e = test_cpu_engine(t, 0);
+    if (!e)
+        return;
+    char dir[256];
+    CHECK(t, test_make_temp_dir(dir, sizeof dir, "ckpt") == 0);
     char *error = NULL;
     sdt_model m, back;
     sdt_ckpt_report r;
@@ -926,8 +873,7 @@ static void test_separate_vae(test_state *t)
     free(folder);
     free(error);
     sdt_model_free(e, &m);
-    remove_tree(dir);
-    free(dir);
+    test_remove_tree(dir);
     sdt_engine_free(e);
 }
 
@@ -935,8 +881,11 @@ static void test_separate_vae(test_state *t)
  */
 static void test_diffusers_variants(test_state *t)
 {
-    sdt_engine *e = cpu_engine();
-    char *dir = temp_dir();
+    sdt_engine *e = test_cpu_engine(t, 0);
+    if (!e)
+        return;
+    char dir[256];
+    CHECK(t, test_make_temp_dir(dir, sizeof dir, "ckpt") == 0);
     char *folder = sdt_format("%s/model", dir), *error = NULL;
     sdt_model m, back;
     tiny_model(t, e, &m, 5);
@@ -1007,22 +956,14 @@ static void test_diffusers_variants(test_state *t)
 
     /* An SD2 UNet config is refused by name. */
     char *config = sdt_format("%s/unet/config.json", folder);
-    char *text = sdt_unet_config_to_json(&(sdt_unet_config){.in_channels = 4,
-                                                            .out_channels = 4,
-                                                            .levels = 4,
-                                                            .block_out_channels = {320, 640, 1280, 1280},
-                                                            .layers_per_block = 2,
-                                                            .level_has_attention = {1, 1, 1, 0},
-                                                            .transformer_depth = {1, 1, 1, 0},
-                                                            .mid_transformer_depth = 1,
-                                                            .heads = {5, 10, 20, 20},
-                                                            .mid_heads = 20,
-                                                            .cross_attention_dim = 1024,
-                                                            .use_linear_projection = 1,
-                                                            .norm_groups = 32,
-                                                            .norm_eps = 1e-5f},
-                                         0);
-    write_bytes(config, text, strlen(text));
+    sdt_unet_config sd2 = sdt_model_arch_find("sd15")->unet; /* SD2's heads, context and projections */
+    const int sd2_heads[SDT_UNET_MAX_LEVELS] = {5, 10, 20, 20};
+    memcpy(sd2.heads, sd2_heads, sizeof sd2.heads);
+    sd2.mid_heads = 20;
+    sd2.cross_attention_dim = 1024;
+    sd2.use_linear_projection = 1;
+    char *text = sdt_unet_config_to_json(&sd2, 0);
+    CHECK(t, test_write_file(config, text, strlen(text)) == 0);
     expect_fail(t, e, folder, NULL, "SD2.x models are not supported yet");
     free(text);
 
@@ -1038,8 +979,7 @@ static void test_diffusers_variants(test_state *t)
     free(folder);
     free(error);
     sdt_model_free(e, &m);
-    remove_tree(dir);
-    free(dir);
+    test_remove_tree(dir);
     sdt_engine_free(e);
 }
 

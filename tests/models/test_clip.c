@@ -14,6 +14,7 @@
 #include "models/fixture.h"
 #include "models/gradcheck.h"
 #include "unit/check.h"
+#include "unit/test_engine.h"
 
 #define NMSE_LIMIT 1e-8
 /* Finite-difference step relative to each tensor's RMS, and the relative tolerance. Through three layers,
@@ -33,18 +34,6 @@ typedef struct clip_fixture {
     sdt_clip_text *model;
     int32_t ids[BATCH * TOKENS];
 } clip_fixture;
-
-static sdt_engine *cpu_engine(test_state *t)
-{
-    /* One thread: at these sizes a second one only adds OpenMP/OpenBLAS hand-offs (10x the run time on two
-     * cores); the multi-threaded kernels are the op tests' business. */
-    sdt_engine_options options = {.device = SDT_DEVICE_CPU, .threads = 1};
-    sdt_engine *e = NULL;
-    char *error = NULL;
-    CHECK_MSG(t, sdt_engine_create(&options, &e, &error) == 0, "%s", error ? error : "");
-    free(error);
-    return e;
-}
 
 static int json_int(json_t *root, const char *key, int *out)
 {
@@ -109,7 +98,7 @@ static int fixture_open(test_state *t, clip_fixture *f, int projection_dim, uint
 {
     memset(f, 0, sizeof *f);
     char *error = NULL;
-    f->e = cpu_engine(t);
+    f->e = test_cpu_engine(t, 1);
     if (!f->e || config_from_checkpoint(t, FIXTURE_DIR "/sd15_tiny.safetensors", &f->config) != 0)
         goto fail;
     if (sdt_safetensors_open(FIXTURE_DIR "/clip_tiny_io.safetensors", &f->io, &error) != 0) {
@@ -582,7 +571,7 @@ static void test_windows(test_state *t)
     CHECK(t, w3[0] == bos && w3[1] == eos && w3[2] == pad && w3[76] == pad);
 
     /* Stitching: enc [B * n, 77, 2] with value 1000 * row + 10 * token + channel. */
-    sdt_engine *e = cpu_engine(t);
+    sdt_engine *e = test_cpu_engine(t, 1);
     if (!e)
         return;
     enum { W = 2, ROWS = 2 * N };

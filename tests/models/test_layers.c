@@ -10,6 +10,7 @@
 #include "layers.h"
 #include "models/gradcheck.h"
 #include "unit/check.h"
+#include "unit/test_engine.h"
 
 /* Step relative to each tensor's RMS, and the relative tolerance: directional derivatives agree to ~1e-5 in
  * fp32 with this step; a wrong term is off by far more. */
@@ -39,16 +40,6 @@ typedef struct layer_case {
     sdt_tensor dx, dctx, demb; /* their gradients */
     uint64_t rng;
 } layer_case;
-
-static sdt_engine *cpu_engine(test_state *t)
-{
-    sdt_engine_options options = {.device = SDT_DEVICE_CPU, .threads = 0};
-    sdt_engine *e = NULL;
-    char *error = NULL;
-    CHECK_MSG(t, sdt_engine_create(&options, &e, &error) == 0, "%s", error ? error : "");
-    free(error);
-    return e;
-}
 
 static void case_init(layer_case *c, sdt_engine *e, const char *name, layer_kind kind, uint64_t seed)
 {
@@ -291,7 +282,7 @@ done:
 
 static void test_linear(test_state *t)
 {
-    sdt_engine *e = cpu_engine(t);
+    sdt_engine *e = test_cpu_engine(t, 0);
     if (!e)
         return;
     layer_case c;
@@ -340,7 +331,7 @@ static void conv_case(test_state *t, sdt_engine *e, const char *name, int64_t h,
 
 static void test_conv(test_state *t)
 {
-    sdt_engine *e = cpu_engine(t);
+    sdt_engine *e = test_cpu_engine(t, 0);
     if (!e)
         return;
     conv_case(t, e, "conv 3x3 pad 1, 5x6x3 -> 4", 5, 6, 3, 4, 3, 1, (sdt_conv2d_params){0, 1, 1, 1, 1});
@@ -371,7 +362,7 @@ static void norm_case(test_state *t, sdt_engine *e, const char *name, int groups
 
 static void test_norms(test_state *t)
 {
-    sdt_engine *e = cpu_engine(t);
+    sdt_engine *e = test_cpu_engine(t, 0);
     if (!e)
         return;
     norm_case(t, e, "group norm 4 groups [2, 3, 4, 8]", 4, 0, 4, SDT_SHAPE(2, 3, 4, 8));
@@ -426,7 +417,7 @@ static void mha_case(test_state *t, sdt_engine *e, const char *name, int channel
 
 static void test_attention(test_state *t)
 {
-    sdt_engine *e = cpu_engine(t);
+    sdt_engine *e = test_cpu_engine(t, 0);
     if (!e)
         return;
     mha_case(t, e, "self-attention, 2 heads, no q/k/v bias (UNet attn1)", 8, 2, 0, 0, 0, NULL);
@@ -484,7 +475,7 @@ static void resnet_case(test_state *t, sdt_engine *e, const char *name, int c_in
 
 static void test_resnet(test_state *t)
 {
-    sdt_engine *e = cpu_engine(t);
+    sdt_engine *e = test_cpu_engine(t, 0);
     if (!e)
         return;
     resnet_case(t, e, "UNet resnet 4 -> 8 channels, time embedding 12", 4, 8, 12, 2);

@@ -3,7 +3,6 @@
  * vocabulary (ids, the 77-token form, the cleaned text, "!" as a special token); sd-scripts' 150/225
  * windows; the search for vocab.json + merges.txt; malformed files; and the speed (printed, not checked).
  * The expected values come from tools/golden/make_tokenizer_fixtures.py. */
-#include <dirent.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -14,6 +13,7 @@
 #include "sdtune/strutil.h"
 #include "tokenizer.h"
 #include "unit/check.h"
+#include "unit/test_files.h"
 
 #define DATA "tests/data/tokenizer"
 #define REAL_MERGES "../shared/data/clip/bpe_simple_vocab_16e6.txt.gz"
@@ -534,35 +534,6 @@ static void test_encode_errors_and_cache(test_state *t)
 
 /* ---- finding the files -------------------------------------------------------------------------------- */
 
-static int make_temp_dir(char *path, size_t size)
-{
-    const char *base = getenv("TMPDIR");
-    snprintf(path, size, "%s/sdt-tokenizer-XXXXXX", base && base[0] ? base : "/tmp");
-    return mkdtemp(path) ? 0 : -1;
-}
-
-/* Removes a folder tree made by the test. */
-static void remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char *child = sdt_format("%s/%s", path, e->d_name);
-            struct stat st;
-            if (child && lstat(child, &st) == 0 && S_ISDIR(st.st_mode))
-                remove_tree(child);
-            else if (child)
-                unlink(child);
-            free(child);
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
-
 /* mkdir -p, then the two tokenizer files in it (copies of the small fixture files). */
 static void make_tokenizer_folder(test_state *t, const char *folder)
 {
@@ -604,7 +575,7 @@ static void check_found(test_state *t, const char *configured, const char *model
 static void test_find(test_state *t)
 {
     char root[512];
-    if (make_temp_dir(root, sizeof root) != 0) {
+    if (test_make_temp_dir(root, sizeof root, "tokenizer") != 0) {
         CHECK_MSG(t, false, "cannot make a temporary folder");
         return;
     }
@@ -741,7 +712,7 @@ static void test_find(test_state *t)
     free(model);
     free(config);
     free(hf_home);
-    remove_tree(root);
+    test_remove_tree(root);
 }
 
 /* ---- malformed files ---------------------------------------------------------------------------------- */
@@ -779,7 +750,7 @@ static void expect_load_error(test_state *t, const char *dir, const char *vocab,
 static void test_malformed(test_state *t)
 {
     char dir[512];
-    if (make_temp_dir(dir, sizeof dir) != 0) {
+    if (test_make_temp_dir(dir, sizeof dir, "tokenizer") != 0) {
         CHECK_MSG(t, false, "cannot make a temporary folder");
         return;
     }
@@ -852,7 +823,7 @@ static void test_malformed(test_state *t)
     free(error);
     free(missing);
     free(vocab);
-    remove_tree(dir);
+    test_remove_tree(dir);
 }
 
 /* ---- speed -------------------------------------------------------------------------------------------- */

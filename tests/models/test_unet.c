@@ -23,20 +23,11 @@
 #include "models/gradcheck.h"
 #include "unet.h"
 #include "unit/check.h"
+#include "unit/test_engine.h"
 
 #define GOLDEN_LIMIT 1e-8
 #define GC_STEP (1.0 / 64.0)
 #define GC_LIMIT 1e-3
-
-static sdt_engine *cpu_engine(test_state *t)
-{
-    sdt_engine_options options = {.device = SDT_DEVICE_CPU, .threads = 0};
-    sdt_engine *e = NULL;
-    char *error = NULL;
-    CHECK_MSG(t, sdt_engine_create(&options, &e, &error) == 0, "%s", error ? error : "");
-    free(error);
-    return e;
-}
 
 /* A CPU F32 tensor holding a copy of host values. */
 static int tensor_from(sdt_engine *e, sdt_tensor *t, const float *values, int ndim, const int64_t *shape)
@@ -224,7 +215,7 @@ static void expect_identical(test_state *t, const char *what, const float *a, co
 static void test_golden_sd15_tiny(test_state *t)
 {
     const char *ckpt = FIXTURE_DIR "/sd15_tiny.safetensors", *io = FIXTURE_DIR "/unet_tiny_io.safetensors";
-    sdt_engine *e = cpu_engine(t);
+    sdt_engine *e = test_cpu_engine(t, 0);
     if (!e)
         return;
     const sdt_model_arch *arch = sdt_model_arch_find("sd15-tiny");
@@ -373,7 +364,7 @@ static void init_params(sdt_param_table *table, uint64_t *rng)
 
 static void test_sdxl_like_gradients(test_state *t)
 {
-    sdt_engine *e = cpu_engine(t);
+    sdt_engine *e = test_cpu_engine(t, 0);
     if (!e)
         return;
     sdt_param_table table;
@@ -502,7 +493,7 @@ done:
  * the inference output. */
 static void test_topologies(test_state *t)
 {
-    sdt_engine *e = cpu_engine(t);
+    sdt_engine *e = test_cpu_engine(t, 0);
     if (!e)
         return;
     sdt_unet_config configs[3];
@@ -591,7 +582,7 @@ static void test_topologies(test_state *t)
 
 static void test_errors(test_state *t)
 {
-    sdt_engine *e = cpu_engine(t);
+    sdt_engine *e = test_cpu_engine(t, 0);
     if (!e)
         return;
     sdt_param_table table;

@@ -9,6 +9,7 @@
 
 #include "models/fixture.h"
 #include "unit/check.h"
+#include "unit/test_engine.h"
 #include "vae.h"
 
 #define NMSE_LIMIT 1e-8
@@ -69,13 +70,9 @@ static int fixture_open(test_state *t, vae_fixture *f)
 {
     memset(f, 0, sizeof *f);
     char *error = NULL;
-    /* One thread: at these sizes a second one only adds OpenMP/OpenBLAS hand-offs (10x the run time on two
-     * cores); the multi-threaded kernels are the op tests' business. */
-    sdt_engine_options options = {.device = SDT_DEVICE_CPU, .threads = 1};
-    if (sdt_engine_create(&options, &f->e, &error) != 0) {
-        CHECK_MSG(t, 0, "%s", error);
+    f->e = test_cpu_engine(t, 1);
+    if (!f->e)
         goto fail;
-    }
     const sdt_model_arch *arch = sdt_model_arch_find("sd15-tiny");
     CHECK(t, arch != NULL);
     if (!arch)

@@ -8,20 +8,11 @@
 #include "backend.h"
 #include "check.h"
 #include "sdtune/strutil.h"
-
-static sdt_engine *cpu_engine(test_state *t)
-{
-    sdt_engine_options options = {.device = SDT_DEVICE_CPU, .threads = 1};
-    sdt_engine *e = NULL;
-    char *error = NULL;
-    CHECK_MSG(t, sdt_engine_create(&options, &e, &error) == 0, "%s", error ? error : "");
-    free(error);
-    return e;
-}
+#include "test_engine.h"
 
 static void test_engine_create(test_state *t)
 {
-    sdt_engine *e = cpu_engine(t);
+    sdt_engine *e = test_cpu_engine(t, 1);
     CHECK(t, e && strcmp(sdt_engine_backend_name(e), "cpu") == 0);
     CHECK(t, e && sdt_engine_device(e) == SDT_DEVICE_CPU);
     sdt_engine_free(e);
@@ -37,7 +28,7 @@ static void test_engine_create(test_state *t)
 
 static void test_shape_errors(test_state *t)
 {
-    sdt_engine *e = cpu_engine(t);
+    sdt_engine *e = test_cpu_engine(t, 1);
     if (!e)
         return;
     float x[2 * 4 * 4 * 3] = {0}, w[8 * 3 * 3 * 4] = {0}, y[2 * 4 * 4 * 8];
@@ -92,7 +83,7 @@ static void test_shape_errors(test_state *t)
  * gradients are accumulated in place of rounding them away. */
 static void test_low_precision_staging(test_state *t)
 {
-    sdt_engine *e = cpu_engine(t);
+    sdt_engine *e = test_cpu_engine(t, 1);
     if (!e)
         return;
     enum { N = 3, C = 4, OC = 2 };
@@ -179,7 +170,7 @@ static void test_arena_plan(test_state *t)
     CHECK(t, strstr(report.data, "optimizer state") == NULL); /* empty classes are not listed */
     sdt_buf_free(&report);
 
-    sdt_engine *e = cpu_engine(t);
+    sdt_engine *e = test_cpu_engine(t, 1);
     sdt_arenas arenas;
     if (e && sdt_arenas_alloc(e, &plan, &arenas, &error) == 0) {
         CHECK(t, w1.data == arenas.block[SDT_LIFE_FROZEN] && w1.dtype == SDT_F16 && w1.shape[0] == 320);

@@ -10,39 +10,13 @@
 #include "check.h"
 #include "sdtune/safetensors.h"
 #include "sdtune/strutil.h"
+#include "test_files.h"
 
 #ifndef SDT_MALFORMED_DIR
 #error "SDT_MALFORMED_DIR must name tests/data/safetensors/malformed (tests/CMakeLists.txt defines it)"
 #endif
 
 /* ---- helpers ------------------------------------------------------------------------------------------ */
-
-/* A fresh folder under $TMPDIR (or /tmp) for the files a test writes; path gets its name. */
-static int make_temp_dir(char *path, size_t size)
-{
-    const char *base = getenv("TMPDIR");
-    snprintf(path, size, "%s/sdt-safetensors-XXXXXX", base && base[0] ? base : "/tmp");
-    return mkdtemp(path) ? 0 : -1;
-}
-
-/* Removes a folder made by make_temp_dir and the plain files in it. */
-static void remove_dir(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char *file = sdt_format("%s/%s", path, e->d_name);
-            if (file)
-                unlink(file);
-            free(file);
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
 
 /* The number of entries of a folder whose name contains part (e.g. ".tmp." for leftover temp files). */
 static int count_entries(const char *path, const char *part)
@@ -57,44 +31,6 @@ static int count_entries(const char *path, const char *part)
             n++;
     closedir(d);
     return n;
-}
-
-/* Reads a whole small file (the caller frees); NULL on failure. */
-static unsigned char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    unsigned char *buf = NULL;
-    size_t cap = 0;
-    *len = 0;
-    for (;;) {
-        if (*len == cap) {
-            cap = cap ? 2 * cap : 4096;
-            unsigned char *bigger = realloc(buf, cap);
-            if (!bigger) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = bigger;
-        }
-        size_t got = fread(buf + *len, 1, cap - *len, f);
-        if (got == 0)
-            break;
-        *len += got;
-    }
-    fclose(f);
-    return buf;
-}
-
-static int write_bytes(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return -1;
-    size_t put = fwrite(data, 1, len, f);
-    return fclose(f) == 0 && put == len ? 0 : -1;
 }
 
 /* A file in memory: the 8-byte length of header, header, then data (the caller frees). */
@@ -191,7 +127,7 @@ static const char *const sample_meta[] = {
 static void round_trip(test_state *t)
 {
     char dir[256];
-    CHECK(t, make_temp_dir(dir, sizeof dir) == 0);
+    CHECK(t, test_make_temp_dir(dir, sizeof dir, "safetensors") == 0);
     char *path = sdt_format("%s/model.safetensors", dir);
     sample s;
     make_sample(&s);
@@ -266,7 +202,7 @@ static void round_trip(test_state *t)
     CHECK(t, sdt_safetensors_metadata_at(st, 3, &k, &v) == -1);
     sdt_safetensors_close(st);
 out:
-    remove_dir(dir);
+    test_remove_tree(dir);
     free(path);
 }
 
@@ -280,7 +216,7 @@ static unsigned char *write_sample_file(test_state *t, const char *path, size_t 
     CHECK(t, sdt_safetensors_write(path, s.t, s.n, sample_meta, 3, &error) == 0);
     free(error);
     *len = 0;
-    return read_all(path, len);
+    return (unsigned char *)test_read_file(path, len);
 }
 
 /* The written bytes: N a multiple of 8, the header compact JSON that starts with __metadata__ and ends
@@ -288,7 +224,7 @@ static unsigned char *write_sample_file(test_state *t, const char *path, size_t 
 static void header_layout(test_state *t)
 {
     char dir[256];
-    CHECK(t, make_temp_dir(dir, sizeof dir) == 0);
+    CHECK(t, test_make_temp_dir(dir, sizeof dir, "safetensors") == 0);
     char *path = sdt_format("%s/layout.safetensors", dir);
     size_t len;
     unsigned char *bytes = write_sample_file(t, path, &len);
@@ -326,7 +262,7 @@ static void header_layout(test_state *t)
     free(header);
     free(bytes);
 out:
-    remove_dir(dir);
+    test_remove_tree(dir);
     free(path);
 }
 
@@ -360,13 +296,13 @@ static void byte_exact(test_state *t)
     };
     const char *meta[] = {"format", "pt"};
     char dir[256];
-    CHECK(t, make_temp_dir(dir, sizeof dir) == 0);
+    CHECK(t, test_make_temp_dir(dir, sizeof dir, "safetensors") == 0);
     char *path = sdt_format("%s/exact.safetensors", dir);
     char *error = NULL;
     CHECK(t, sdt_safetensors_write(path, tensors, 3, meta, 1, &error) == 0);
     free(error);
     size_t len = 0;
-    unsigned char *bytes = read_all(path, &len);
+    unsigned char *bytes = (unsigned char *)test_read_file(path, &len);
     CHECK_MSG(t, bytes && len == sizeof expected && memcmp(bytes, expected, len) == 0,
               "written file differs from the hand-made one (%zu bytes)", len);
     free(bytes);
@@ -391,10 +327,10 @@ static void byte_exact(test_state *t)
     /* No tensors, no metadata: "{}" and six spaces. */
     CHECK(t, sdt_safetensors_write(path, NULL, 0, NULL, 0, &error) == 0);
     free(error);
-    bytes = read_all(path, &len);
+    bytes = (unsigned char *)test_read_file(path, &len);
     CHECK(t, bytes && len == 16 && memcmp(bytes, "\x08\0\0\0\0\0\0\0{}      ", 16) == 0);
     free(bytes);
-    remove_dir(dir);
+    test_remove_tree(dir);
     free(path);
 }
 
@@ -471,7 +407,7 @@ static void malformed_files(test_state *t)
 
         /* The same bytes from memory give the same message under the given name. */
         size_t len = 0;
-        unsigned char *bytes = read_all(path, &len);
+        unsigned char *bytes = (unsigned char *)test_read_file(path, &len);
         CHECK(t, bytes != NULL);
         if (bytes) {
             st = NULL;
@@ -493,7 +429,7 @@ static void malformed_files(test_state *t)
 static void truncated_copies(test_state *t)
 {
     char dir[256];
-    CHECK(t, make_temp_dir(dir, sizeof dir) == 0);
+    CHECK(t, test_make_temp_dir(dir, sizeof dir, "safetensors") == 0);
     char *path = sdt_format("%s/full.safetensors", dir);
     size_t len;
     unsigned char *full = write_sample_file(t, path, &len);
@@ -525,7 +461,7 @@ static void truncated_copies(test_state *t)
     static const size_t cuts[] = {0, 3, 7, 8, 9, 100};
     for (size_t i = 0; full && i < sizeof cuts / sizeof cuts[0]; i++) {
         char *cut_path = sdt_format("%s/cut%zu.safetensors", dir, cuts[i]);
-        CHECK(t, write_bytes(cut_path, full, cuts[i]) == 0);
+        CHECK(t, test_write_file(cut_path, full, cuts[i]) == 0);
         sdt_safetensors *st = NULL;
         error = NULL;
         CHECK_MSG(t, sdt_safetensors_open(cut_path, &st, &error) == -1 && error, "cut at %zu", cuts[i]);
@@ -536,7 +472,7 @@ static void truncated_copies(test_state *t)
         free(cut_path);
     }
     free(full);
-    remove_dir(dir);
+    test_remove_tree(dir);
     free(path);
 }
 
@@ -661,7 +597,7 @@ static void writer_fill(test_state *t)
     int64_t shape[1] = {N};
     sdt_st_write_tensor tensor = {"big", SDT_U8, 1, shape, NULL, fill_pattern, &p};
     char dir[256];
-    CHECK(t, make_temp_dir(dir, sizeof dir) == 0);
+    CHECK(t, test_make_temp_dir(dir, sizeof dir, "safetensors") == 0);
     char *path = sdt_format("%s/fill.safetensors", dir);
     char *error = NULL;
     CHECK(t, sdt_safetensors_write(path, &tensor, 1, NULL, 0, &error) == 0);
@@ -675,12 +611,12 @@ static void writer_fill(test_state *t)
 
     /* A failing source: the old file stays, no temporary file is left. */
     size_t before_len = 0, after_len = 0;
-    unsigned char *before = read_all(path, &before_len);
+    unsigned char *before = (unsigned char *)test_read_file(path, &before_len);
     p.fail_at = 2 * (1 << 20) + 5;
     CHECK(t, sdt_safetensors_write(path, &tensor, 1, NULL, 0, &error) == -1);
     CHECK_STR_CONTAINS(t, error, "tensor \"big\": its data source failed at byte 2097152");
     free(error);
-    unsigned char *after = read_all(path, &after_len);
+    unsigned char *after = (unsigned char *)test_read_file(path, &after_len);
     CHECK(t, before && after && before_len == after_len && memcmp(before, after, before_len) == 0);
     CHECK(t, count_entries(dir, ".tmp.") == 0);
     free(before);
@@ -692,7 +628,7 @@ static void writer_fill(test_state *t)
     CHECK_STR_CONTAINS(t, error, "cannot create a temporary file in");
     free(error);
     free(nowhere);
-    remove_dir(dir);
+    test_remove_tree(dir);
     free(path);
     free(expected);
 }
@@ -717,7 +653,7 @@ static void many_tensors(test_state *t)
             (sdt_st_write_tensor){names[i], j % 3 ? SDT_F16 : SDT_BF16, 2, shapes[i], data, NULL, NULL};
     }
     char dir[256];
-    CHECK(t, make_temp_dir(dir, sizeof dir) == 0);
+    CHECK(t, test_make_temp_dir(dir, sizeof dir, "safetensors") == 0);
     char *path = sdt_format("%s/many.safetensors", dir);
     char *error = NULL;
     CHECK(t, sdt_safetensors_write(path, tensors, N, NULL, 0, &error) == 0);
@@ -739,7 +675,7 @@ static void many_tensors(test_state *t)
         }
         sdt_safetensors_close(st);
     }
-    remove_dir(dir);
+    test_remove_tree(dir);
     free(path);
 out:
     free(tensors);
@@ -786,9 +722,9 @@ static void writer_rejects(test_state *t)
         {{good}, 1, {"k", "\xc0\x80"}, 1, "the value of metadata pair 0 is not valid UTF-8"},
     };
     char dir[256];
-    CHECK(t, make_temp_dir(dir, sizeof dir) == 0);
+    CHECK(t, test_make_temp_dir(dir, sizeof dir, "safetensors") == 0);
     char *path = sdt_format("%s/keep.safetensors", dir);
-    CHECK(t, write_bytes(path, "old contents", 12) == 0);
+    CHECK(t, test_write_file(path, "old contents", 12) == 0);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *error = NULL;
         int rc = sdt_safetensors_write(path, cases[i].t, cases[i].n, cases[i].meta, cases[i].n_meta, &error);
@@ -797,7 +733,7 @@ static void writer_rejects(test_state *t)
         free(error);
     }
     size_t len = 0;
-    unsigned char *bytes = read_all(path, &len);
+    unsigned char *bytes = (unsigned char *)test_read_file(path, &len);
     CHECK(t, bytes && len == 12 && memcmp(bytes, "old contents", 12) == 0);
     free(bytes);
     CHECK(t, count_entries(dir, ".tmp.") == 0);
@@ -809,7 +745,7 @@ static void writer_rejects(test_state *t)
     free(error);
     struct stat sb;
     CHECK(t, stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600);
-    remove_dir(dir);
+    test_remove_tree(dir);
     free(path);
 }
 
