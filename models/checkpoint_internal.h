@@ -1,8 +1,17 @@
-/* Shared by the checkpoint sources (model_init.c, checkpoint_load.c, checkpoint_save.c); not an interface. */
+/* Shared by the checkpoint sources (model_init.c, checkpoint_save.c, and the loader: checkpoint_load.c,
+ * checkpoint_files.c, checkpoint_detect.c); not an interface. */
 #ifndef SDTUNE_MODELS_CHECKPOINT_INTERNAL_H
 #define SDTUNE_MODELS_CHECKPOINT_INTERNAL_H
 
+#include <stddef.h>
+#include <stdint.h>
+#include <strings.h>
+
 #include "checkpoint.h"
+#include "keymap.h"
+#include "name_index.h"
+#include "sdtune/safetensors.h"
+#include "sdtune/strutil.h"
 
 /* The generator of one parameter's initial values: a constant, U(-bound, bound) or N(0, std), each element
  * a pure function of (key, element index). */
@@ -64,5 +73,98 @@ static inline void index_walk_next(index_walk *w)
 
 /* Writes "[320, 4, 3, 3]" into buf. */
 void shape_text(char *buf, size_t size, int ndim, const int64_t *shape);
+
+/* ---- the loader's session ------------------------------------------------------------------------------ */
+
+/* Bound on the count of layers, depths and shards a file may claim, so that a malformed header cannot make
+ * a table absurdly large. */
+#define MAX_COUNT 256
+
+typedef enum layout { LAYOUT_LDM, LAYOUT_DIFFUSERS } layout;
+
+typedef struct source {
+    char *path;
+    sdt_safetensors *st;
+} source;
+
+/* A file tensor that belongs to a component. */
+typedef struct candidate {
+    size_t source;
+    const sdt_st_tensor *t; /* t->name is the whole key */
+    const char *name;       /* the name inside the component (LDM or diffusers, by layout) */
+    char *owned;            /* backs name when it is not a suffix of the key */
+    layout layout;
+} candidate;
+
+typedef struct comp_state {
+    candidate *cands;
+    size_t n, cap;
+    sdt_name_index by_name; /* name -> candidate (the first one), for the config probes */
+    layout layout;          /* the naming the probes use */
+    sdt_buf files;          /* the source files, for the report */
+    char *config_json;      /* the config this component's source carries (metadata or config.json) */
+    char *config_origin;    /* where config_json came from, for messages */
+    int config_is_file;     /* from a diffusers config.json: authoritative, not a hint */
+    const char *key_prefix; /* what the LDM names carry in this component's files ("" when bare) */
+    long long *match;       /* [table count]: candidate per entry, -1 */
+    sdt_keymap km;
+    int km_built;
+} comp_state;
+
+typedef struct session {
+    const char *path;
+    sdt_model_load_options opt;
+    source *sources;
+    size_t n_sources, cap_sources;
+    comp_state comp[SDT_COMPONENT_COUNT];
+    sdt_ckpt_report *r;
+    sdt_model *m;
+    sdt_prediction prediction;
+    int oom;
+} session;
+
+static inline int starts(const char *s, const char *prefix, const char **rest)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(s, prefix, n) != 0)
+        return 0;
+    if (rest)
+        *rest = s + n;
+    return 1;
+}
+
+static inline int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcasecmp(s + n - k, suffix) == 0;
+}
+
+/* The report (checkpoint_load.c). fatal keeps the first reason only; problem and ignored add entries. */
+void fatal(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void problem(session *s, sdt_problem_kind kind, int comp, const char *file, const char *key, const char *fmt,
+             ...) __attribute__((format(printf, 6, 7)));
+void ignored(session *s, const char *file, const char *key, const char *reason);
+
+/* Files (checkpoint_files.c). */
+long long open_source(session *s, const char *path);
+void note_file(comp_state *cs, const char *path);
+int read_text_file(session *s, const char *path, char **text, int required);
+int is_dir(const char *path);
+int is_file(const char *path);
+void classify_ldm(session *s, size_t src, int vae_replaced);
+int open_diffusers_weights(session *s, int c, const char *dir, const char *base);
+void classify_diffusers(session *s, int c, size_t first);
+int open_vae_source(session *s, const char *path);
+int read_component_config(session *s, int c, const char *dir);
+
+/* Family and configs (checkpoint_detect.c). */
+int any_key_starts(const sdt_safetensors *st, const char *prefix);
+int any_key_contains(const sdt_safetensors *st, const char *part);
+void detect_ldm_family(session *s, const sdt_safetensors *st, const char *path);
+void detect_diffusers_family(session *s, const sdt_unet_config *u, const sdt_clip_config *t, int have_text);
+void build_probe_index(session *s, int c);
+const sdt_model_arch *preset_for_unet(const sdt_unet_config *c);
+void derive_configs(session *s, sdt_model_arch *arch, int want_unet, int want_text, int want_vae);
+void name_arch(sdt_model *m);
 
 #endif

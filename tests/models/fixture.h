@@ -15,6 +15,7 @@
 #include "params.h"
 #include "sdtune/dtype.h"
 #include "sdtune/safetensors.h"
+#include "unit/check.h"
 
 #define FIXTURE_DIR "tests/data/models"
 
@@ -120,6 +121,26 @@ static int fixture_expect_close(const char *what, const float *got, const float 
     int bad = !(e <= limit);
     printf("%-6s %-60s nmse %.3e (limit %.0e)\n", bad ? "FAIL" : "ok", what, e, limit);
     return bad;
+}
+
+/* One step of opening a test's fixture: rc != 0 fails the check with the step's *error (read after the step
+ * has run). Returns 1 when the step failed (the caller gives up). */
+static inline int fixture_step_failed(test_state *t, int rc, char *const *error)
+{
+    if (rc != 0)
+        CHECK_MSG(t, 0, "%s", *error);
+    return rc != 0;
+}
+
+/* Frees what every fixture holds: its parameter table, its reference file and its engine. */
+static inline void fixture_release(sdt_engine *e, sdt_param_table *table, sdt_safetensors *io)
+{
+    if (e)
+        sdt_param_table_free(e, table);
+    if (io)
+        sdt_safetensors_close(io);
+    if (e)
+        sdt_engine_free(e);
 }
 
 #endif

@@ -83,12 +83,7 @@ static int config_from_checkpoint(test_state *t, const char *path, sdt_clip_conf
 static void fixture_close(clip_fixture *f)
 {
     sdt_clip_text_free(f->model);
-    if (f->e)
-        sdt_param_table_free(f->e, &f->table);
-    if (f->io)
-        sdt_safetensors_close(f->io);
-    if (f->e)
-        sdt_engine_free(f->e);
+    fixture_release(f->e, &f->table, f->io);
     memset(f, 0, sizeof *f);
 }
 
@@ -101,10 +96,9 @@ static int fixture_open(test_state *t, clip_fixture *f, int projection_dim, uint
     f->e = test_cpu_engine(t, 1);
     if (!f->e || config_from_checkpoint(t, FIXTURE_DIR "/sd15_tiny.safetensors", &f->config) != 0)
         goto fail;
-    if (sdt_safetensors_open(FIXTURE_DIR "/clip_tiny_io.safetensors", &f->io, &error) != 0) {
-        CHECK_MSG(t, 0, "%s", error);
+    if (fixture_step_failed(t, sdt_safetensors_open(FIXTURE_DIR "/clip_tiny_io.safetensors", &f->io, &error),
+                            &error))
         goto fail;
-    }
     const sdt_st_tensor *ids = sdt_safetensors_find(f->io, "input_ids");
     CHECK(t, ids && ids->dtype == SDT_I64 && ids->count == BATCH * TOKENS);
     if (!ids || ids->dtype != SDT_I64 || ids->count != BATCH * TOKENS)
@@ -146,10 +140,8 @@ static int fixture_open(test_state *t, clip_fixture *f, int projection_dim, uint
         CHECK_MSG(t, 0, "%s", error ? error : "cannot build the table");
         goto fail;
     }
-    if (sdt_clip_text_create(&f->config, &f->table, &f->model, &error) != 0) {
-        CHECK_MSG(t, 0, "%s", error);
+    if (fixture_step_failed(t, sdt_clip_text_create(&f->config, &f->table, &f->model, &error), &error))
         goto fail;
-    }
     return 0;
 fail:
     free(error);

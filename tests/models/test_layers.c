@@ -109,6 +109,14 @@ static void case_free(layer_case *c)
     sdt_param_table_free(c->e, &c->table);
 }
 
+/* The end of a case: no error from binding the layer, and its resources freed. */
+static void case_end(test_state *t, layer_case *c, char *error)
+{
+    CHECK_MSG(t, error == NULL, "%s", error);
+    free(error);
+    case_free(c);
+}
+
 /* Saved state of any kind of layer. */
 typedef struct any_saved {
     sdt_norm_saved norm;
@@ -278,6 +286,23 @@ done:
     sdt_act_free(e, &ref);
 }
 
+/* Allocates a second input (want: the case has one), then runs the case. */
+static void run_with_input(test_state *t, layer_case *c, int want, sdt_tensor *x, sdt_tensor *dx, int ndim,
+                           const int64_t *shape)
+{
+    if (want && case_input(c, x, dx, ndim, shape) != 0)
+        CHECK(t, 0);
+    else
+        run_case(t, c);
+}
+
+/* "block.<name>" in buf. */
+static const char *block_name(char *buf, size_t size, const char *name)
+{
+    snprintf(buf, size, "block.%s", name);
+    return buf;
+}
+
 /* ---- the cases ----------------------------------------------------------------------------------- */
 
 static void test_linear(test_state *t)
@@ -292,9 +317,7 @@ static void test_linear(test_state *t)
     if (case_alloc_params(t, &c, NULL) == 0 && sdt_linear_bind(&c.linear, &c.table, "fc", &error) == 0 &&
         case_input(&c, &c.x, &c.dx, 3, SDT_SHAPE(2, 3, 5)) == 0)
         run_case(t, &c);
-    CHECK_MSG(t, error == NULL, "%s", error);
-    free(error);
-    case_free(&c);
+    case_end(t, &c, error);
 
     /* No bias, frozen weight: the input still gets its gradient. */
     case_init(&c, e, "linear [6, 7] -> 3, no bias, frozen", K_LINEAR, 2);
@@ -324,9 +347,7 @@ static void conv_case(test_state *t, sdt_engine *e, const char *name, int64_t h,
         c.conv.p = pad;
         run_case(t, &c);
     }
-    CHECK_MSG(t, error == NULL, "%s", error);
-    free(error);
-    case_free(&c);
+    case_end(t, &c, error);
 }
 
 static void test_conv(test_state *t)
@@ -355,9 +376,7 @@ static void norm_case(test_state *t, sdt_engine *e, const char *name, int groups
         c.fuse_silu = fuse_silu;
         run_case(t, &c);
     }
-    CHECK_MSG(t, error == NULL, "%s", error);
-    free(error);
-    case_free(&c);
+    case_end(t, &c, error);
 }
 
 static void test_norms(test_state *t)
@@ -405,14 +424,9 @@ static void mha_case(test_state *t, sdt_engine *e, const char *name, int channel
         sdt_mha_bind(&c.mha, &c.table, "attn", names, heads, causal, &error) == 0 &&
         case_input(&c, &c.x, &c.dx, 3, SDT_SHAPE(2, 6, channels)) == 0) {
         c.self_attention = ctx_dim == 0;
-        if (ctx_dim && case_input(&c, &c.ctx, &c.dctx, 3, SDT_SHAPE(2, 5, ctx_dim)) != 0)
-            CHECK(t, 0);
-        else
-            run_case(t, &c);
+        run_with_input(t, &c, ctx_dim != 0, &c.ctx, &c.dctx, 3, SDT_SHAPE(2, 5, ctx_dim));
     }
-    CHECK_MSG(t, error == NULL, "%s", error);
-    free(error);
-    case_free(&c);
+    case_end(t, &c, error);
 }
 
 static void test_attention(test_state *t)
@@ -441,21 +455,16 @@ static void resnet_case(test_state *t, sdt_engine *e, const char *name, int c_in
     const char *const *names = emb_dim ? unet_resnet_names : vae_resnet_names;
     char base[64];
     sdt_param_table *tb = &c.table;
-    snprintf(base, sizeof base, "block.%s", names[0]);
-    CHECK(t, sdt_param_add_norm(tb, base, c_in) == 0);
-    snprintf(base, sizeof base, "block.%s", names[1]);
-    CHECK(t, sdt_param_add_conv(tb, base, c_out, c_in, 3, 3, 1) == 0);
+    CHECK(t, sdt_param_add_norm(tb, block_name(base, sizeof base, names[0]), c_in) == 0);
+    CHECK(t, sdt_param_add_conv(tb, block_name(base, sizeof base, names[1]), c_out, c_in, 3, 3, 1) == 0);
     if (emb_dim) {
-        snprintf(base, sizeof base, "block.%s", names[2]);
-        CHECK(t, sdt_param_add_linear(tb, base, c_out, emb_dim, 1) == 0);
+        CHECK(t, sdt_param_add_linear(tb, block_name(base, sizeof base, names[2]), c_out, emb_dim, 1) == 0);
     }
-    snprintf(base, sizeof base, "block.%s", names[3]);
-    CHECK(t, sdt_param_add_norm(tb, base, c_out) == 0);
-    snprintf(base, sizeof base, "block.%s", names[4]);
-    CHECK(t, sdt_param_add_conv(tb, base, c_out, c_out, 3, 3, 1) == 0);
+    CHECK(t, sdt_param_add_norm(tb, block_name(base, sizeof base, names[3]), c_out) == 0);
+    CHECK(t, sdt_param_add_conv(tb, block_name(base, sizeof base, names[4]), c_out, c_out, 3, 3, 1) == 0);
     if (c_in != c_out) {
-        snprintf(base, sizeof base, "block.%s", names[5]);
-        CHECK(t, sdt_param_add_linear_conv1x1(tb, base, c_out, c_in, 1) == 0);
+        CHECK(t,
+              sdt_param_add_linear_conv1x1(tb, block_name(base, sizeof base, names[5]), c_out, c_in, 1) == 0);
     }
     char *error = NULL;
     if (case_alloc_params(t, &c, NULL) == 0 &&
@@ -463,14 +472,9 @@ static void resnet_case(test_state *t, sdt_engine *e, const char *name, int c_in
         case_input(&c, &c.x, &c.dx, 4, SDT_SHAPE(2, 4, 3, c_in)) == 0) {
         CHECK(t, (c.resnet.shortcut.weight != NULL) == (c_in != c_out));
         CHECK(t, (c.resnet.emb_proj.weight != NULL) == (emb_dim != 0));
-        if (emb_dim && case_input(&c, &c.emb, &c.demb, 2, SDT_SHAPE(2, emb_dim)) != 0)
-            CHECK(t, 0);
-        else
-            run_case(t, &c);
+        run_with_input(t, &c, emb_dim != 0, &c.emb, &c.demb, 2, SDT_SHAPE(2, emb_dim));
     }
-    CHECK_MSG(t, error == NULL, "%s", error);
-    free(error);
-    case_free(&c);
+    case_end(t, &c, error);
 }
 
 static void test_resnet(test_state *t)

@@ -28,12 +28,7 @@ typedef struct vae_fixture {
 static void fixture_close(vae_fixture *f)
 {
     sdt_vae_free(f->vae);
-    if (f->e)
-        sdt_param_table_free(f->e, &f->table);
-    if (f->io)
-        sdt_safetensors_close(f->io);
-    if (f->e)
-        sdt_engine_free(f->e);
+    fixture_release(f->e, &f->table, f->io);
     memset(f, 0, sizeof *f);
 }
 
@@ -79,22 +74,17 @@ static int fixture_open(test_state *t, vae_fixture *f)
         goto fail;
     f->config = arch->vae;
     check_config(t, &f->config);
-    if (sdt_vae_params(&f->config, &f->table, &error) != 0) {
-        CHECK_MSG(t, 0, "%s", error);
+    if (fixture_step_failed(t, sdt_vae_params(&f->config, &f->table, &error), &error))
         goto fail;
-    }
     if (fixture_load_params(f->e, &f->table, FIXTURE_DIR "/sd15_tiny.safetensors") != 0) {
         CHECK_MSG(t, 0, "cannot load the VAE weights");
         goto fail;
     }
-    if (sdt_safetensors_open(FIXTURE_DIR "/vae_tiny_io.safetensors", &f->io, &error) != 0) {
-        CHECK_MSG(t, 0, "%s", error);
+    if (fixture_step_failed(t, sdt_safetensors_open(FIXTURE_DIR "/vae_tiny_io.safetensors", &f->io, &error),
+                            &error))
         goto fail;
-    }
-    if (sdt_vae_create(&f->config, &f->table, &f->vae, &error) != 0) {
-        CHECK_MSG(t, 0, "%s", error);
+    if (fixture_step_failed(t, sdt_vae_create(&f->config, &f->table, &f->vae, &error), &error))
         goto fail;
-    }
     return 0;
 fail:
     free(error);
