@@ -10,7 +10,8 @@ FUZZ_SECONDS ?= 30
 # Debian 12 packages the build and the tests need.
 PACKAGES := cmake ninja-build pkg-config gcc g++ make clang libclang-rt-14-dev clang-format \
             libtomlplusplus-dev libncurses-dev tmux \
-            libjansson-dev libopenblas-dev libomp-14-dev libutf8proc-dev zlib1g-dev
+            libjansson-dev libopenblas-dev libomp-14-dev libutf8proc-dev zlib1g-dev \
+            libpng-dev libjpeg62-turbo-dev libwebp-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
