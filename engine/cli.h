@@ -10,5 +10,6 @@ int cli_schema(int argc, char **argv);
 int cli_devices(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
 int cli_init_model(int argc, char **argv);
+int cli_dataset(int argc, char **argv);
 
 #endif

@@ -6,29 +6,33 @@
 
 static void print_usage(FILE *out)
 {
-    fputs("usage: sdtune-engine COMMAND [ARGS]\n"
-          "\n"
-          "The sdtune trainer. It runs under the sdtune terminal UI or on its own.\n"
-          "\n"
-          "commands:\n"
-          "  validate [--preflight] [--no-fs] [--device D] FILE...\n"
-          "                 check config files; prints every problem as FILE:LINE:COL: error|warning: ...\n"
-          "                 exit 0 when clean (warnings allowed), 1 on errors, 2 on usage errors\n"
-          "  schema --toml | --markdown\n"
-          "                 print the default config.toml or the settings reference (docs/config.md)\n"
-          "  devices        list the devices the engine can train on\n"
-          "  inspect MODEL [--vae FILE] [--json]\n"
-          "                 what a checkpoint (.safetensors file or diffusers folder) is and whether it is\n"
-          "                 complete, from its headers; exit 0 when complete, 1 on problems, 2 on usage "
-          "errors\n"
-          "  init-model --arch ARCH --seed N --out PATH [--dtype fp32|fp16|bf16] [--format ldm|diffusers]\n"
-          "                 write a randomly initialised model (sd15, sd15-tiny); the same seed, the same "
-          "bytes\n"
-          "\n"
-          "options:\n"
-          "  -h, --help     show this help\n"
-          "  -V, --version  show the version and the backends this build has\n",
-          out);
+    fputs(
+        "usage: sdtune-engine COMMAND [ARGS]\n"
+        "\n"
+        "The sdtune trainer. It runs under the sdtune terminal UI or on its own.\n"
+        "\n"
+        "commands:\n"
+        "  validate [--preflight] [--no-fs] [--device D] FILE...\n"
+        "                 check config files; prints every problem as FILE:LINE:COL: error|warning: ...\n"
+        "                 exit 0 when clean (warnings allowed), 1 on errors, 2 on usage errors\n"
+        "  schema --toml | --markdown\n"
+        "                 print the default config.toml or the settings reference (docs/config.md)\n"
+        "  devices        list the devices the engine can train on\n"
+        "  inspect MODEL [--vae FILE] [--json]\n"
+        "                 what a checkpoint (.safetensors file or diffusers folder) is and whether it is\n"
+        "                 complete, from its headers; exit 0 when complete, 1 on problems, 2 on usage "
+        "errors\n"
+        "  dataset CONFIG [--json] [--strict]\n"
+        "                 scan the images and captions a config trains on and print kohya's dataset summary\n"
+        "                 (subsets, images with repeats, buckets, steps); exit 0 when usable, 1 on errors\n"
+        "  init-model --arch ARCH --seed N --out PATH [--dtype fp32|fp16|bf16] [--format ldm|diffusers]\n"
+        "                 write a randomly initialised model (sd15, sd15-tiny); the same seed, the same "
+        "bytes\n"
+        "\n"
+        "options:\n"
+        "  -h, --help     show this help\n"
+        "  -V, --version  show the version and the backends this build has\n",
+        out);
 }
 
 static void print_version(void)
@@ -64,6 +68,8 @@ int main(int argc, char **argv)
         return cli_devices(argc - 2, argv + 2);
     if (strcmp(command, "inspect") == 0)
         return cli_inspect(argc - 2, argv + 2);
+    if (strcmp(command, "dataset") == 0)
+        return cli_dataset(argc - 2, argv + 2);
     if (strcmp(command, "init-model") == 0)
         return cli_init_model(argc - 2, argv + 2);
     fprintf(stderr, "sdtune-engine: unknown command '%s'\n", command);

@@ -114,5 +114,39 @@ expect "init-model bad seed" 2 'expected a whole number' "$engine" init-model --
 expect "init-model unwritable" 1 'init-model: .*no-such-dir: No such file or directory' \
     "$engine" init-model --arch sd15-tiny --seed 1 --out "$work/no-such-dir/x.safetensors"
 
+# dataset: kohya folder mode with repeats and reg folders, a bad image and a bad caption skipped and counted.
+png96x64='\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x00\x60\x00\x00\x00\x40\x08\x00\x00\x00\x00\xc0\x5f\x2d\xd2\x00\x00\x00\x1d\x49\x44\x41\x54\x78\xda\xed\xc1\x31\x01\x00\x00\x00\xc2\xa0\xf5\x4f\xed\x6d\x07\xa0\x00\x00\x00\x00\x00\x00\xde\x00\x18\x40\x00\x01\x99\x96\xf3\xf3\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82'
+mkdir -p "$work/ds/train/5_sks dog" "$work/ds/train/nonum" "$work/ds/reg/1_dog"
+for i in 1 2 3; do printf "$png96x64" >"$work/ds/train/5_sks dog/img$i.png"; done
+printf 'sks dog, sitting\n' >"$work/ds/train/5_sks dog/img1.txt"
+printf 'caf\xe9\n' >"$work/ds/train/5_sks dog/img3.txt"
+printf 'not a png' >"$work/ds/train/5_sks dog/broken.png"
+printf "$png96x64" >"$work/ds/reg/1_dog/r1.png"
+printf '[folders]\ntrain_data_dir = "%s"\nreg_data_dir = "%s"\n[training]\nmax_train_epochs = 3\n' \
+    "$work/ds/train" "$work/ds/reg" >"$work/ds.toml"
+expect "dataset subset" 0 '^  \[Subset 0 of Dataset 0\]' "$engine" dataset "$work/ds.toml"
+expect "dataset class tokens" 0 '^    class_tokens: sks dog$' "$engine" dataset "$work/ds.toml"
+expect "dataset train count" 0 '^10 train images with repeats\.$' "$engine" dataset "$work/ds.toml"
+expect "dataset reg count" 0 '^1 reg images with repeats\.$' "$engine" dataset "$work/ds.toml"
+expect "dataset buckets" 0 '^bucket 0: resolution \([0-9]+, [0-9]+\), count: 20$' "$engine" dataset "$work/ds.toml"
+expect "dataset mean ar error" 0 '^mean ar error \(without repeats\): ' "$engine" dataset "$work/ds.toml"
+expect "dataset steps" 0 '^  total optimization steps: 60$' "$engine" dataset "$work/ds.toml"
+expect "dataset bad image" 0 'broken.png: warning: skipped \(not an image\)' "$engine" dataset "$work/ds.toml"
+expect "dataset bad caption" 0 'img3.txt: warning: skipped \(caption not UTF-8\)' "$engine" dataset "$work/ds.toml"
+expect "dataset no repeats" 0 'nonum: warning: ignored: the folder name does not start with a repeat count' \
+    "$engine" dataset "$work/ds.toml"
+expect "dataset skip summary" 0 '^skipped 2 files: 1 not an image, 1 caption not UTF-8$' "$engine" dataset "$work/ds.toml"
+expect "dataset --strict" 1 'broken.png: error: skipped' "$engine" dataset --strict "$work/ds.toml"
+expect "dataset --json" 0 '"train_images_with_repeats": 10,' "$engine" dataset --json "$work/ds.toml"
+expect "dataset --json skipped" 0 '"skip_summary": "skipped 2 files' "$engine" dataset --json "$work/ds.toml"
+printf '[folders]\ntrain_data_dir = "%s"\n' "$work/ds/reg/1_dog" >"$work/empty-ds.toml"
+expect "dataset empty" 1 'error: the dataset is empty' "$engine" dataset "$work/empty-ds.toml"
+printf '[[datasets]]\n[[datasets.subsets]]\nimage_dir = "%s"\nnum_repeat = 2\n' "$work/ds/reg/1_dog" >"$work/dc.toml"
+printf '[folders]\ndataset_config = "%s"\n' "$work/dc.toml" >"$work/dc-cfg.toml"
+expect "dataset_config unknown key" 1 "dc.toml:4:1: error: unknown key 'num_repeat' in \[\[datasets.subsets\]\] \(extra keys not allowed\); did you mean 'num_repeats'\?" \
+    "$engine" dataset "$work/dc-cfg.toml"
+expect "dataset usage" 2 'usage: sdtune-engine dataset CONFIG' "$engine" dataset
+expect "dataset bad option" 2 "unknown option '--bogus'" "$engine" dataset --bogus "$work/ds.toml"
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
