@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "epoch.h"
 #include "sdtune/config.h"
 #include "sdtune/diag.h"
 #include "sdtune/strutil.h"
@@ -73,7 +74,7 @@ typedef struct sdt_ds_subset {
     size_t sample_count, sample_capacity;
     /* Reg subsets are repeated until they match the train images (as kohya does): the repeats each
      * sample of this subset gets after that balancing; num_repeats for train subsets. Indexed like
-     * samples. NULL until sdt_dataset_balance_reg ran. */
+     * samples; sdt_dataset_scan fills it (sdt_epoch_balance_repeats). */
     int *effective_repeats;
 } sdt_ds_subset;
 
@@ -143,14 +144,11 @@ size_t sdt_dataset_skipped_total(const sdt_dataset *ds);
 /* "skipped 3 files: 2 corrupt images, 1 caption not UTF-8"; "" when nothing was skipped. Appends. */
 void sdt_dataset_skip_summary(const sdt_dataset *ds, sdt_buf *out);
 
-/* kohya's reg balancing, within each dataset: reg samples are repeated (one extra repeat at a time,
- * round-robin) until the reg images with repeats reach the train images with repeats; fills every subset's
- * effective_repeats (sdt_dataset_scan already did).
- * Adds a warning when reg images are left unused or there are none. -1 when out of memory. */
-int sdt_dataset_balance_reg(sdt_dataset *ds, sdt_diag_list *diags);
-
 /* Internal to dataset/, shared by the scanners: */
 
+/* The dataset's subsets as sdt_epoch_balance_repeats and sdt_epoch_plan_create take them, in order (out has
+ * subset_count entries); a subset whose num_repeats is below 1 takes part with no images. */
+void sdt_ds_epoch_subsets(const sdt_ds_dataset *set, sdt_epoch_subset *out);
 /* Appends a subset with kohya's defaults, options taken from cfg's [dataset] section. NULL when out of
  * memory. */
 sdt_ds_subset *sdt_ds_add_subset(sdt_ds_dataset *d, const sdt_config *cfg);

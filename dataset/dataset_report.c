@@ -10,6 +10,7 @@
 
 #include "buckets.h"
 #include "dataset.h"
+#include "epoch.h"
 
 void sdt_dataset_report_options_from_config(const sdt_config *cfg, sdt_dataset_report_options *out)
 {
@@ -54,6 +55,40 @@ typedef struct dataset_stats {
     size_t batches;
 } dataset_stats;
 
+/* Batches per epoch as training forms them: the epoch plan over this bucket plan. */
+static void count_batches(const sdt_ds_dataset *set, const sdt_bucket_plan *plan, size_t index,
+                          dataset_stats *st, sdt_diag_list *diags)
+{
+    sdt_epoch_subset *subsets = calloc(set->subset_count ? set->subset_count : 1, sizeof *subsets);
+    int *image_bucket = calloc(plan->image_count ? plan->image_count : 1, sizeof *image_bucket);
+    sdt_epoch_plan *epochs = NULL;
+    char *error = NULL;
+    if (!subsets || !image_bucket) {
+        sdt_diag_add(diags, SDT_SEV_ERROR, NULL, 0, 0, -1, "out of memory while making batches");
+    } else {
+        sdt_ds_epoch_subsets(set, subsets);
+        size_t k = 0, n = 0;
+        for (size_t s = 0; s < set->subset_count; s++)
+            for (size_t i = 0; i < set->subsets[s].sample_count; i++, k++)
+                if (i < subsets[s].image_count)
+                    image_bucket[n++] = plan->images[k].bucket;
+        size_t batch = set->batch_size > 0 ? (size_t)set->batch_size : 1;
+        if (sdt_epoch_plan_create(subsets, set->subset_count, image_bucket, plan->bucket_count, batch, 0,
+                                  &epochs, NULL, &error) == 0) {
+            sdt_epoch_summary summary;
+            sdt_epoch_plan_summary(epochs, &summary);
+            st->batches = summary.batches_per_epoch;
+        } else {
+            sdt_diag_add(diags, SDT_SEV_ERROR, NULL, 0, 0, -1, "dataset %zu: %s", index,
+                         error ? error : "no batches");
+        }
+    }
+    sdt_epoch_plan_free(epochs);
+    free(error);
+    free(image_bucket);
+    free(subsets);
+}
+
 static void build_stats(const sdt_ds_dataset *set, const sdt_dataset_report_options *options, size_t index,
                         dataset_stats *st, sdt_diag_list *diags)
 {
@@ -97,9 +132,7 @@ static void build_stats(const sdt_ds_dataset *set, const sdt_dataset_report_opti
     if (sdt_bucket_plan_build(&settings, options->steps_multiple, images, n, &st->plan, &warnings, &error) ==
         0) {
         st->have_plan = true;
-        size_t batch = set->batch_size > 0 ? (size_t)set->batch_size : 1;
-        for (size_t b = 0; b < st->plan.bucket_count; b++)
-            st->batches += (st->plan.buckets[b].samples + batch - 1) / batch;
+        count_batches(set, &st->plan, index, st, diags);
     } else {
         sdt_diag_add(diags, SDT_SEV_ERROR, NULL, 0, 0, -1, "dataset %zu: %s", index,
                      error ? error : "no buckets");

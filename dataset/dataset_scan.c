@@ -846,13 +846,25 @@ static int scan_parent(sdt_dataset *ds, sdt_ds_dataset *d, const sdt_config *cfg
     return status;
 }
 
-/* kohya balances inside each dataset (DreamBoothDataset), not across datasets. */
+void sdt_ds_epoch_subsets(const sdt_ds_dataset *set, sdt_epoch_subset *out)
+{
+    for (size_t s = 0; s < set->subset_count; s++) {
+        const sdt_ds_subset *sub = &set->subsets[s];
+        out[s].image_count = sub->num_repeats >= 1 ? sub->sample_count : 0;
+        out[s].repeats = sub->num_repeats >= 1 ? sub->num_repeats : 1;
+        out[s].is_reg = sub->is_reg;
+    }
+}
+
+/* kohya's reg balancing (sdt_epoch_balance_repeats), inside each dataset (DreamBoothDataset), not across
+ * datasets: fills every subset's effective_repeats, and warns when reg images are left unused. */
 static int balance_one(sdt_ds_dataset *set, sdt_diag_list *diags)
 {
-    size_t train = 0, reg = 0;
+    size_t train = 0, reg = 0, images = 0;
     for (size_t s = 0; s < set->subset_count; s++) {
         sdt_ds_subset *sub = &set->subsets[s];
         *(sub->is_reg ? &reg : &train) += sub->sample_count * (size_t)sub->num_repeats;
+        images += sub->sample_count;
         free(sub->effective_repeats);
         sub->effective_repeats = calloc(sub->sample_count ? sub->sample_count : 1, sizeof(int));
         if (!sub->effective_repeats)
@@ -867,30 +879,25 @@ static int balance_one(sdt_ds_dataset *set, sdt_diag_list *diags)
                      "some regularization images are not used: %zu reg images with repeats, %zu train images "
                      "with repeats",
                      reg, train);
-    /* The first pass registers each reg image with its folder's repeats, later passes add one repeat per
-     * image, until the count reaches the train images with repeats. */
-    size_t n = 0;
-    bool first = true;
-    while (n < train) {
-        size_t before = n;
-        for (size_t s = 0; s < set->subset_count && n < train; s++) {
-            sdt_ds_subset *sub = &set->subsets[s];
-            if (!sub->is_reg)
-                continue;
-            for (size_t i = 0; i < sub->sample_count && n < train; i++) {
-                int add = first ? sub->num_repeats : 1;
-                sub->effective_repeats[i] += add;
-                n += (size_t)add;
-            }
-        }
-        first = false;
-        if (n == before)
-            break;
+    sdt_epoch_subset *subsets = calloc(set->subset_count, sizeof *subsets);
+    int *repeats = calloc(images + 1, sizeof *repeats);
+    int status = subsets && repeats ? 0 : -1;
+    if (status == 0) {
+        sdt_ds_epoch_subsets(set, subsets);
+        status = sdt_epoch_balance_repeats(subsets, set->subset_count, repeats, NULL, NULL, NULL);
     }
-    return 0;
+    size_t image = 0;
+    for (size_t s = 0; s < set->subset_count && status == 0; s++) {
+        sdt_ds_subset *sub = &set->subsets[s];
+        for (size_t i = 0; i < subsets[s].image_count; i++, image++)
+            sub->effective_repeats[i] = repeats[image];
+    }
+    free(subsets);
+    free(repeats);
+    return status;
 }
 
-int sdt_dataset_balance_reg(sdt_dataset *ds, sdt_diag_list *diags)
+static int balance_reg(sdt_dataset *ds, sdt_diag_list *diags)
 {
     for (size_t d = 0; d < ds->dataset_count; d++)
         if (balance_one(&ds->datasets[d], diags) != 0)
@@ -970,7 +977,7 @@ sdt_dataset *sdt_dataset_scan(const sdt_config *cfg, const sdt_dataset_options *
         sdt_diag_add(diags, SDT_SEV_ERROR, ds->config_file ? ds->config_file : source, 0, 0, -1,
                      "the dataset is empty: no training images were found");
     if (status == 0)
-        status = sdt_dataset_balance_reg(ds, diags);
+        status = balance_reg(ds, diags);
     if (status != 0) {
         sdt_dataset_free(ds);
         return NULL;

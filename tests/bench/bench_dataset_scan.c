@@ -12,45 +12,13 @@
 #include <time.h>
 
 #include "dataset.h"
+#include "dataset/test_images.h"
 
 static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* One PNG in memory, written to every file: the scan cost does not depend on the pixels. */
-static void png_to_memory(png_structp png, png_bytep data, png_size_t len)
-{
-    FILE *f = png_get_io_ptr(png);
-    fwrite(data, 1, len, f);
-}
-
-static void png_flush(png_structp png) { (void)png; }
-
-static int write_png(const char *path, int w, int h)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return -1;
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-    png_infop info = png_create_info_struct(png);
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
-        fclose(f);
-        return -1;
-    }
-    png_set_write_fn(png, f, png_to_memory, png_flush);
-    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    png_byte row[64] = {0};
-    for (int y = 0; y < h; y++)
-        png_write_row(png, row);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    return fclose(f);
 }
 
 int main(int argc, char **argv)
@@ -67,7 +35,7 @@ int main(int argc, char **argv)
     double t0 = now();
     for (int i = 0; i < n; i++) {
         snprintf(path, sizeof path, "%s/img%05d.png", dir, i);
-        if (write_png(path, 32 + (i % 4) * 16, 32 + ((i / 4) % 4) * 16) != 0) {
+        if (test_write_gray_png(path, 32 + (i % 4) * 16, 32 + ((i / 4) % 4) * 16) != 0) {
             fprintf(stderr, "cannot write %s\n", path);
             return 1;
         }

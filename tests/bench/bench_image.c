@@ -24,6 +24,7 @@
 #include <jpeglib.h>
 #include <webp/encode.h>
 
+#include "dataset/test_images.h"
 #include "image.h"
 #include "sdtune/strutil.h"
 
@@ -57,47 +58,17 @@ static void paint(uint8_t *rgb, int w, int h, uint64_t seed)
 
 static int write_one(const char *path, int kind, const uint8_t *rgb, int w, int h)
 {
-    if (kind == 0) {
-        png_image img;
-        memset(&img, 0, sizeof img);
-        img.version = PNG_IMAGE_VERSION;
-        img.width = (png_uint_32)w;
-        img.height = (png_uint_32)h;
-        img.format = PNG_FORMAT_RGB;
-        return png_image_write_to_file(&img, path, 0, rgb, 0, NULL) ? 0 : -1;
-    }
-    if (kind == 1) {
-        FILE *f = fopen(path, "wb");
-        if (!f)
-            return -1;
-        struct jpeg_compress_struct c;
-        struct jpeg_error_mgr err;
-        c.err = jpeg_std_error(&err);
-        jpeg_create_compress(&c);
-        jpeg_stdio_dest(&c, f);
-        c.image_width = (JDIMENSION)w;
-        c.image_height = (JDIMENSION)h;
-        c.input_components = 3;
-        c.in_color_space = JCS_RGB;
-        jpeg_set_defaults(&c);
-        jpeg_set_quality(&c, 90, TRUE);
-        jpeg_start_compress(&c, TRUE);
-        while (c.next_scanline < c.image_height) {
-            JSAMPROW row = (JSAMPROW)rgb + (size_t)c.next_scanline * w * 3;
-            jpeg_write_scanlines(&c, &row, 1);
-        }
-        jpeg_finish_compress(&c);
-        jpeg_destroy_compress(&c);
-        return fclose(f) == 0 ? 0 : -1;
-    }
-    uint8_t *out = NULL;
-    size_t n = WebPEncodeRGB(rgb, w, h, w * 3, 90, &out);
-    FILE *f = n ? fopen(path, "wb") : NULL;
-    int rc = f && fwrite(out, 1, n, f) == n ? 0 : -1;
-    if (f && fclose(f) != 0)
-        rc = -1;
-    WebPFree(out);
-    return rc;
+    if (kind == 0)
+        return test_write_png(
+            path,
+            &(png_spec){
+                .width = w, .height = h, .color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8, .rows = rgb});
+    if (kind == 1)
+        return test_write_jpeg(
+            path,
+            &(jpeg_spec){
+                .width = w, .height = h, .components = 3, .in_space = JCS_RGB, .quality = 90, .pixels = rgb});
+    return test_write_webp(path, rgb, w, h, 0, 0, 90, NULL, 0);
 }
 
 typedef struct shared {

@@ -13,42 +13,16 @@
 #include <unistd.h>
 
 #include "dataset.h"
+#include "test_images.h"
 #include "unit/check.h"
 
 static char root[256];
 
-static void write_png(const char *path, int w, int h)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return;
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-    png_infop info = png_create_info_struct(png);
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
-        fclose(f);
-        return;
-    }
-    png_init_io(png, f);
-    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    png_bytep row = calloc((size_t)w, 1);
-    for (int y = 0; y < h; y++)
-        png_write_row(png, row);
-    free(row);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    fclose(f);
-}
+static void write_png(const char *path, int w, int h) { (void)test_write_gray_png(path, w, h); }
 
 static void write_bytes(const char *path, const void *data, size_t len)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return;
-    fwrite(data, 1, len, f);
-    fclose(f);
+    (void)test_write_file(path, data, len);
 }
 
 static void write_text(const char *path, const char *text) { write_bytes(path, text, strlen(text)); }

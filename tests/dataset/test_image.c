@@ -15,160 +15,12 @@
 
 #include "image.h"
 #include "sdtune/strutil.h"
+#include "test_images.h"
 #include "unit/check.h"
-#include "unit/test_files.h"
 
 static char g_dir[512]; /* the temporary folder of this run; set once in main */
 
 static char *tmp_path(const char *name) { return sdt_format("%s/%s", g_dir, name); }
-
-/* ---- writers ---- */
-
-typedef struct png_spec {
-    int width, height, color_type, bit_depth, interlace;
-    const uint8_t *rows; /* [height, rowbytes] in PNG's own byte layout */
-    const png_color *palette;
-    int palette_len;
-    const uint8_t *trans; /* palette alpha, trans_len entries */
-    int trans_len;
-    const png_color_16 *trans_color; /* gray or RGB tRNS */
-    const uint8_t *exif;             /* eXIf contents (TIFF data) */
-    int exif_len;
-} png_spec;
-
-static int write_png(const char *path, const png_spec *s)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return -1;
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-    png_infop info = png_create_info_struct(png);
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
-        fclose(f);
-        return -1;
-    }
-    png_init_io(png, f);
-    png_set_IHDR(png, info, (png_uint_32)s->width, (png_uint_32)s->height, s->bit_depth, s->color_type,
-                 s->interlace ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-                 PNG_FILTER_TYPE_DEFAULT);
-    if (s->palette)
-        png_set_PLTE(png, info, s->palette, s->palette_len);
-    if (s->trans || s->trans_color)
-        png_set_tRNS(png, info, s->trans, s->trans_len, s->trans_color);
-    if (s->exif)
-        png_set_eXIf_1(png, info, (png_uint_32)s->exif_len, (png_bytep)s->exif);
-    png_write_info(png, info);
-    size_t rowbytes = png_get_rowbytes(png, info);
-    png_bytep *rows = malloc(sizeof *rows * (size_t)s->height);
-    for (int y = 0; y < s->height; y++)
-        rows[y] = (png_bytep)s->rows + (size_t)y * rowbytes;
-    png_write_image(png, rows);
-    png_write_end(png, info);
-    png_destroy_write_struct(&png, &info);
-    free(rows);
-    return fclose(f) == 0 ? 0 : -1;
-}
-
-typedef struct jpeg_spec {
-    int width, height, components;
-    J_COLOR_SPACE in_space, file_space;
-    int quality, progressive, no_adobe;
-    const uint8_t *pixels; /* [height, width, components] */
-    const uint8_t *app1;   /* APP1 contents ("Exif\0\0" ...) */
-    int app1_len;
-    int app2_len; /* an APP2 of this many zero bytes before the frame header (a big ICC profile) */
-} jpeg_spec;
-
-static int write_jpeg(const char *path, const jpeg_spec *s)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return -1;
-    struct jpeg_compress_struct c;
-    struct jpeg_error_mgr err;
-    c.err = jpeg_std_error(&err);
-    jpeg_create_compress(&c);
-    jpeg_stdio_dest(&c, f);
-    c.image_width = (JDIMENSION)s->width;
-    c.image_height = (JDIMENSION)s->height;
-    c.input_components = s->components;
-    c.in_color_space = s->in_space;
-    jpeg_set_defaults(&c);
-    jpeg_set_colorspace(&c, s->file_space);
-    if (s->no_adobe)
-        c.write_Adobe_marker = FALSE;
-    for (int i = 0; i < c.num_components; i++) /* no chroma subsampling: colours stay close */
-        c.comp_info[i].h_samp_factor = c.comp_info[i].v_samp_factor = 1;
-    jpeg_set_quality(&c, s->quality, TRUE);
-    if (s->progressive)
-        jpeg_simple_progression(&c);
-    jpeg_start_compress(&c, TRUE);
-    if (s->app1)
-        jpeg_write_marker(&c, JPEG_APP0 + 1, s->app1, (unsigned)s->app1_len);
-    if (s->app2_len) {
-        uint8_t *zeros = calloc(1, (size_t)s->app2_len);
-        jpeg_write_marker(&c, JPEG_APP0 + 2, zeros, (unsigned)s->app2_len);
-        free(zeros);
-    }
-    while (c.next_scanline < c.image_height) {
-        JSAMPROW row = (JSAMPROW)s->pixels + (size_t)c.next_scanline * s->width * s->components;
-        jpeg_write_scanlines(&c, &row, 1);
-    }
-    jpeg_finish_compress(&c);
-    jpeg_destroy_compress(&c);
-    return fclose(f) == 0 ? 0 : -1;
-}
-
-/* A WebP file: lossless or lossy, RGB or RGBA; with exif, wrapped in the extended (VP8X) format with an
- * EXIF chunk after the image. */
-static int write_webp(const char *path, const uint8_t *pixels, int w, int h, int alpha, int lossless,
-                      const uint8_t *exif, int exif_len)
-{
-    uint8_t *out = NULL;
-    size_t n;
-    if (lossless)
-        n = alpha ? WebPEncodeLosslessRGBA(pixels, w, h, w * 4, &out)
-                  : WebPEncodeLosslessRGB(pixels, w, h, w * 3, &out);
-    else
-        n = alpha ? WebPEncodeRGBA(pixels, w, h, w * 4, 100, &out)
-                  : WebPEncodeRGB(pixels, w, h, w * 3, 100, &out);
-    if (n == 0)
-        return -1;
-    int rc;
-    if (!exif) {
-        rc = test_write_file(path, out, n);
-    } else {
-        if (memcmp(out + 12, "VP8X", 4) == 0) { /* already extended: not needed by these tests */
-            WebPFree(out);
-            return -1;
-        }
-        size_t body = n - 12, exif_chunk = 8 + (size_t)exif_len + (exif_len & 1);
-        size_t total = 12 + 18 + body + exif_chunk;
-        uint8_t *file = calloc(1, total);
-        memcpy(file, "RIFF", 4);
-        uint32_t riff = (uint32_t)(total - 8);
-        for (int i = 0; i < 4; i++)
-            file[4 + i] = (uint8_t)(riff >> (8 * i));
-        memcpy(file + 8, "WEBPVP8X", 8);
-        file[16] = 10;
-        file[20] = (uint8_t)(0x08 | (alpha ? 0x10 : 0)); /* EXIF, alpha */
-        for (int i = 0; i < 3; i++) {
-            file[24 + i] = (uint8_t)((w - 1) >> (8 * i));
-            file[27 + i] = (uint8_t)((h - 1) >> (8 * i));
-        }
-        memcpy(file + 30, out + 12, body);
-        uint8_t *e = file + 30 + body;
-        memcpy(e, "EXIF", 4);
-        for (int i = 0; i < 4; i++)
-            e[4 + i] = (uint8_t)((uint32_t)exif_len >> (8 * i));
-        memcpy(e + 8, exif, (size_t)exif_len);
-        rc = test_write_file(path, file, total);
-        free(file);
-    }
-    WebPFree(out);
-    return rc;
-}
 
 /* TIFF data with one IFD0 entry, the orientation; "Exif\0\0" in front when prefix. Returns the length. */
 static int make_exif(uint8_t *b, int big_endian, int orientation, int prefix)
@@ -261,12 +113,12 @@ static void test_png_variants(test_state *t)
 
     /* RGB 8 and RGBA 8 (alpha kept, and composited on white) */
     path = tmp_path("rgb8.png");
-    CHECK(t, write_png(path, &(png_spec){.width = W,
-                                         .height = H,
-                                         .color_type = PNG_COLOR_TYPE_RGB,
-                                         .bit_depth = 8,
-                                         .interlace = 0,
-                                         .rows = rgb}) == 0);
+    CHECK(t, test_write_png(path, &(png_spec){.width = W,
+                                              .height = H,
+                                              .color_type = PNG_COLOR_TYPE_RGB,
+                                              .bit_depth = 8,
+                                              .interlace = 0,
+                                              .rows = rgb}) == 0);
     CHECK(t, decode(path, 0, &img, &error) == 0 && img.width == W && img.height == H && !img.alpha);
     CHECK(t, img.rgb && memcmp(img.rgb, rgb, sizeof rgb) == 0);
     sdt_image_free(&img);
@@ -276,12 +128,12 @@ static void test_png_variants(test_state *t)
     free(path);
 
     path = tmp_path("rgba8.png");
-    CHECK(t, write_png(path, &(png_spec){.width = W,
-                                         .height = H,
-                                         .color_type = PNG_COLOR_TYPE_RGBA,
-                                         .bit_depth = 8,
-                                         .interlace = 0,
-                                         .rows = rgba}) == 0);
+    CHECK(t, test_write_png(path, &(png_spec){.width = W,
+                                              .height = H,
+                                              .color_type = PNG_COLOR_TYPE_RGBA,
+                                              .bit_depth = 8,
+                                              .interlace = 0,
+                                              .rows = rgba}) == 0);
     CHECK(t, decode(path, 1, &img, &error) == 0 && img.alpha);
     CHECK(t, img.rgb && memcmp(img.rgb, rgb, sizeof rgb) == 0);
     CHECK(t, img.alpha && memcmp(img.alpha, alpha, sizeof alpha) == 0);
@@ -301,12 +153,12 @@ static void test_png_variants(test_state *t)
         raw[i * 2 + 1] = (uint8_t)v;
     }
     path = tmp_path("rgb16.png");
-    CHECK(t, write_png(path, &(png_spec){.width = W,
-                                         .height = H,
-                                         .color_type = PNG_COLOR_TYPE_RGB,
-                                         .bit_depth = 16,
-                                         .interlace = 0,
-                                         .rows = raw}) == 0);
+    CHECK(t, test_write_png(path, &(png_spec){.width = W,
+                                              .height = H,
+                                              .color_type = PNG_COLOR_TYPE_RGB,
+                                              .bit_depth = 16,
+                                              .interlace = 0,
+                                              .rows = raw}) == 0);
     CHECK(t, decode(path, 0, &img, &error) == 0 && img.rgb && memcmp(img.rgb, rgb, sizeof rgb) == 0);
     sdt_image_free(&img);
     free(path);
@@ -318,12 +170,12 @@ static void test_png_variants(test_state *t)
         memset(expect + i * 3, gray[i], 3);
     }
     path = tmp_path("gray8.png");
-    CHECK(t, write_png(path, &(png_spec){.width = W,
-                                         .height = H,
-                                         .color_type = PNG_COLOR_TYPE_GRAY,
-                                         .bit_depth = 8,
-                                         .interlace = 0,
-                                         .rows = gray}) == 0);
+    CHECK(t, test_write_png(path, &(png_spec){.width = W,
+                                              .height = H,
+                                              .color_type = PNG_COLOR_TYPE_GRAY,
+                                              .bit_depth = 8,
+                                              .interlace = 0,
+                                              .rows = gray}) == 0);
     CHECK(t, decode(path, 0, &img, &error) == 0 && img.rgb && memcmp(img.rgb, expect, sizeof expect) == 0);
     sdt_image_free(&img);
     free(path);
@@ -341,12 +193,12 @@ static void test_png_variants(test_state *t)
         char name[32];
         snprintf(name, sizeof name, "gray%d.png", depth);
         path = tmp_path(name);
-        CHECK(t, write_png(path, &(png_spec){.width = W,
-                                             .height = H,
-                                             .color_type = PNG_COLOR_TYPE_GRAY,
-                                             .bit_depth = depth,
-                                             .interlace = 0,
-                                             .rows = raw}) == 0);
+        CHECK(t, test_write_png(path, &(png_spec){.width = W,
+                                                  .height = H,
+                                                  .color_type = PNG_COLOR_TYPE_GRAY,
+                                                  .bit_depth = depth,
+                                                  .interlace = 0,
+                                                  .rows = raw}) == 0);
         CHECK_MSG(
             t, decode(path, 0, &img, &error) == 0 && img.rgb && memcmp(img.rgb, expect, sizeof expect) == 0,
             "gray %d bit", depth);
@@ -360,12 +212,12 @@ static void test_png_variants(test_state *t)
         raw[i * 2 + 1] = alpha[i];
     }
     path = tmp_path("graya8.png");
-    CHECK(t, write_png(path, &(png_spec){.width = W,
-                                         .height = H,
-                                         .color_type = PNG_COLOR_TYPE_GRAY_ALPHA,
-                                         .bit_depth = 8,
-                                         .interlace = 0,
-                                         .rows = raw}) == 0);
+    CHECK(t, test_write_png(path, &(png_spec){.width = W,
+                                              .height = H,
+                                              .color_type = PNG_COLOR_TYPE_GRAY_ALPHA,
+                                              .bit_depth = 8,
+                                              .interlace = 0,
+                                              .rows = raw}) == 0);
     CHECK(t, decode(path, 1, &img, &error) == 0 && img.alpha && memcmp(img.alpha, alpha, sizeof alpha) == 0);
     for (int i = 0; i < W * H && img.rgb; i++)
         bad += img.rgb[i * 3] != gray[i] || img.rgb[i * 3 + 2] != gray[i];
@@ -377,12 +229,12 @@ static void test_png_variants(test_state *t)
         raw[i * 4 + 2] = raw[i * 4 + 3] = alpha[i];
     }
     path = tmp_path("graya16.png");
-    CHECK(t, write_png(path, &(png_spec){.width = W,
-                                         .height = H,
-                                         .color_type = PNG_COLOR_TYPE_GRAY_ALPHA,
-                                         .bit_depth = 16,
-                                         .interlace = 0,
-                                         .rows = raw}) == 0);
+    CHECK(t, test_write_png(path, &(png_spec){.width = W,
+                                              .height = H,
+                                              .color_type = PNG_COLOR_TYPE_GRAY_ALPHA,
+                                              .bit_depth = 16,
+                                              .interlace = 0,
+                                              .rows = raw}) == 0);
     CHECK(t, decode(path, 1, &img, &error) == 0 && img.alpha && memcmp(img.alpha, alpha, sizeof alpha) == 0);
     for (int i = 0; i < W * H && img.rgb; i++)
         bad += img.rgb[i * 3 + 1] != gray[i];
@@ -410,16 +262,16 @@ static void test_png_variants(test_state *t)
         char name[32];
         snprintf(name, sizeof name, "palette%d.png", depth);
         path = tmp_path(name);
-        CHECK(t, write_png(path, &(png_spec){.width = W,
-                                             .height = H,
-                                             .color_type = PNG_COLOR_TYPE_PALETTE,
-                                             .bit_depth = depth,
-                                             .interlace = 0,
-                                             .rows = raw,
-                                             .palette = pal,
-                                             .palette_len = 16,
-                                             .trans = trans,
-                                             .trans_len = 5}) == 0);
+        CHECK(t, test_write_png(path, &(png_spec){.width = W,
+                                                  .height = H,
+                                                  .color_type = PNG_COLOR_TYPE_PALETTE,
+                                                  .bit_depth = depth,
+                                                  .interlace = 0,
+                                                  .rows = raw,
+                                                  .palette = pal,
+                                                  .palette_len = 16,
+                                                  .trans = trans,
+                                                  .trans_len = 5}) == 0);
         sdt_image_info info;
         error = NULL;
         CHECK(t, sdt_image_probe_file(path, &info, &error) == 0 && info.has_alpha &&
@@ -436,13 +288,13 @@ static void test_png_variants(test_state *t)
     png_color_16 tc = {0};
     tc.gray = gray[4];
     path = tmp_path("graytrns.png");
-    CHECK(t, write_png(path, &(png_spec){.width = W,
-                                         .height = H,
-                                         .color_type = PNG_COLOR_TYPE_GRAY,
-                                         .bit_depth = 8,
-                                         .interlace = 0,
-                                         .rows = gray,
-                                         .trans_color = &tc}) == 0);
+    CHECK(t, test_write_png(path, &(png_spec){.width = W,
+                                              .height = H,
+                                              .color_type = PNG_COLOR_TYPE_GRAY,
+                                              .bit_depth = 8,
+                                              .interlace = 0,
+                                              .rows = gray,
+                                              .trans_color = &tc}) == 0);
     CHECK(t, decode(path, 1, &img, &error) == 0 && img.alpha);
     for (int i = 0; i < W * H && img.alpha; i++)
         bad += img.alpha[i] != (gray[i] == gray[4] ? 0 : 255) || img.rgb[i * 3] != gray[i];
@@ -454,13 +306,13 @@ static void test_png_variants(test_state *t)
     tc = (png_color_16){0};
     tc.red = rgb[9], tc.green = rgb[10], tc.blue = rgb[11];
     path = tmp_path("rgbtrns.png");
-    CHECK(t, write_png(path, &(png_spec){.width = W,
-                                         .height = H,
-                                         .color_type = PNG_COLOR_TYPE_RGB,
-                                         .bit_depth = 8,
-                                         .interlace = 0,
-                                         .rows = rgb,
-                                         .trans_color = &tc}) == 0);
+    CHECK(t, test_write_png(path, &(png_spec){.width = W,
+                                              .height = H,
+                                              .color_type = PNG_COLOR_TYPE_RGB,
+                                              .bit_depth = 8,
+                                              .interlace = 0,
+                                              .rows = rgb,
+                                              .trans_color = &tc}) == 0);
     CHECK(t, decode(path, 1, &img, &error) == 0 && img.alpha && img.alpha[3] == 0 && img.alpha[2] == 255);
     CHECK(t, img.rgb && memcmp(img.rgb, rgb, sizeof rgb) == 0);
     sdt_image_free(&img);
@@ -470,12 +322,12 @@ static void test_png_variants(test_state *t)
 
     /* Adam7 interlaced */
     path = tmp_path("interlaced.png");
-    CHECK(t, write_png(path, &(png_spec){.width = W,
-                                         .height = H,
-                                         .color_type = PNG_COLOR_TYPE_RGB,
-                                         .bit_depth = 8,
-                                         .interlace = 1,
-                                         .rows = rgb}) == 0);
+    CHECK(t, test_write_png(path, &(png_spec){.width = W,
+                                              .height = H,
+                                              .color_type = PNG_COLOR_TYPE_RGB,
+                                              .bit_depth = 8,
+                                              .interlace = 1,
+                                              .rows = rgb}) == 0);
     CHECK(t, decode(path, 0, &img, &error) == 0 && img.rgb && memcmp(img.rgb, rgb, sizeof rgb) == 0);
     sdt_image_free(&img);
     free(path);
@@ -493,14 +345,14 @@ static void test_jpeg_variants(test_state *t)
     char *error, *path;
     for (int progressive = 0; progressive <= 1; progressive++) {
         path = tmp_path(progressive ? "rgb-progressive.jpg" : "rgb.jpg");
-        CHECK(t, write_jpeg(path, &(jpeg_spec){.width = W,
-                                               .height = H,
-                                               .components = 3,
-                                               .in_space = JCS_RGB,
-                                               .file_space = JCS_YCbCr,
-                                               .quality = 100,
-                                               .progressive = progressive,
-                                               .pixels = rgb}) == 0);
+        CHECK(t, test_write_jpeg(path, &(jpeg_spec){.width = W,
+                                                    .height = H,
+                                                    .components = 3,
+                                                    .in_space = JCS_RGB,
+                                                    .file_space = JCS_YCbCr,
+                                                    .quality = 100,
+                                                    .progressive = progressive,
+                                                    .pixels = rgb}) == 0);
         CHECK(t, decode(path, 0, &img, &error) == 0 && img.width == W && img.height == H && !img.alpha);
         int d = img.rgb ? max_diff(img.rgb, rgb, sizeof rgb) : 999;
         CHECK_MSG(t, d <= 6, "jpeg rgb differs by %d", d);
@@ -513,13 +365,13 @@ static void test_jpeg_variants(test_state *t)
         memset(expect + i * 3, gray[i], 3);
     }
     path = tmp_path("gray.jpg");
-    CHECK(t, write_jpeg(path, &(jpeg_spec){.width = W,
-                                           .height = H,
-                                           .components = 1,
-                                           .in_space = JCS_GRAYSCALE,
-                                           .file_space = JCS_GRAYSCALE,
-                                           .quality = 100,
-                                           .pixels = gray}) == 0);
+    CHECK(t, test_write_jpeg(path, &(jpeg_spec){.width = W,
+                                                .height = H,
+                                                .components = 1,
+                                                .in_space = JCS_GRAYSCALE,
+                                                .file_space = JCS_GRAYSCALE,
+                                                .quality = 100,
+                                                .pixels = gray}) == 0);
     CHECK(t, decode(path, 0, &img, &error) == 0);
     int d = img.rgb ? max_diff(img.rgb, expect, sizeof expect) : 999;
     CHECK_MSG(t, d <= 3, "jpeg gray differs by %d", d);
@@ -552,15 +404,15 @@ static void test_jpeg_variants(test_state *t)
     };
     for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
         path = tmp_path(variants[v].name);
-        CHECK(t, write_jpeg(path, &(jpeg_spec){.width = W,
-                                               .height = H,
-                                               .components = 4,
-                                               .in_space = JCS_CMYK,
-                                               .file_space = variants[v].space,
-                                               .quality = 100,
-                                               .progressive = 0,
-                                               .no_adobe = variants[v].no_adobe,
-                                               .pixels = variants[v].data}) == 0);
+        CHECK(t, test_write_jpeg(path, &(jpeg_spec){.width = W,
+                                                    .height = H,
+                                                    .components = 4,
+                                                    .in_space = JCS_CMYK,
+                                                    .file_space = variants[v].space,
+                                                    .quality = 100,
+                                                    .progressive = 0,
+                                                    .no_adobe = variants[v].no_adobe,
+                                                    .pixels = variants[v].data}) == 0);
         CHECK_MSG(t, decode(path, 0, &img, &error) == 0, "%s: %s", variants[v].name, error ? error : "");
         d = img.rgb ? max_diff(img.rgb, expect, sizeof expect) : 999;
         CHECK_MSG(t, d <= 6, "%s differs by %d", variants[v].name, d);
@@ -586,14 +438,14 @@ static void test_webp_variants(test_state *t)
     sdt_image_info info;
 
     path = tmp_path("lossless.webp");
-    CHECK(t, write_webp(path, rgb, W, H, 0, 1, NULL, 0) == 0);
+    CHECK(t, test_write_webp(path, rgb, W, H, 0, 1, 100, NULL, 0) == 0);
     CHECK(t, decode(path, 0, &img, &error) == 0 && img.width == W && !img.alpha && img.rgb &&
                  memcmp(img.rgb, rgb, sizeof rgb) == 0);
     sdt_image_free(&img);
     free(path);
 
     path = tmp_path("lossless-alpha.webp");
-    CHECK(t, write_webp(path, rgba, W, H, 1, 1, NULL, 0) == 0);
+    CHECK(t, test_write_webp(path, rgba, W, H, 1, 1, 100, NULL, 0) == 0);
     error = NULL;
     CHECK(t,
           sdt_image_probe_file(path, &info, &error) == 0 && info.has_alpha && info.format == SDT_IMAGE_WEBP);
@@ -610,7 +462,7 @@ static void test_webp_variants(test_state *t)
         rgba[i * 4 + 3] = alpha[i];
     }
     path = tmp_path("lossy.webp");
-    CHECK(t, write_webp(path, rgb, W, H, 0, 0, NULL, 0) == 0);
+    CHECK(t, test_write_webp(path, rgb, W, H, 0, 0, 100, NULL, 0) == 0);
     CHECK(t, decode(path, 0, &img, &error) == 0 && img.rgb);
     int d = img.rgb ? max_diff(img.rgb, rgb, sizeof rgb) : 999;
     CHECK_MSG(t, d <= 12, "lossy webp differs by %d", d);
@@ -618,7 +470,7 @@ static void test_webp_variants(test_state *t)
     free(path);
 
     path = tmp_path("lossy-alpha.webp");
-    CHECK(t, write_webp(path, rgba, W, H, 1, 0, NULL, 0) == 0);
+    CHECK(t, test_write_webp(path, rgba, W, H, 1, 0, 100, NULL, 0) == 0);
     CHECK(t, decode(path, 1, &img, &error) == 0 && img.alpha);
     d = img.alpha ? max_diff(img.alpha, alpha, sizeof alpha) : 999;
     CHECK_MSG(t, d <= 2, "lossy webp alpha differs by %d", d);
@@ -694,16 +546,16 @@ static void test_orientation(test_state *t)
             snprintf(name, sizeof name, "orient%d.%s", o, fmt ? "webp" : "png");
             char *path = tmp_path(name), *error = NULL;
             if (fmt)
-                CHECK(t, write_webp(path, rgb, W, H, 0, 1, exif, len) == 0);
+                CHECK(t, test_write_webp(path, rgb, W, H, 0, 1, 100, exif, len) == 0);
             else
-                CHECK(t, write_png(path, &(png_spec){.width = W,
-                                                     .height = H,
-                                                     .color_type = PNG_COLOR_TYPE_RGB,
-                                                     .bit_depth = 8,
-                                                     .interlace = 0,
-                                                     .rows = rgb,
-                                                     .exif = exif,
-                                                     .exif_len = len}) == 0);
+                CHECK(t, test_write_png(path, &(png_spec){.width = W,
+                                                          .height = H,
+                                                          .color_type = PNG_COLOR_TYPE_RGB,
+                                                          .bit_depth = 8,
+                                                          .interlace = 0,
+                                                          .rows = rgb,
+                                                          .exif = exif,
+                                                          .exif_len = len}) == 0);
             sdt_image_info info;
             CHECK_MSG(t,
                       sdt_image_probe_file(path, &info, &error) == 0 && info.orientation == o &&
@@ -745,16 +597,16 @@ static void test_orientation(test_state *t)
             char name[32];
             snprintf(name, sizeof name, "orient%d%s.jpg", o, big ? "mm" : "ii");
             char *path = tmp_path(name), *error = NULL;
-            CHECK(t, write_jpeg(path, &(jpeg_spec){.width = JW,
-                                                   .height = JH,
-                                                   .components = 3,
-                                                   .in_space = JCS_RGB,
-                                                   .file_space = JCS_YCbCr,
-                                                   .quality = 100,
-                                                   .pixels = pix,
-                                                   .app1 = exif,
-                                                   .app1_len = len,
-                                                   .app2_len = big ? 9000 : 0}) == 0);
+            CHECK(t, test_write_jpeg(path, &(jpeg_spec){.width = JW,
+                                                        .height = JH,
+                                                        .components = 3,
+                                                        .in_space = JCS_RGB,
+                                                        .file_space = JCS_YCbCr,
+                                                        .quality = 100,
+                                                        .pixels = pix,
+                                                        .app1 = exif,
+                                                        .app1_len = len,
+                                                        .app2_len = big ? 9000 : 0}) == 0);
             sdt_image_info info;
             CHECK_MSG(t,
                       sdt_image_probe_file(path, &info, &error) == 0 && info.orientation == o &&
@@ -780,15 +632,15 @@ static void test_orientation(test_state *t)
     /* A broken orientation tag (out of range) reads as 1 rather than failing the image. */
     CHECK(t, make_exif(exif, 0, 9, 1) > 0);
     char *path = tmp_path("orient-bad.jpg"), *error = NULL;
-    CHECK(t, write_jpeg(path, &(jpeg_spec){.width = JW,
-                                           .height = JH,
-                                           .components = 3,
-                                           .in_space = JCS_RGB,
-                                           .file_space = JCS_YCbCr,
-                                           .quality = 90,
-                                           .pixels = pix,
-                                           .app1 = exif,
-                                           .app1_len = 32}) == 0);
+    CHECK(t, test_write_jpeg(path, &(jpeg_spec){.width = JW,
+                                                .height = JH,
+                                                .components = 3,
+                                                .in_space = JCS_RGB,
+                                                .file_space = JCS_YCbCr,
+                                                .quality = 90,
+                                                .pixels = pix,
+                                                .app1 = exif,
+                                                .app1_len = 32}) == 0);
     sdt_image_info info;
     CHECK(t, sdt_image_probe_file(path, &info, &error) == 0 && info.orientation == 1 && info.width == JW);
     free(error);

@@ -4,7 +4,6 @@
  * weights, dtype) gives another entry; corrupt, truncated and mismatched files are rebuilt with a warning;
  * no temporary file is left behind; batched preparation with progress. */
 #define _XOPEN_SOURCE 700
-#include <ftw.h>
 #include <math.h>
 #include <png.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include "latent_cache.h"
 #include "sdtune/atomic_file.h"
 #include "splitmix64.h"
+#include "test_images.h"
 #include "unit/check.h"
 #include "unit/test_engine.h"
 #include "vae.h"
@@ -26,28 +26,14 @@
 /* A w x h PNG of smooth colours plus noise from seed, with an alpha ramp when rgba. Returns 0 or -1. */
 static int write_png(const char *path, int w, int h, uint64_t seed, int rgba)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return -1;
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
     int channels = rgba ? 4 : 3;
-    uint8_t *row = malloc((size_t)w * channels); /* [w, channels] */
-    if (!png || !info || !row || setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
-        free(row);
-        fclose(f);
+    uint8_t *pixels = malloc((size_t)w * h * channels); /* [h, w, channels] */
+    if (!pixels)
         return -1;
-    }
-    png_init_io(png, f);
-    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8,
-                 rgba ? PNG_COLOR_TYPE_RGBA : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
     uint64_t state = seed;
     for (int y = 0; y < h; y++) {
         for (int x = 0; x < w; x++) {
-            uint8_t *p = row + (size_t)x * channels;
+            uint8_t *p = pixels + ((size_t)y * w + x) * channels;
             uint64_t r = splitmix64_next(&state);
             p[0] = (uint8_t)(x * 255 / w + (r & 15));
             p[1] = (uint8_t)(y * 255 / h + ((r >> 8) & 15));
@@ -55,39 +41,18 @@ static int write_png(const char *path, int w, int h, uint64_t seed, int rgba)
             if (rgba)
                 p[3] = (uint8_t)(x * 255 / (w - 1));
         }
-        png_write_row(png, row);
     }
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    free(row);
-    return fclose(f);
-}
-
-static int remove_entry(const char *path, const struct stat *s, int flag, struct FTW *ftw)
-{
-    (void)s;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
+    int rc = test_write_png(path, &(png_spec){.width = w,
+                                              .height = h,
+                                              .color_type = rgba ? PNG_COLOR_TYPE_RGBA : PNG_COLOR_TYPE_RGB,
+                                              .bit_depth = 8,
+                                              .rows = pixels});
+    free(pixels);
+    return rc;
 }
 
 /* Counts files under dir whose name contains ".tmp." (a write that was not atomic leaves one). */
-static int temporaries;
-static int count_temporary(const char *path, const struct stat *s, int flag, struct FTW *ftw)
-{
-    (void)s;
-    (void)ftw;
-    if (flag == FTW_F && strstr(path + ftw->base, ".tmp."))
-        temporaries++;
-    return 0;
-}
-
-static int temporary_files(const char *dir)
-{
-    temporaries = 0;
-    nftw(dir, count_temporary, 16, FTW_PHYS);
-    return temporaries;
-}
+static int temporary_files(const char *dir) { return test_count_files_named(dir, ".tmp."); }
 
 typedef struct fixture {
     sdt_engine *e;
@@ -151,7 +116,7 @@ static void fixture_close(fixture *f)
     if (f->e)
         sdt_engine_free(f->e);
     if (f->root[0])
-        nftw(f->root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        test_remove_tree(f->root);
 }
 
 static sdt_latent_request request(const fixture *f, int image, int rw, int rh, int left, int top, int cw,

@@ -3,7 +3,6 @@
  * caption, clip_skip, max_token_length, pooled and encoder changes miss; long prompts are stitched; a
  * corrupt file is rebuilt with a warning; progress; no temporary file left behind. */
 #define _XOPEN_SOURCE 700
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,25 +15,9 @@
 #include "tokenizer.h"
 #include "unit/check.h"
 #include "unit/test_engine.h"
+#include "unit/test_files.h"
 
 #define TOKENIZER_DIR "tests/data/tokenizer"
-
-static int remove_entry(const char *path, const struct stat *s, int flag, struct FTW *ftw)
-{
-    (void)s;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int temporaries;
-static int count_temporary(const char *path, const struct stat *s, int flag, struct FTW *ftw)
-{
-    (void)s;
-    if (flag == FTW_F && strstr(path + ftw->base, ".tmp."))
-        temporaries++;
-    return 0;
-}
 
 typedef struct fixture {
     sdt_engine *e;
@@ -108,7 +91,7 @@ static void fixture_close(fixture *f)
     if (f->e)
         sdt_engine_free(f->e);
     if (f->root[0])
-        nftw(f->root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        test_remove_tree(f->root);
 }
 
 static sdt_text_cache *open_cache(test_state *t, fixture *f, const sdt_text_cache_options *o)
@@ -240,9 +223,7 @@ static void test_hits_and_misses(test_state *t)
     CHECK(t, c && sdt_text_cache_key(c, &r, &k1, &error) == 0 && !sdt_hash128_equal(k1, first.key));
     f.identity = old_id;
 
-    temporaries = 0;
-    nftw(f.cache_dir, count_temporary, 16, FTW_PHYS);
-    CHECK(t, temporaries == 0);
+    CHECK(t, test_count_files_named(f.cache_dir, ".tmp.") == 0);
 done:
     free(error);
     sdt_text_embedding_free(&first);

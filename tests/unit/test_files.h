@@ -43,6 +43,31 @@ static inline void test_remove_tree(const char *path)
     rmdir(path);
 }
 
+/* How many plain files below path (at any depth) have part in their name. */
+static inline int test_count_files_named(const char *path, const char *part)
+{
+    int count = 0;
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char *child = sdt_format("%s/%s", path, e->d_name);
+        struct stat st;
+        if (child && lstat(child, &st) == 0) {
+            if (S_ISDIR(st.st_mode))
+                count += test_count_files_named(child, part);
+            else if (S_ISREG(st.st_mode) && strstr(e->d_name, part))
+                count++;
+        }
+        free(child);
+    }
+    closedir(d);
+    return count;
+}
+
 /* A whole file (the caller frees); NULL, with the reason on stderr, when it cannot be read. */
 static inline char *test_read_file(const char *path, size_t *len)
 {
