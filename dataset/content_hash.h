@@ -76,6 +76,14 @@ typedef void (*sdt_cache_progress_fn)(void *ctx, size_t done, size_t total, cons
 /* A problem that was dealt with (a corrupt cache file rebuilt): for the log, not an error. */
 typedef void (*sdt_cache_warn_fn)(void *ctx, const char *message);
 
+/* What a cache did since it was created. */
+typedef struct sdt_cache_summary {
+    size_t encoded;   /* entries encoded that had no file (or with no disk cache) */
+    size_t reused;    /* entries taken from disk */
+    size_t rebuilt;   /* files that were corrupt or did not match, encoded again */
+    size_t in_memory; /* requests answered from memory */
+} sdt_cache_summary;
+
 /* ---- key -> value map ------------------------------------------------------------------------------ */
 
 /* Open addressing on the key's low bits (keys are hashes already, so they are spread evenly). Values are

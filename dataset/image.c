@@ -38,6 +38,33 @@ uint8_t *sdt_image_alloc(size_t a, size_t b, size_t c)
     return malloc(a * b * c);
 }
 
+int sdt_image_take_pixels(uint8_t *pixels, int width, int height, int has_alpha, sdt_image *out, char **why)
+{
+    size_t n = (size_t)width * (size_t)height;
+    if (has_alpha) {
+        out->rgb = sdt_image_alloc(n, 3, 1);
+        out->alpha = malloc(n);
+        if (!out->rgb || !out->alpha) {
+            free(out->rgb);
+            free(out->alpha);
+            free(pixels);
+            out->rgb = out->alpha = NULL;
+            *why = sdt_strdup("out of memory");
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            memcpy(out->rgb + i * 3, pixels + i * 4, 3);
+            out->alpha[i] = pixels[i * 4 + 3];
+        }
+        free(pixels);
+    } else {
+        out->rgb = pixels;
+    }
+    out->width = width;
+    out->height = height;
+    return 0;
+}
+
 /* ---- EXIF ---- */
 
 static unsigned exif_u16(const uint8_t *p, int big_endian)

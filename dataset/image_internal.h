@@ -47,6 +47,11 @@ int sdt_webp_decode(const uint8_t *data, size_t size, uint64_t max_pixels, sdt_i
 /* NULL (out of memory, or a size that overflows) or a buffer of a * b * c bytes. */
 uint8_t *sdt_image_alloc(size_t a, size_t b, size_t c);
 
+/* A decoder's last step: interleaved pixels (malloc'd; RGBA [h, w, 4] when has_alpha, else RGB [h, w, 3])
+ * into out, split into rgb and alpha when has_alpha. Takes pixels (kept or freed). Returns 0, or -1 with
+ * *why set when out of memory (out then empty). */
+int sdt_image_take_pixels(uint8_t *pixels, int width, int height, int has_alpha, sdt_image *out, char **why);
+
 /* Same as sdt_image_decode_memory, refusing images of more than max_pixels (the fuzzer keeps memory and
  * time small this way). */
 int sdt_image_decode_memory_limited(const void *data, size_t size, const char *name, int keep_alpha,

@@ -163,27 +163,5 @@ int sdt_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels, sdt_im
     free(ctx->rows);
     uint8_t *pixels = ctx->pixels;
     free(ctx);
-    size_t n = (size_t)w * h;
-    if (has_alpha) {
-        out->rgb = sdt_image_alloc(n, 3, 1);
-        out->alpha = malloc(n);
-        if (!out->rgb || !out->alpha) {
-            free(out->rgb);
-            free(out->alpha);
-            free(pixels);
-            out->rgb = out->alpha = NULL;
-            *why = sdt_strdup("out of memory");
-            return -1;
-        }
-        for (size_t i = 0; i < n; i++) {
-            memcpy(out->rgb + i * 3, pixels + i * 4, 3);
-            out->alpha[i] = pixels[i * 4 + 3];
-        }
-        free(pixels);
-    } else {
-        out->rgb = pixels;
-    }
-    out->width = (int)w;
-    out->height = (int)h;
-    return 0;
+    return sdt_image_take_pixels(pixels, (int)w, (int)h, has_alpha, out, why);
 }

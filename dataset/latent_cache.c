@@ -3,12 +3,11 @@
 #include "latent_cache.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "cache_store.h"
 #include "layers.h"
 #include "sdtune/atomic_file.h"
 #include "sdtune/safetensors.h"
@@ -26,12 +25,10 @@ struct sdt_latent_cache {
     sdt_engine *e;
     const sdt_vae *vae;
     sdt_hash128 vae_identity;
-    sdt_latent_cache_options options; /* cache_dir points at dir */
-    char *dir;                        /* NULL without a disk cache */
+    sdt_latent_cache_options options; /* cache_dir points at store.dir */
     int factor;                       /* image pixels per latent pixel: 2^(levels - 1) */
-    sdt_hash_map entries;             /* key -> sdt_latents * (keep_in_memory) */
+    sdt_cache_store store;            /* files and kept entries (sdt_latents) */
     sdt_hash_map file_hashes;         /* hash of a path -> sdt_hash128 * of the file's bytes */
-    sdt_latent_cache_summary summary;
 };
 
 void sdt_latents_free(sdt_latents *l)
@@ -68,19 +65,8 @@ static int copy_latents(sdt_latents *dst, const sdt_latents *src)
     return 0;
 }
 
-static void warn(const sdt_latent_cache *c, const char *fmt, ...) SDT_PRINTF(2, 3);
-static void warn(const sdt_latent_cache *c, const char *fmt, ...)
-{
-    if (!c->options.warn)
-        return;
-    va_list args;
-    va_start(args, fmt);
-    char *message = sdt_vformat(fmt, args);
-    va_end(args);
-    if (message)
-        c->options.warn(c->options.warn_ctx, message);
-    free(message);
-}
+static void free_entry(void *entry) { sdt_latents_free(entry); }
+static int copy_entry(void *dst, const void *src) { return copy_latents(dst, src); }
 
 /* ---- creation ------------------------------------------------------------------------------------- */
 
@@ -109,17 +95,23 @@ int sdt_latent_cache_create(sdt_engine *e, const sdt_vae *vae, sdt_hash128 vae_i
     c->vae = vae;
     c->vae_identity = vae_identity;
     c->factor = 1 << (vae->config.levels - 1);
-    if (o.cache_dir && o.cache_dir[0]) {
-        c->dir = sdt_strdup(o.cache_dir);
-        if (!c->dir) {
-            free(c);
-            *error = sdt_strdup("latent cache: out of memory");
-            return -1;
-        }
+    sdt_cache_store proto = {.format = FILE_FORMAT,
+                             .version = FILE_VERSION,
+                             .name = "latent cache",
+                             .keep_in_memory = o.keep_in_memory,
+                             .entry_size = sizeof(sdt_latents),
+                             .free_entry = free_entry,
+                             .copy_entry = copy_entry,
+                             .progress = o.progress,
+                             .progress_ctx = o.progress_ctx,
+                             .warn = o.warn,
+                             .warn_ctx = o.warn_ctx};
+    if (sdt_cache_store_init(&c->store, proto, o.cache_dir, error) != 0) {
+        free(c);
+        return -1;
     }
-    o.cache_dir = c->dir;
+    o.cache_dir = c->store.dir;
     c->options = o;
-    sdt_hash_map_init(&c->entries);
     sdt_hash_map_init(&c->file_hashes);
     *out = c;
     return 0;
@@ -129,24 +121,18 @@ void sdt_latent_cache_free(sdt_latent_cache *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < c->entries.capacity; i++)
-        if (c->entries.values[i]) {
-            sdt_latents_free(c->entries.values[i]);
-            free(c->entries.values[i]);
-        }
     for (size_t i = 0; i < c->file_hashes.capacity; i++)
         free(c->file_hashes.values[i]);
-    sdt_hash_map_free(&c->entries);
     sdt_hash_map_free(&c->file_hashes);
-    free(c->dir);
+    sdt_cache_store_free(&c->store);
     free(c);
 }
 
-sdt_latent_cache_summary sdt_latent_cache_get_summary(const sdt_latent_cache *c) { return c->summary; }
+sdt_latent_cache_summary sdt_latent_cache_get_summary(const sdt_latent_cache *c) { return c->store.summary; }
 
 char *sdt_latent_cache_path(const sdt_latent_cache *c, sdt_hash128 key)
 {
-    return c->dir ? sdt_cache_entry_path(c->dir, key) : NULL;
+    return sdt_cache_store_path(&c->store, key);
 }
 
 /* ---- keys ------------------------------------------------------------------------------------------ */
@@ -366,57 +352,51 @@ int sdt_latent_request_pixels(const sdt_latent_request *r, float **pixels, uint8
 
 /* ---- entry files ----------------------------------------------------------------------------------- */
 
-static const char *meta(const sdt_safetensors *st, const char *key)
-{
-    const char *v = sdt_safetensors_metadata(st, key);
-    return v ? v : "";
-}
+/* An entry and what it is for: the context of load_file and write_file. */
+typedef struct entry_file {
+    const sdt_latent_cache *c;
+    sdt_hash128 key;
+    const sdt_latent_request *r;
+    sdt_latents *l;    /* filled by load_file when not NULL; written by write_file */
+    sdt_hash128 image; /* the image file's hash, for write_file */
+} entry_file;
 
-/* Reads and checks the file of an entry. Returns 0 (out filled when not NULL), or -1 with *why set (caller
- * frees) saying what is wrong with it. */
-static int load_file(const sdt_latent_cache *c, const char *path, sdt_hash128 key,
-                     const sdt_latent_request *r, int scan_values, sdt_latents *out, char **why)
+/* Reads and checks an entry's opened file, its format, version and key already checked (an
+ * sdt_cache_load_fn). Returns 0 (f->l filled when not NULL), or -1 with *why set (caller frees) saying
+ * what is wrong with it. */
+static int load_file(void *ctx, const sdt_safetensors *st, char **why)
 {
-    sdt_safetensors *st = NULL;
-    char *error = NULL;
-    if (sdt_safetensors_open(path, &st, &error) != 0) {
-        *why = error;
-        return -1;
-    }
-    char hex[33];
-    sdt_hash128_hex(key, hex);
+    const entry_file *f = ctx;
+    const sdt_latent_cache *c = f->c;
+    const sdt_latent_request *r = f->r;
+    sdt_hash128 key = f->key;
+    sdt_latents *out = f->l;
+    int scan_values = !c->options.skip_cache_check;
     int h = r->crop_height / c->factor, w = r->crop_width / c->factor, ch = c->vae->config.latent_channels;
     sdt_latents l = {.key = key, .height = h, .width = w, .channels = ch, .dtype = c->options.dtype};
     const sdt_st_tensor *t = sdt_safetensors_find(st, "latents");
     const sdt_st_tensor *a = sdt_safetensors_find(st, "alpha_mask");
-    int status = -1;
-    if (strcmp(meta(st, "format"), FILE_FORMAT) != 0 || strcmp(meta(st, "version"), FILE_VERSION) != 0) {
-        *why = sdt_format("not a version %s latent cache file", FILE_VERSION);
-        goto done;
-    }
-    if (strcmp(meta(st, "key"), hex) != 0) {
-        *why = sdt_format("it holds the entry %s, not %s", meta(st, "key"), hex);
-        goto done;
-    }
     if (!t || t->dtype != l.dtype || t->ndim != 3 || t->shape[0] != h || t->shape[1] != w ||
         t->shape[2] != ch) {
         *why = sdt_format("its latents are not [%d, %d, %d] %s", h, w, ch, sdt_dtype_name(l.dtype));
-        goto done;
+        return -1;
     }
     if (r->alpha_mask && (!a || a->dtype != SDT_U8 || a->ndim != 2 || a->shape[0] != r->crop_height ||
                           a->shape[1] != r->crop_width)) {
         *why = sdt_format("its alpha mask is not [%d, %d] U8", r->crop_height, r->crop_width);
-        goto done;
+        return -1;
     }
     if (!r->alpha_mask && a) {
         *why = sdt_strdup("it has an alpha mask that was not asked for");
-        goto done;
+        return -1;
     }
-    if (sscanf(meta(st, "original_size"), "%d,%d", &l.original_width, &l.original_height) != 2 ||
-        sscanf(meta(st, "crop_ltrb"), "%d,%d,%d,%d", &l.crop_ltrb[0], &l.crop_ltrb[1], &l.crop_ltrb[2],
-               &l.crop_ltrb[3]) != 4) {
+    const char *original = sdt_cache_file_meta(st, "original_size");
+    const char *crop = sdt_cache_file_meta(st, "crop_ltrb");
+    int *ltrb = l.crop_ltrb;
+    if (sscanf(original, "%d,%d", &l.original_width, &l.original_height) != 2 ||
+        sscanf(crop, "%d,%d,%d,%d", &ltrb[0], &ltrb[1], &ltrb[2], &ltrb[3]) != 4) {
         *why = sdt_strdup("its original_size or crop_ltrb metadata is malformed");
-        goto done;
+        return -1;
     }
     if (scan_values) {
         /* The content check: a value that is not finite means damaged bytes (or an encoder overflow). */
@@ -424,7 +404,7 @@ static int load_file(const sdt_latent_cache *c, const char *path, sdt_hash128 ke
         if (!values || sdt_convert(values, SDT_F32, t->data, t->dtype, t->count) != 0) {
             free(values);
             *why = sdt_strdup("out of memory reading it");
-            goto done;
+            return -1;
         }
         size_t bad = 0;
         for (uint64_t i = 0; i < t->count; i++)
@@ -432,7 +412,7 @@ static int load_file(const sdt_latent_cache *c, const char *path, sdt_hash128 ke
         free(values);
         if (bad) {
             *why = sdt_format("%zu of its latents are not finite", bad);
-            goto done;
+            return -1;
         }
     }
     if (out) {
@@ -445,24 +425,24 @@ static int load_file(const sdt_latent_cache *c, const char *path, sdt_hash128 ke
         if (!l.data || (r->alpha_mask && !l.alpha)) {
             sdt_latents_free(&l);
             *why = sdt_strdup("out of memory reading it");
-            goto done;
+            return -1;
         }
         memcpy(l.data, t->data, t->nbytes); /* the mapping is not aligned: copy, never cast */
         if (r->alpha_mask)
             memcpy(l.alpha, a->data, a->nbytes);
         *out = l;
     }
-    status = 0;
-done:
-    sdt_safetensors_close(st);
-    return status;
+    return 0;
 }
 
-static int write_file(const sdt_latent_cache *c, const char *path, const sdt_latents *l,
-                      const sdt_latent_request *r, sdt_hash128 image, char **error)
+/* Writes the file of an entry (an sdt_cache_write_fn). */
+static int write_file(void *ctx, const char *path, char **error)
 {
-    if (sdt_cache_make_parent(path, error) != 0)
-        return -1;
+    const entry_file *f = ctx;
+    const sdt_latent_cache *c = f->c;
+    const sdt_latents *l = f->l;
+    const sdt_latent_request *r = f->r;
+    sdt_hash128 image = f->image;
     char key[33], image_hex[33], vae[33], original[32], resized[32], crop[64], filter[8];
     sdt_hash128_hex(l->key, key);
     sdt_hash128_hex(image, image_hex);
@@ -503,36 +483,13 @@ static int write_file(const sdt_latent_cache *c, const char *path, const sdt_lat
 static int store(sdt_latent_cache *c, sdt_latents *l, const sdt_latent_request *r, int write_disk,
                  char **error)
 {
-    if (c->dir && write_disk) {
-        sdt_hash128 image;
-        if (image_hash(c, r, &image, error) != 0)
-            return -1;
-        char *path = sdt_cache_entry_path(c->dir, l->key);
-        if (!path) {
-            *error = sdt_strdup("latent cache: out of memory");
-            return -1;
-        }
-        int status = write_file(c, path, l, r, image, error);
-        free(path);
-        if (status != 0)
+    if (c->store.dir && write_disk) {
+        entry_file f = {.c = c, .key = l->key, .r = r, .l = l};
+        if (image_hash(c, r, &f.image, error) != 0 ||
+            sdt_cache_store_write(&c->store, l->key, write_file, &f, error) != 0)
             return -1;
     }
-    if (c->options.keep_in_memory) {
-        sdt_latents *kept = malloc(sizeof *kept);
-        void *old = NULL;
-        if (!kept || sdt_hash_map_put(&c->entries, l->key, kept, &old) != 0) {
-            free(kept);
-            *error = sdt_strdup("latent cache: out of memory");
-            return -1;
-        }
-        *kept = *l;
-        memset(l, 0, sizeof *l);
-        if (old) {
-            sdt_latents_free(old);
-            free(old);
-        }
-    }
-    return 0;
+    return sdt_cache_store_keep(&c->store, l->key, l, error);
 }
 
 /* ---- encoding -------------------------------------------------------------------------------------- */
@@ -622,33 +579,13 @@ done:
 
 /* ---- prepare and get ------------------------------------------------------------------------------- */
 
-static int file_exists(const char *path)
-{
-    struct stat s;
-    return stat(path, &s) == 0 && S_ISREG(s.st_mode);
-}
-
 /* Looks for a valid file of the entry. Returns 1 when found (into *out when out is not NULL), 0 when there
  * is none or it was bad (*bad set then, with a warning given). */
 static int try_disk(sdt_latent_cache *c, const sdt_latent_request *r, sdt_hash128 key, sdt_latents *out,
                     int *bad)
 {
-    *bad = 0;
-    char *path = c->dir ? sdt_cache_entry_path(c->dir, key) : NULL;
-    if (!path || !file_exists(path)) {
-        free(path);
-        return 0;
-    }
-    char *why = NULL;
-    int found = load_file(c, path, key, r, !c->options.skip_cache_check, out, &why) == 0;
-    if (!found) {
-        *bad = 1;
-        warn(c, "latent cache: %s (the cache of %s): %s; encoding it again", path, r->path,
-             why ? why : "unreadable");
-    }
-    free(why);
-    free(path);
-    return found;
+    entry_file f = {.c = c, .key = key, .r = r, .l = out};
+    return sdt_cache_store_load(&c->store, key, r->path, load_file, &f, bad);
 }
 
 typedef struct pending {
@@ -689,8 +626,7 @@ static void sort_pending(pending *p, size_t n, const sdt_latent_request *request
 
 static void progress(const sdt_latent_cache *c, size_t done, size_t total, const char *current)
 {
-    if (c->options.progress)
-        c->options.progress(c->options.progress_ctx, done, total, current);
+    sdt_cache_store_progress(&c->store, done, total, current);
 }
 
 /* Encodes and stores a batch of unique pending requests. */
@@ -718,12 +654,8 @@ static int flush(sdt_latent_cache *c, const sdt_latent_request *requests, const 
     int status = encode_batch(c, reqs, keys, seeds, n, out, error);
     for (size_t i = 0; i < n && status == 0; i++) {
         status = store(c, &out[i], reqs[i], 1, error);
-        if (status == 0) {
-            if (batch[i].rebuild)
-                c->summary.rebuilt++;
-            else
-                c->summary.encoded++;
-        }
+        if (status == 0)
+            sdt_cache_store_count(&c->store, 0, batch[i].rebuild);
     }
     for (size_t i = 0; i < n; i++) /* moved into memory (then empty) or done with */
         sdt_latents_free(&out[i]);
@@ -754,7 +686,7 @@ int sdt_latent_cache_prepare(sdt_latent_cache *c, const sdt_latent_request *requ
     size_t n_todo = 0, done = 0;
     int status = 0;
     /* Without memory or disk to keep entries in there is nothing to prepare; get encodes every time. */
-    int storing = c->dir || c->options.keep_in_memory;
+    int storing = c->store.dir || c->options.keep_in_memory;
     for (size_t i = 0; i < n && status == 0; i++) {
         const sdt_latent_request *r = &requests[i];
         sdt_hash128 key, seed;
@@ -762,26 +694,23 @@ int sdt_latent_cache_prepare(sdt_latent_cache *c, const sdt_latent_request *requ
             status = -1;
             break;
         }
-        if (!storing || sdt_hash_map_get(&c->entries, key)) {
-            c->summary.in_memory += storing;
+        if (!storing || sdt_cache_store_get(&c->store, key)) {
+            c->store.summary.in_memory += storing;
             progress(c, ++done, n, r->path);
             continue;
         }
         int bad = 0;
-        if (c->dir && c->options.skip_cache_check && !c->options.keep_in_memory) {
+        if (c->store.dir && c->options.skip_cache_check && !c->options.keep_in_memory) {
             /* Trusted unopened: a bad file is still caught (and rebuilt) when get reads it. */
-            char *path = sdt_cache_entry_path(c->dir, key);
-            int exists = path && file_exists(path);
-            free(path);
-            if (exists) {
-                c->summary.reused++;
+            if (sdt_cache_store_has_file(&c->store, key)) {
+                c->store.summary.reused++;
                 progress(c, ++done, n, r->path);
                 continue;
             }
-        } else if (c->dir) {
+        } else if (c->store.dir) {
             sdt_latents l = {0};
             if (try_disk(c, r, key, c->options.keep_in_memory ? &l : NULL, &bad)) {
-                c->summary.reused++;
+                c->store.summary.reused++;
                 if (c->options.keep_in_memory) {
                     status = store(c, &l, r, 0, error); /* the file is already there */
                     sdt_latents_free(&l);
@@ -832,29 +761,16 @@ int sdt_latent_cache_get(sdt_latent_cache *c, const sdt_latent_request *r, sdt_l
     sdt_hash128 key, seed;
     if (request_keys(c, r, &key, &seed, error) != 0)
         return -1;
-    const sdt_latents *kept = sdt_hash_map_get(&c->entries, key);
-    if (kept) {
-        if (copy_latents(out, kept) != 0) {
-            *error = sdt_strdup("latent cache: out of memory");
-            return -1;
-        }
-        c->summary.in_memory++;
-        return 0;
-    }
+    int kept = sdt_cache_store_copy_kept(&c->store, key, out, error);
+    if (kept != 0)
+        return kept < 0 ? -1 : 0;
     int bad = 0;
     sdt_latents l = {0};
     int from_disk = try_disk(c, r, key, &l, &bad);
-    if (from_disk) {
-        c->summary.reused++;
-    } else {
-        const sdt_latent_request *reqs[1] = {r};
-        if (encode_batch(c, reqs, &key, &seed, 1, &l, error) != 0)
-            return -1;
-        if (bad)
-            c->summary.rebuilt++;
-        else
-            c->summary.encoded++;
-    }
+    const sdt_latent_request *reqs[1] = {r};
+    if (!from_disk && encode_batch(c, reqs, &key, &seed, 1, &l, error) != 0)
+        return -1;
+    sdt_cache_store_count(&c->store, from_disk, bad);
     if (copy_latents(out, &l) != 0) {
         sdt_latents_free(&l);
         *error = sdt_strdup("latent cache: out of memory");

@@ -3,12 +3,11 @@
 #include "text_cache.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "cache_store.h"
 #include "layers.h"
 #include "sdtune/safetensors.h"
 #include "sdtune/strutil.h"
@@ -24,10 +23,8 @@ struct sdt_text_cache {
     sdt_tokenizer *tokenizer;
     int32_t pad_id;
     sdt_hash128 identity;
-    sdt_text_cache_options options; /* cache_dir points at dir */
-    char *dir;                      /* NULL without a disk cache */
-    sdt_hash_map entries;           /* key -> sdt_text_embedding * (keep_in_memory) */
-    sdt_text_cache_summary summary;
+    sdt_text_cache_options options; /* cache_dir points at store.dir */
+    sdt_cache_store store;          /* files and kept entries (sdt_text_embedding) */
 };
 
 void sdt_text_embedding_free(sdt_text_embedding *t)
@@ -58,19 +55,8 @@ static int copy_embedding(sdt_text_embedding *dst, const sdt_text_embedding *src
     return 0;
 }
 
-static void warn(const sdt_text_cache *c, const char *fmt, ...) SDT_PRINTF(2, 3);
-static void warn(const sdt_text_cache *c, const char *fmt, ...)
-{
-    if (!c->options.warn)
-        return;
-    va_list args;
-    va_start(args, fmt);
-    char *message = sdt_vformat(fmt, args);
-    va_end(args);
-    if (message)
-        c->options.warn(c->options.warn_ctx, message);
-    free(message);
-}
+static void free_entry(void *entry) { sdt_text_embedding_free(entry); }
+static int copy_entry(void *dst, const void *src) { return copy_embedding(dst, src); }
 
 int sdt_text_cache_create(sdt_engine *e, const sdt_clip_text *encoder, sdt_tokenizer *tokenizer,
                           int32_t pad_id, sdt_hash128 identity, const sdt_text_cache_options *options,
@@ -87,9 +73,23 @@ int sdt_text_cache_create(sdt_engine *e, const sdt_clip_text *encoder, sdt_token
         return -1;
     }
     sdt_text_cache *c = calloc(1, sizeof *c);
-    if (!c || (o.cache_dir && o.cache_dir[0] && !(c->dir = sdt_strdup(o.cache_dir)))) {
-        free(c);
+    if (!c) {
         *error = sdt_strdup("text cache: out of memory");
+        return -1;
+    }
+    sdt_cache_store proto = {.format = FILE_FORMAT,
+                             .version = FILE_VERSION,
+                             .name = "text cache",
+                             .keep_in_memory = o.keep_in_memory,
+                             .entry_size = sizeof(sdt_text_embedding),
+                             .free_entry = free_entry,
+                             .copy_entry = copy_entry,
+                             .progress = o.progress,
+                             .progress_ctx = o.progress_ctx,
+                             .warn = o.warn,
+                             .warn_ctx = o.warn_ctx};
+    if (sdt_cache_store_init(&c->store, proto, o.cache_dir, error) != 0) {
+        free(c);
         return -1;
     }
     c->e = e;
@@ -97,9 +97,8 @@ int sdt_text_cache_create(sdt_engine *e, const sdt_clip_text *encoder, sdt_token
     c->tokenizer = tokenizer;
     c->pad_id = pad_id;
     c->identity = identity;
-    o.cache_dir = c->dir;
+    o.cache_dir = c->store.dir;
     c->options = o;
-    sdt_hash_map_init(&c->entries);
     *out = c;
     return 0;
 }
@@ -108,21 +107,15 @@ void sdt_text_cache_free(sdt_text_cache *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < c->entries.capacity; i++)
-        if (c->entries.values[i]) {
-            sdt_text_embedding_free(c->entries.values[i]);
-            free(c->entries.values[i]);
-        }
-    sdt_hash_map_free(&c->entries);
-    free(c->dir);
+    sdt_cache_store_free(&c->store);
     free(c);
 }
 
-sdt_text_cache_summary sdt_text_cache_get_summary(const sdt_text_cache *c) { return c->summary; }
+sdt_text_cache_summary sdt_text_cache_get_summary(const sdt_text_cache *c) { return c->store.summary; }
 
 char *sdt_text_cache_path(const sdt_text_cache *c, sdt_hash128 key)
 {
-    return c->dir ? sdt_cache_entry_path(c->dir, key) : NULL;
+    return sdt_cache_store_path(&c->store, key);
 }
 
 /* Windows of 77 tokens for max_token_length (kohya's 75 / 150 / 225; 0 means 75); 0 when invalid. */
@@ -246,12 +239,6 @@ done:
 
 /* ---- entry files ----------------------------------------------------------------------------------- */
 
-static const char *meta(const sdt_safetensors *st, const char *key)
-{
-    const char *v = sdt_safetensors_metadata(st, key);
-    return v ? v : "";
-}
-
 static int all_finite(const sdt_st_tensor *t)
 {
     float *values = malloc((t->count ? t->count : 1) * sizeof *values);
@@ -262,18 +249,22 @@ static int all_finite(const sdt_st_tensor *t)
     return ok;
 }
 
-/* Reads and checks the file of an entry. Returns 0 (out filled), or -1 with *why set (caller frees). */
-static int load_file(const sdt_text_cache *c, const char *path, sdt_hash128 key, const sdt_text_request *r,
-                     sdt_text_embedding *out, char **why)
+/* An entry and what it is for: the context of load_file and write_file. */
+typedef struct entry_file {
+    const sdt_text_cache *c;
+    sdt_hash128 key;
+    const sdt_text_request *r;
+    sdt_text_embedding *t; /* filled by load_file, written by write_file */
+} entry_file;
+
+/* Reads and checks an entry's opened file, its format, version and key already checked (an
+ * sdt_cache_load_fn). Returns 0 (f->t filled), or -1 with *why set (caller frees). */
+static int load_file(void *ctx, const sdt_safetensors *st, char **why)
 {
-    sdt_safetensors *st = NULL;
-    char *error = NULL;
-    if (sdt_safetensors_open(path, &st, &error) != 0) {
-        *why = error;
-        return -1;
-    }
-    char hex[33];
-    sdt_hash128_hex(key, hex);
+    const entry_file *f = ctx;
+    const sdt_text_cache *c = f->c;
+    const sdt_text_request *r = f->r;
+    sdt_hash128 key = f->key;
     sdt_text_embedding t = {.key = key,
                             .dtype = c->options.dtype,
                             .length = 2 + 75 * window_count(r->max_token_length),
@@ -281,52 +272,42 @@ static int load_file(const sdt_text_cache *c, const char *path, sdt_hash128 key,
                             .pooled_width = r->pooled ? pooled_width(c) : 0};
     const sdt_st_tensor *ct = sdt_safetensors_find(st, "context");
     const sdt_st_tensor *pt = sdt_safetensors_find(st, "pooled");
-    int status = -1;
-    if (strcmp(meta(st, "format"), FILE_FORMAT) != 0 || strcmp(meta(st, "version"), FILE_VERSION) != 0) {
-        *why = sdt_format("not a version %s text cache file", FILE_VERSION);
-        goto done;
-    }
-    if (strcmp(meta(st, "key"), hex) != 0) {
-        *why = sdt_format("it holds the entry %s, not %s", meta(st, "key"), hex);
-        goto done;
-    }
     if (!ct || ct->dtype != t.dtype || ct->ndim != 2 || ct->shape[0] != t.length || ct->shape[1] != t.width) {
         *why = sdt_format("its context is not [%d, %d] %s", t.length, t.width, sdt_dtype_name(t.dtype));
-        goto done;
+        return -1;
     }
     if (r->pooled ? !pt || pt->dtype != t.dtype || pt->ndim != 1 || pt->shape[0] != t.pooled_width
                   : pt != NULL) {
         *why = sdt_format(r->pooled ? "its pooled vector is not [%d]"
                                     : "it has a pooled vector (%d) not asked for",
                           t.pooled_width);
-        goto done;
+        return -1;
     }
     if (!c->options.skip_cache_check && (!all_finite(ct) || (pt && !all_finite(pt)))) {
         *why = sdt_strdup("it holds values that are not finite");
-        goto done;
+        return -1;
     }
     t.context = malloc(ct->nbytes ? ct->nbytes : 1);
     t.pooled = pt ? malloc(pt->nbytes ? pt->nbytes : 1) : NULL;
     if (!t.context || (pt && !t.pooled)) {
         sdt_text_embedding_free(&t);
         *why = sdt_strdup("out of memory reading it");
-        goto done;
+        return -1;
     }
     memcpy(t.context, ct->data, ct->nbytes); /* the mapping is not aligned: copy, never cast */
     if (pt)
         memcpy(t.pooled, pt->data, pt->nbytes);
-    *out = t;
-    status = 0;
-done:
-    sdt_safetensors_close(st);
-    return status;
+    *f->t = t;
+    return 0;
 }
 
-static int write_file(const sdt_text_cache *c, const char *path, const sdt_text_embedding *t,
-                      const sdt_text_request *r, char **error)
+/* Writes the file of an entry (an sdt_cache_write_fn). */
+static int write_file(void *ctx, const char *path, char **error)
 {
-    if (sdt_cache_make_parent(path, error) != 0)
-        return -1;
+    const entry_file *f = ctx;
+    const sdt_text_cache *c = f->c;
+    const sdt_text_embedding *t = f->t;
+    const sdt_text_request *r = f->r;
     char key[33], identity[33], clip_skip[16], max_len[16];
     sdt_hash128_hex(t->key, key);
     sdt_hash128_hex(c->identity, identity);
@@ -366,31 +347,10 @@ static int write_file(const sdt_text_cache *c, const char *path, const sdt_text_
 static int store(sdt_text_cache *c, sdt_text_embedding *t, const sdt_text_request *r, int write_disk,
                  char **error)
 {
-    if (c->dir && write_disk) {
-        char *path = sdt_cache_entry_path(c->dir, t->key);
-        int status = path ? write_file(c, path, t, r, error) : -1;
-        if (!path)
-            *error = sdt_strdup("text cache: out of memory");
-        free(path);
-        if (status != 0)
-            return -1;
-    }
-    if (c->options.keep_in_memory) {
-        sdt_text_embedding *kept = malloc(sizeof *kept);
-        void *old = NULL;
-        if (!kept || sdt_hash_map_put(&c->entries, t->key, kept, &old) != 0) {
-            free(kept);
-            *error = sdt_strdup("text cache: out of memory");
-            return -1;
-        }
-        *kept = *t;
-        memset(t, 0, sizeof *t);
-        if (old) {
-            sdt_text_embedding_free(old);
-            free(old);
-        }
-    }
-    return 0;
+    entry_file f = {.c = c, .key = t->key, .r = r, .t = t};
+    if (c->store.dir && write_disk && sdt_cache_store_write(&c->store, t->key, write_file, &f, error) != 0)
+        return -1;
+    return sdt_cache_store_keep(&c->store, t->key, t, error);
 }
 
 /* The entry of a key whose memory lookup missed: disk, else encoded; then stored. out may be NULL (prepare).
@@ -399,20 +359,11 @@ static int fill(sdt_text_cache *c, const sdt_text_request *r, sdt_hash128 key, s
                 char **error)
 {
     sdt_text_embedding t = {0};
-    int from_disk = 0, bad = 0;
-    char *path = c->dir ? sdt_cache_entry_path(c->dir, key) : NULL;
-    struct stat s;
-    if (path && stat(path, &s) == 0) {
-        char *why = NULL;
-        from_disk = load_file(c, path, key, r, &t, &why) == 0;
-        if (!from_disk) {
-            bad = 1;
-            warn(c, "text cache: %s (the cache of \"%.60s\"): %s; encoding it again", path,
-                 r->caption ? r->caption : "", why ? why : "unreadable");
-        }
-        free(why);
-    }
-    free(path);
+    int bad = 0;
+    char what[64]; /* the caption, quoted and cut */
+    snprintf(what, sizeof what, "\"%.60s\"", r->caption ? r->caption : "");
+    entry_file f = {.c = c, .key = key, .r = r, .t = &t};
+    int from_disk = sdt_cache_store_load(&c->store, key, what, load_file, &f, &bad);
     if (!from_disk && sdt_text_cache_encode(c, r, &t, error) != 0)
         return -1;
     if (out && copy_embedding(out, &t) != 0) {
@@ -427,12 +378,7 @@ static int fill(sdt_text_cache *c, const sdt_text_request *r, sdt_hash128 key, s
             sdt_text_embedding_free(out);
         return -1;
     }
-    if (from_disk)
-        c->summary.reused++;
-    else if (bad)
-        c->summary.rebuilt++;
-    else
-        c->summary.encoded++;
+    sdt_cache_store_count(&c->store, from_disk, bad);
     return 0;
 }
 
@@ -442,43 +388,33 @@ int sdt_text_cache_get(sdt_text_cache *c, const sdt_text_request *r, sdt_text_em
     sdt_hash128 key;
     if (sdt_text_cache_key(c, r, &key, error) != 0)
         return -1;
-    const sdt_text_embedding *kept = sdt_hash_map_get(&c->entries, key);
-    if (kept) {
-        if (copy_embedding(out, kept) != 0) {
-            *error = sdt_strdup("text cache: out of memory");
-            return -1;
-        }
-        c->summary.in_memory++;
-        return 0;
-    }
+    int kept = sdt_cache_store_copy_kept(&c->store, key, out, error);
+    if (kept != 0)
+        return kept < 0 ? -1 : 0;
     return fill(c, r, key, out, error);
 }
 
 int sdt_text_cache_prepare(sdt_text_cache *c, const sdt_text_request *requests, size_t n, char **error)
 {
     /* Without memory or disk to keep entries in there is nothing to prepare; get encodes every time. */
-    int storing = c->dir || c->options.keep_in_memory;
+    int storing = c->store.dir || c->options.keep_in_memory;
     for (size_t i = 0; i < n; i++) {
         const sdt_text_request *r = &requests[i];
         sdt_hash128 key;
         if (sdt_text_cache_key(c, r, &key, error) != 0)
             return -1;
-        if (storing && sdt_hash_map_get(&c->entries, key)) {
-            c->summary.in_memory++;
+        if (storing && sdt_cache_store_get(&c->store, key)) {
+            c->store.summary.in_memory++;
         } else if (storing) {
             /* A file that is there and valid is only read when it is to be kept in memory. */
-            char *path = c->dir ? sdt_cache_entry_path(c->dir, key) : NULL;
-            struct stat s;
-            int trusted =
-                path && !c->options.keep_in_memory && c->options.skip_cache_check && stat(path, &s) == 0;
-            free(path);
+            int trusted = !c->options.keep_in_memory && c->options.skip_cache_check &&
+                          sdt_cache_store_has_file(&c->store, key);
             if (trusted)
-                c->summary.reused++;
+                c->store.summary.reused++;
             else if (fill(c, r, key, NULL, error) != 0)
                 return -1;
         }
-        if (c->options.progress)
-            c->options.progress(c->options.progress_ctx, i + 1, n, r->caption ? r->caption : "");
+        sdt_cache_store_progress(&c->store, i + 1, n, r->caption ? r->caption : "");
     }
     return 0;
 }

@@ -59,12 +59,8 @@ typedef struct sdt_text_embedding {
 
 void sdt_text_embedding_free(sdt_text_embedding *t);
 
-typedef struct sdt_text_cache_summary {
-    size_t encoded;   /* entries encoded that had no file (or with no disk cache) */
-    size_t reused;    /* entries taken from disk */
-    size_t rebuilt;   /* files that were corrupt or did not match, encoded again */
-    size_t in_memory; /* requests answered from memory */
-} sdt_text_cache_summary;
+/* What a cache did since it was created (content_hash.h). */
+typedef sdt_cache_summary sdt_text_cache_summary;
 
 typedef struct sdt_text_cache sdt_text_cache;
 

@@ -98,9 +98,34 @@ static uint8_t over_white(uint8_t c, uint8_t a)
 
 /* ---- PNG ---- */
 
+/* Writes name into the temporary folder from spec, checking that it was written. Returns its path (caller
+ * frees). */
+static char *png_file(test_state *t, const char *name, const png_spec *spec)
+{
+    char *path = tmp_path(name);
+    CHECK_MSG(t, test_write_png(path, spec) == 0, "cannot write %s", name);
+    return path;
+}
+
+/* The size of test_png_variants' images; odd, so that sub-byte rows end mid-byte. */
+enum { VARIANTS_W = 13, VARIANTS_H = 7 };
+
+/* png_file for a test_png_variants image without a palette or transparency. */
+static char *plain_png(test_state *t, const char *name, int color_type, int depth, int interlace,
+                       const uint8_t *rows)
+{
+    return png_file(t, name,
+                    &(png_spec){.width = VARIANTS_W,
+                                .height = VARIANTS_H,
+                                .color_type = color_type,
+                                .bit_depth = depth,
+                                .interlace = interlace,
+                                .rows = rows});
+}
+
 static void test_png_variants(test_state *t)
 {
-    enum { W = 13, H = 7 }; /* odd sizes: sub-byte rows end mid-byte */
+    enum { W = VARIANTS_W, H = VARIANTS_H };
     uint8_t rgb[W * H * 3], rgba[W * H * 4], raw[W * H * 8], alpha[W * H];
     pattern_rgb(rgb, W, H, 0);
     for (int i = 0; i < W * H; i++) {
@@ -112,13 +137,7 @@ static void test_png_variants(test_state *t)
     char *error, *path;
 
     /* RGB 8 and RGBA 8 (alpha kept, and composited on white) */
-    path = tmp_path("rgb8.png");
-    CHECK(t, test_write_png(path, &(png_spec){.width = W,
-                                              .height = H,
-                                              .color_type = PNG_COLOR_TYPE_RGB,
-                                              .bit_depth = 8,
-                                              .interlace = 0,
-                                              .rows = rgb}) == 0);
+    path = plain_png(t, "rgb8.png", PNG_COLOR_TYPE_RGB, 8, 0, rgb);
     CHECK(t, decode(path, 0, &img, &error) == 0 && img.width == W && img.height == H && !img.alpha);
     CHECK(t, img.rgb && memcmp(img.rgb, rgb, sizeof rgb) == 0);
     sdt_image_free(&img);
@@ -127,13 +146,7 @@ static void test_png_variants(test_state *t)
     sdt_image_free(&img);
     free(path);
 
-    path = tmp_path("rgba8.png");
-    CHECK(t, test_write_png(path, &(png_spec){.width = W,
-                                              .height = H,
-                                              .color_type = PNG_COLOR_TYPE_RGBA,
-                                              .bit_depth = 8,
-                                              .interlace = 0,
-                                              .rows = rgba}) == 0);
+    path = plain_png(t, "rgba8.png", PNG_COLOR_TYPE_RGBA, 8, 0, rgba);
     CHECK(t, decode(path, 1, &img, &error) == 0 && img.alpha);
     CHECK(t, img.rgb && memcmp(img.rgb, rgb, sizeof rgb) == 0);
     CHECK(t, img.alpha && memcmp(img.alpha, alpha, sizeof alpha) == 0);
@@ -152,13 +165,7 @@ static void test_png_variants(test_state *t)
         raw[i * 2] = (uint8_t)(v >> 8);
         raw[i * 2 + 1] = (uint8_t)v;
     }
-    path = tmp_path("rgb16.png");
-    CHECK(t, test_write_png(path, &(png_spec){.width = W,
-                                              .height = H,
-                                              .color_type = PNG_COLOR_TYPE_RGB,
-                                              .bit_depth = 16,
-                                              .interlace = 0,
-                                              .rows = raw}) == 0);
+    path = plain_png(t, "rgb16.png", PNG_COLOR_TYPE_RGB, 16, 0, raw);
     CHECK(t, decode(path, 0, &img, &error) == 0 && img.rgb && memcmp(img.rgb, rgb, sizeof rgb) == 0);
     sdt_image_free(&img);
     free(path);
@@ -169,13 +176,7 @@ static void test_png_variants(test_state *t)
         gray[i] = rgb[i * 3];
         memset(expect + i * 3, gray[i], 3);
     }
-    path = tmp_path("gray8.png");
-    CHECK(t, test_write_png(path, &(png_spec){.width = W,
-                                              .height = H,
-                                              .color_type = PNG_COLOR_TYPE_GRAY,
-                                              .bit_depth = 8,
-                                              .interlace = 0,
-                                              .rows = gray}) == 0);
+    path = plain_png(t, "gray8.png", PNG_COLOR_TYPE_GRAY, 8, 0, gray);
     CHECK(t, decode(path, 0, &img, &error) == 0 && img.rgb && memcmp(img.rgb, expect, sizeof expect) == 0);
     sdt_image_free(&img);
     free(path);
@@ -192,13 +193,7 @@ static void test_png_variants(test_state *t)
             }
         char name[32];
         snprintf(name, sizeof name, "gray%d.png", depth);
-        path = tmp_path(name);
-        CHECK(t, test_write_png(path, &(png_spec){.width = W,
-                                                  .height = H,
-                                                  .color_type = PNG_COLOR_TYPE_GRAY,
-                                                  .bit_depth = depth,
-                                                  .interlace = 0,
-                                                  .rows = raw}) == 0);
+        path = plain_png(t, name, PNG_COLOR_TYPE_GRAY, depth, 0, raw);
         CHECK_MSG(
             t, decode(path, 0, &img, &error) == 0 && img.rgb && memcmp(img.rgb, expect, sizeof expect) == 0,
             "gray %d bit", depth);
@@ -211,13 +206,7 @@ static void test_png_variants(test_state *t)
         raw[i * 2] = gray[i];
         raw[i * 2 + 1] = alpha[i];
     }
-    path = tmp_path("graya8.png");
-    CHECK(t, test_write_png(path, &(png_spec){.width = W,
-                                              .height = H,
-                                              .color_type = PNG_COLOR_TYPE_GRAY_ALPHA,
-                                              .bit_depth = 8,
-                                              .interlace = 0,
-                                              .rows = raw}) == 0);
+    path = plain_png(t, "graya8.png", PNG_COLOR_TYPE_GRAY_ALPHA, 8, 0, raw);
     CHECK(t, decode(path, 1, &img, &error) == 0 && img.alpha && memcmp(img.alpha, alpha, sizeof alpha) == 0);
     for (int i = 0; i < W * H && img.rgb; i++)
         bad += img.rgb[i * 3] != gray[i] || img.rgb[i * 3 + 2] != gray[i];
@@ -228,13 +217,7 @@ static void test_png_variants(test_state *t)
         raw[i * 4] = raw[i * 4 + 1] = gray[i];
         raw[i * 4 + 2] = raw[i * 4 + 3] = alpha[i];
     }
-    path = tmp_path("graya16.png");
-    CHECK(t, test_write_png(path, &(png_spec){.width = W,
-                                              .height = H,
-                                              .color_type = PNG_COLOR_TYPE_GRAY_ALPHA,
-                                              .bit_depth = 16,
-                                              .interlace = 0,
-                                              .rows = raw}) == 0);
+    path = plain_png(t, "graya16.png", PNG_COLOR_TYPE_GRAY_ALPHA, 16, 0, raw);
     CHECK(t, decode(path, 1, &img, &error) == 0 && img.alpha && memcmp(img.alpha, alpha, sizeof alpha) == 0);
     for (int i = 0; i < W * H && img.rgb; i++)
         bad += img.rgb[i * 3 + 1] != gray[i];
@@ -261,17 +244,17 @@ static void test_png_variants(test_state *t)
             }
         char name[32];
         snprintf(name, sizeof name, "palette%d.png", depth);
-        path = tmp_path(name);
-        CHECK(t, test_write_png(path, &(png_spec){.width = W,
-                                                  .height = H,
-                                                  .color_type = PNG_COLOR_TYPE_PALETTE,
-                                                  .bit_depth = depth,
-                                                  .interlace = 0,
-                                                  .rows = raw,
-                                                  .palette = pal,
-                                                  .palette_len = 16,
-                                                  .trans = trans,
-                                                  .trans_len = 5}) == 0);
+        path = png_file(t, name,
+                        &(png_spec){.width = W,
+                                    .height = H,
+                                    .color_type = PNG_COLOR_TYPE_PALETTE,
+                                    .bit_depth = depth,
+                                    .interlace = 0,
+                                    .rows = raw,
+                                    .palette = pal,
+                                    .palette_len = 16,
+                                    .trans = trans,
+                                    .trans_len = 5});
         sdt_image_info info;
         error = NULL;
         CHECK(t, sdt_image_probe_file(path, &info, &error) == 0 && info.has_alpha &&
@@ -287,14 +270,14 @@ static void test_png_variants(test_state *t)
     /* gray with tRNS: one gray value is transparent */
     png_color_16 tc = {0};
     tc.gray = gray[4];
-    path = tmp_path("graytrns.png");
-    CHECK(t, test_write_png(path, &(png_spec){.width = W,
-                                              .height = H,
-                                              .color_type = PNG_COLOR_TYPE_GRAY,
-                                              .bit_depth = 8,
-                                              .interlace = 0,
-                                              .rows = gray,
-                                              .trans_color = &tc}) == 0);
+    path = png_file(t, "graytrns.png",
+                    &(png_spec){.width = W,
+                                .height = H,
+                                .color_type = PNG_COLOR_TYPE_GRAY,
+                                .bit_depth = 8,
+                                .interlace = 0,
+                                .rows = gray,
+                                .trans_color = &tc});
     CHECK(t, decode(path, 1, &img, &error) == 0 && img.alpha);
     for (int i = 0; i < W * H && img.alpha; i++)
         bad += img.alpha[i] != (gray[i] == gray[4] ? 0 : 255) || img.rgb[i * 3] != gray[i];
@@ -305,14 +288,14 @@ static void test_png_variants(test_state *t)
     /* RGB with tRNS */
     tc = (png_color_16){0};
     tc.red = rgb[9], tc.green = rgb[10], tc.blue = rgb[11];
-    path = tmp_path("rgbtrns.png");
-    CHECK(t, test_write_png(path, &(png_spec){.width = W,
-                                              .height = H,
-                                              .color_type = PNG_COLOR_TYPE_RGB,
-                                              .bit_depth = 8,
-                                              .interlace = 0,
-                                              .rows = rgb,
-                                              .trans_color = &tc}) == 0);
+    path = png_file(t, "rgbtrns.png",
+                    &(png_spec){.width = W,
+                                .height = H,
+                                .color_type = PNG_COLOR_TYPE_RGB,
+                                .bit_depth = 8,
+                                .interlace = 0,
+                                .rows = rgb,
+                                .trans_color = &tc});
     CHECK(t, decode(path, 1, &img, &error) == 0 && img.alpha && img.alpha[3] == 0 && img.alpha[2] == 255);
     CHECK(t, img.rgb && memcmp(img.rgb, rgb, sizeof rgb) == 0);
     sdt_image_free(&img);
@@ -321,13 +304,7 @@ static void test_png_variants(test_state *t)
     free(path);
 
     /* Adam7 interlaced */
-    path = tmp_path("interlaced.png");
-    CHECK(t, test_write_png(path, &(png_spec){.width = W,
-                                              .height = H,
-                                              .color_type = PNG_COLOR_TYPE_RGB,
-                                              .bit_depth = 8,
-                                              .interlace = 1,
-                                              .rows = rgb}) == 0);
+    path = plain_png(t, "interlaced.png", PNG_COLOR_TYPE_RGB, 8, 1, rgb);
     CHECK(t, decode(path, 0, &img, &error) == 0 && img.rgb && memcmp(img.rgb, rgb, sizeof rgb) == 0);
     sdt_image_free(&img);
     free(path);

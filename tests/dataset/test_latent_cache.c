@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
+#include "cache_fixture.h"
 #include "content_hash.h"
 #include "latent_cache.h"
 #include "sdtune/atomic_file.h"
@@ -55,55 +55,30 @@ static int write_png(const char *path, int w, int h, uint64_t seed, int rgba)
 static int temporary_files(const char *dir) { return test_count_files_named(dir, ".tmp."); }
 
 typedef struct fixture {
-    sdt_engine *e;
-    sdt_model model;
+    cache_fixture base; /* the folders, the engine, the model, the warnings */
     sdt_vae *vae;
     sdt_hash128 vae_id;
-    char root[64];      /* a temporary folder */
     char images[3][96]; /* PNGs: 64x48 RGB, 40x40 RGB, 32x32 RGBA */
-    char cache_dir[96];
-    int warnings;
-    char last_warning[512];
 } fixture;
-
-static void on_warn(void *ctx, const char *message)
-{
-    fixture *f = ctx;
-    f->warnings++;
-    snprintf(f->last_warning, sizeof f->last_warning, "%s", message);
-}
 
 static int fixture_open(test_state *t, fixture *f)
 {
     memset(f, 0, sizeof *f);
-    char *error = NULL;
-    snprintf(f->root, sizeof f->root, "/tmp/sdtune-latent-XXXXXX");
-    if (!mkdtemp(f->root)) {
-        CHECK_MSG(t, 0, "mkdtemp failed");
+    if (cache_fixture_open(t, &f->base, "latent", 7) != 0)
         return -1;
-    }
-    snprintf(f->cache_dir, sizeof f->cache_dir, "%s/cache", f->root);
     const int sizes[3][3] = {{64, 48, 0}, {40, 40, 0}, {32, 32, 1}};
     for (int i = 0; i < 3; i++) {
-        snprintf(f->images[i], sizeof f->images[i], "%s/image%d.png", f->root, i);
+        snprintf(f->images[i], sizeof f->images[i], "%s/image%d.png", f->base.root, i);
         if (write_png(f->images[i], sizes[i][0], sizes[i][1], 100 + (uint64_t)i, sizes[i][2]) != 0) {
             CHECK_MSG(t, 0, "cannot write %s", f->images[i]);
             return -1;
         }
     }
-    f->e = test_cpu_engine(t, 1);
-    if (!f->e)
-        return -1;
+    char *error = NULL;
     const sdt_model_arch *arch = sdt_model_arch_find("sd15-tiny");
-    int rc = sdt_model_init(&f->model, arch, &error);
+    int rc = sdt_vae_create(&arch->vae, &f->base.model.vae, &f->vae, &error);
     if (rc == 0)
-        rc = sdt_model_alloc(f->e, &f->model, SDT_F32, &error);
-    if (rc == 0)
-        rc = sdt_model_init_random(f->e, &f->model, 7, &error);
-    if (rc == 0)
-        rc = sdt_vae_create(&arch->vae, &f->model.vae, &f->vae, &error);
-    if (rc == 0)
-        rc = sdt_hash_weights(f->e, &f->model.vae, &f->vae_id, &error);
+        rc = sdt_hash_weights(f->base.e, &f->base.model.vae, &f->vae_id, &error);
     CHECK_MSG(t, rc == 0, "%s", error ? error : "");
     free(error);
     return rc;
@@ -112,11 +87,16 @@ static int fixture_open(test_state *t, fixture *f)
 static void fixture_close(fixture *f)
 {
     sdt_vae_free(f->vae);
-    sdt_model_free(f->e, &f->model);
-    if (f->e)
-        sdt_engine_free(f->e);
-    if (f->root[0])
-        test_remove_tree(f->root);
+    cache_fixture_close(&f->base);
+}
+
+/* Runs a test's body on a fresh fixture, which it then closes. */
+static void with_fixture(test_state *t, void (*body)(test_state *t, fixture *f))
+{
+    fixture f;
+    if (fixture_open(t, &f) == 0)
+        body(t, &f);
+    fixture_close(&f);
 }
 
 static sdt_latent_request request(const fixture *f, int image, int rw, int rh, int left, int top, int cw,
@@ -135,11 +115,11 @@ static sdt_latent_request request(const fixture *f, int image, int rw, int rh, i
 static sdt_latent_cache *open_cache(test_state *t, fixture *f, const sdt_latent_cache_options *o)
 {
     sdt_latent_cache_options options = *o;
-    options.warn = on_warn;
-    options.warn_ctx = f;
+    options.warn = cache_fixture_on_warn;
+    options.warn_ctx = &f->base;
     sdt_latent_cache *c = NULL;
     char *error = NULL;
-    CHECK_MSG(t, sdt_latent_cache_create(f->e, f->vae, f->vae_id, &options, &c, &error) == 0, "%s",
+    CHECK_MSG(t, sdt_latent_cache_create(f->base.e, f->vae, f->vae_id, &options, &c, &error) == 0, "%s",
               error ? error : "");
     free(error);
     return c;
@@ -165,16 +145,16 @@ static float *direct_encode(test_state *t, fixture *f, sdt_latent_cache *c, cons
     float *noise = malloc(n * sizeof *noise), *out = malloc(n * sizeof *out);
     sdt_latent_noise(seed, noise, n);
     sdt_tensor eps = sdt_tensor_view(noise, SDT_F32, 4, (int64_t[]){1, h, w, 4});
-    int rc = sdt_vae_encode(f->e, f->vae, &moments, &image);
+    int rc = sdt_vae_encode(f->base.e, f->vae, &moments, &image);
     if (rc == 0)
-        rc = sdt_vae_latents(f->e, f->vae, &latents, &moments, &eps);
+        rc = sdt_vae_latents(f->base.e, f->vae, &latents, &moments, &eps);
     if (rc == 0)
         memcpy(out, latents.data, n * sizeof *out);
-    CHECK_MSG(t, rc == 0, "%s", sdt_engine_error(f->e));
+    CHECK_MSG(t, rc == 0, "%s", sdt_engine_error(f->base.e));
     if (moments.data)
-        sdt_engine_dealloc(f->e, moments.data);
+        sdt_engine_dealloc(f->base.e, moments.data);
     if (latents.data)
-        sdt_engine_dealloc(f->e, latents.data);
+        sdt_engine_dealloc(f->base.e, latents.data);
     free(pixels);
     free(noise);
     if (rc != 0) {
@@ -257,16 +237,11 @@ static void test_hash(test_state *t)
 
 /* A miss encodes and writes the file; a hit in the same and in a new cache (the next run) returns the
  * same bytes; the latents equal a direct encode. */
-static void test_hit_and_direct_encode(test_state *t)
+static void hit_and_direct_encode(test_state *t, fixture *f)
 {
-    fixture f;
-    if (fixture_open(t, &f) != 0) {
-        fixture_close(&f);
-        return;
-    }
-    sdt_latent_cache_options o = {.cache_dir = f.cache_dir};
-    sdt_latent_cache *c = open_cache(t, &f, &o);
-    sdt_latent_request r = request(&f, 0, 64, 48, 0, 0, 64, 48, 0);
+    sdt_latent_cache_options o = {.cache_dir = f->base.cache_dir};
+    sdt_latent_cache *c = open_cache(t, f, &o);
+    sdt_latent_request r = request(f, 0, 64, 48, 0, 0, 64, 48, 0);
     sdt_latents first = {0}, again = {0}, next_run = {0};
     if (!c || get(t, c, &r, &first) != 0)
         goto done;
@@ -277,9 +252,9 @@ static void test_hit_and_direct_encode(test_state *t)
     char *path = sdt_latent_cache_path(c, first.key);
     CHECK(t, path && access(path, R_OK) == 0);
     free(path);
-    CHECK(t, temporary_files(f.cache_dir) == 0);
+    CHECK(t, temporary_files(f->base.cache_dir) == 0);
 
-    float *direct = direct_encode(t, &f, c, &r);
+    float *direct = direct_encode(t, f, c, &r);
     if (direct)
         CHECK_MSG(t, memcmp(direct, first.data, latent_size(&first)) == 0, "max difference %g",
                   max_relative_difference(first.data, direct, latent_size(&first) / 4));
@@ -292,7 +267,7 @@ static void test_hit_and_direct_encode(test_state *t)
     sdt_latent_cache_free(c);
 
     o.keep_in_memory = 1;
-    c = open_cache(t, &f, &o);
+    c = open_cache(t, f, &o);
     if (c && get(t, c, &r, &next_run) == 0) {
         CHECK(t, same_latents(&next_run, &first));
         sdt_latents_free(&next_run);
@@ -300,27 +275,23 @@ static void test_hit_and_direct_encode(test_state *t)
         s = sdt_latent_cache_get_summary(c);
         CHECK(t, s.encoded == 0 && s.reused == 1 && s.in_memory == 1);
     }
-    CHECK(t, f.warnings == 0);
+    CHECK(t, f->base.warnings == 0);
 done:
     sdt_latents_free(&first);
     sdt_latents_free(&again);
     sdt_latents_free(&next_run);
     sdt_latent_cache_free(c);
-    fixture_close(&f);
 }
 
+static void test_hit_and_direct_encode(test_state *t) { with_fixture(t, hit_and_direct_encode); }
+
 /* Every key field changes the key (and a get encodes a new entry); equal requests give equal keys. */
-static void test_key_fields(test_state *t)
+static void key_fields(test_state *t, fixture *f)
 {
-    fixture f;
-    if (fixture_open(t, &f) != 0) {
-        fixture_close(&f);
-        return;
-    }
-    sdt_latent_cache_options o = {.cache_dir = f.cache_dir};
-    sdt_latent_cache *c = open_cache(t, &f, &o);
+    sdt_latent_cache_options o = {.cache_dir = f->base.cache_dir};
+    sdt_latent_cache *c = open_cache(t, f, &o);
     char *error = NULL;
-    sdt_latent_request base = request(&f, 0, 64, 48, 0, 0, 64, 48, 0);
+    sdt_latent_request base = request(f, 0, 64, 48, 0, 0, 64, 48, 0);
     sdt_latent_request variants[6];
     for (int i = 0; i < 6; i++)
         variants[i] = base;
@@ -355,8 +326,8 @@ static void test_key_fields(test_state *t)
     sdt_latent_cache_free(c);
 
     /* Other image bytes under the same path (a new run: the path's hash is remembered per cache). */
-    CHECK(t, write_png(f.images[0], 64, 48, 999, 0) == 0);
-    c = open_cache(t, &f, &o);
+    CHECK(t, write_png(f->images[0], 64, 48, 999, 0) == 0);
+    c = open_cache(t, f, &o);
     sdt_latents edited = {0};
     if (c && sdt_latent_cache_key(c, &base, &keys[7], &error) == 0) {
         CHECK(t, !sdt_hash128_equal(keys[7], keys[0]));
@@ -368,16 +339,16 @@ static void test_key_fields(test_state *t)
     error = NULL;
 
     /* Other VAE weights: another identity, another key. */
-    int rc = sdt_model_init_random(f.e, &f.model, 8, &error);
-    sdt_hash128 new_id = f.vae_id;
+    int rc = sdt_model_init_random(f->base.e, &f->base.model, 8, &error);
+    sdt_hash128 new_id = f->vae_id;
     if (rc == 0)
-        rc = sdt_hash_weights(f.e, &f.model.vae, &new_id, &error);
+        rc = sdt_hash_weights(f->base.e, &f->base.model.vae, &new_id, &error);
     CHECK_MSG(t, rc == 0, "%s", error ? error : "");
     free(error);
     error = NULL;
-    CHECK(t, !sdt_hash128_equal(new_id, f.vae_id));
-    f.vae_id = new_id;
-    c = open_cache(t, &f, &o);
+    CHECK(t, !sdt_hash128_equal(new_id, f->vae_id));
+    f->vae_id = new_id;
+    c = open_cache(t, f, &o);
     sdt_hash128 other_vae;
     CHECK(t, c && sdt_latent_cache_key(c, &base, &other_vae, &error) == 0 &&
                  !sdt_hash128_equal(other_vae, keys[7]));
@@ -385,10 +356,10 @@ static void test_key_fields(test_state *t)
 
     /* F16 storage: another key, and the F32 latents rounded. */
     o.dtype = SDT_F16;
-    c = open_cache(t, &f, &o);
+    c = open_cache(t, f, &o);
     sdt_latents half = {0}, full = {0};
     o.dtype = SDT_F32;
-    sdt_latent_cache *c32 = open_cache(t, &f, &o);
+    sdt_latent_cache *c32 = open_cache(t, f, &o);
     if (c && c32 && get(t, c, &base, &half) == 0 && get(t, c32, &base, &full) == 0) {
         CHECK(t, !sdt_hash128_equal(half.key, full.key) && half.dtype == SDT_F16);
         size_t n = (size_t)full.height * full.width * full.channels, same_bits = 0;
@@ -409,7 +380,7 @@ static void test_key_fields(test_state *t)
     CHECK(t, c && sdt_latent_cache_key(c, &bad, &same, &error) != 0);
     CHECK_STR_CONTAINS(t, error, "leaves the resized image");
     free(error);
-    CHECK(t, temporary_files(f.cache_dir) == 0);
+    CHECK(t, temporary_files(f->base.cache_dir) == 0);
     sdt_latents_free(&plain);
     sdt_latents_free(&flipped);
     sdt_latents_free(&edited);
@@ -417,8 +388,9 @@ static void test_key_fields(test_state *t)
     sdt_latents_free(&full);
     sdt_latent_cache_free(c);
     sdt_latent_cache_free(c32);
-    fixture_close(&f);
 }
+
+static void test_key_fields(test_state *t) { with_fixture(t, key_fields); }
 
 /* Overwrites path with len bytes of data (len 0: empty). */
 static void overwrite(const char *path, const void *data, size_t len)
@@ -432,17 +404,12 @@ static void overwrite(const char *path, const void *data, size_t len)
 }
 
 /* Truncated, garbage and mismatched files are rebuilt with a warning, and give the right latents. */
-static void test_corrupt_files(test_state *t)
+static void corrupt_files(test_state *t, fixture *f)
 {
-    fixture f;
-    if (fixture_open(t, &f) != 0) {
-        fixture_close(&f);
-        return;
-    }
-    sdt_latent_cache_options o = {.cache_dir = f.cache_dir};
-    sdt_latent_request r = request(&f, 1, 40, 40, 0, 0, 40, 40, 0),
-                       other = request(&f, 1, 40, 40, 0, 0, 32, 32, 0);
-    sdt_latent_cache *c = open_cache(t, &f, &o);
+    sdt_latent_cache_options o = {.cache_dir = f->base.cache_dir};
+    sdt_latent_request r = request(f, 1, 40, 40, 0, 0, 40, 40, 0),
+                       other = request(f, 1, 40, 40, 0, 0, 32, 32, 0);
+    sdt_latent_cache *c = open_cache(t, f, &o);
     sdt_latents good = {0}, got = {0};
     char *path = NULL, *other_path = NULL, *data = NULL, *error = NULL;
     size_t len = 0;
@@ -465,20 +432,20 @@ static void test_corrupt_files(test_state *t)
             overwrite(path, "this is not a safetensors file at all......", 40);
         else
             overwrite(path, "", 0);
-        f.warnings = 0;
-        c = open_cache(t, &f, &o);
+        f->base.warnings = 0;
+        c = open_cache(t, f, &o);
         if (c && get(t, c, &r, &got) == 0) {
             CHECK_MSG(t, same_latents(&got, &good), "%s", cases[i].what);
             sdt_latent_cache_summary s = sdt_latent_cache_get_summary(c);
-            CHECK_MSG(t, s.rebuilt == 1 && s.encoded == 0 && f.warnings == 1, "%s: rebuilt %zu, warnings %d",
-                      cases[i].what, s.rebuilt, f.warnings);
-            CHECK_STR_CONTAINS(t, f.last_warning, "encoding it again");
+            CHECK_MSG(t, s.rebuilt == 1 && s.encoded == 0 && f->base.warnings == 1,
+                      "%s: rebuilt %zu, warnings %d", cases[i].what, s.rebuilt, f->base.warnings);
+            CHECK_STR_CONTAINS(t, f->base.last_warning, "encoding it again");
         }
         sdt_latents_free(&got);
         sdt_latent_cache_free(c);
         c = NULL;
         /* The rebuilt file is whole again: the next run reuses it. */
-        c = open_cache(t, &f, &o);
+        c = open_cache(t, f, &o);
         if (c && get(t, c, &r, &got) == 0)
             CHECK(t, sdt_latent_cache_get_summary(c).reused == 1 && same_latents(&got, &good));
         sdt_latents_free(&got);
@@ -487,16 +454,16 @@ static void test_corrupt_files(test_state *t)
     }
 
     /* Another entry's file under this key's name: its metadata names the other key. */
-    c = open_cache(t, &f, &o);
+    c = open_cache(t, f, &o);
     sdt_hash128 other_key;
     if (c && sdt_latent_cache_key(c, &other, &other_key, &error) == 0) {
         other_path = sdt_latent_cache_path(c, other_key);
         CHECK(t, sdt_cache_make_parent(other_path, &error) == 0);
         overwrite(other_path, data, len);
-        f.warnings = 0;
+        f->base.warnings = 0;
         if (get(t, c, &other, &got) == 0) {
-            CHECK(t, got.height == 4 && got.width == 4 && f.warnings == 1);
-            CHECK_STR_CONTAINS(t, f.last_warning, "holds the entry");
+            CHECK(t, got.height == 4 && got.width == 4 && f->base.warnings == 1);
+            CHECK_STR_CONTAINS(t, f->base.last_warning, "holds the entry");
         }
         sdt_latents_free(&got);
     }
@@ -512,14 +479,14 @@ static void test_corrupt_files(test_state *t)
         memcpy(nan_file + len - bytes, &nan, sizeof nan);
         overwrite(path, nan_file, len);
         free(nan_file);
-        f.warnings = 0;
-        c = open_cache(t, &f, &o);
+        f->base.warnings = 0;
+        c = open_cache(t, f, &o);
         CHECK(t, c && sdt_latent_cache_prepare(c, &r, 1, &error) == 0);
         if (c)
-            CHECK(t, sdt_latent_cache_get_summary(c).rebuilt == 1 && f.warnings == 1);
-        CHECK_STR_CONTAINS(t, f.last_warning, "not finite");
+            CHECK(t, sdt_latent_cache_get_summary(c).rebuilt == 1 && f->base.warnings == 1);
+        CHECK_STR_CONTAINS(t, f->base.last_warning, "not finite");
     }
-    CHECK(t, temporary_files(f.cache_dir) == 0);
+    CHECK(t, temporary_files(f->base.cache_dir) == 0);
 done:
     free(error);
     free(data);
@@ -528,8 +495,9 @@ done:
     sdt_latents_free(&good);
     sdt_latents_free(&got);
     sdt_latent_cache_free(c);
-    fixture_close(&f);
 }
+
+static void test_corrupt_files(test_state *t) { with_fixture(t, corrupt_files); }
 
 typedef struct progress_log {
     size_t calls, last_done, total;
@@ -547,28 +515,23 @@ static void on_progress(void *ctx, size_t done, size_t total, const char *curren
 
 /* prepare: batches of two, two crop sizes, both flips, a repeated request; progress counts every request;
  * the batched latents equal single encodes (up to the BLAS's summation order); the second prepare reuses. */
-static void test_prepare_batches(test_state *t)
+static void prepare_batches(test_state *t, fixture *f)
 {
-    fixture f;
-    if (fixture_open(t, &f) != 0) {
-        fixture_close(&f);
-        return;
-    }
     progress_log log = {.monotonic = 1};
-    sdt_latent_cache_options o = {.cache_dir = f.cache_dir,
+    sdt_latent_cache_options o = {.cache_dir = f->base.cache_dir,
                                   .keep_in_memory = 1,
                                   .vae_batch_size = 2,
                                   .progress = on_progress,
                                   .progress_ctx = &log};
     sdt_latent_request r[7] = {
-        request(&f, 0, 64, 48, 0, 0, 64, 48, 0), request(&f, 0, 64, 48, 0, 0, 64, 48, 1),
-        request(&f, 1, 40, 40, 4, 4, 32, 32, 0), request(&f, 1, 40, 40, 4, 4, 32, 32, 1),
-        request(&f, 2, 32, 32, 0, 0, 32, 32, 0), request(&f, 0, 43, 32, 3, 0, 40, 32, 0),
-        request(&f, 1, 40, 40, 4, 4, 32, 32, 0), /* a repeat of r[2] */
+        request(f, 0, 64, 48, 0, 0, 64, 48, 0), request(f, 0, 64, 48, 0, 0, 64, 48, 1),
+        request(f, 1, 40, 40, 4, 4, 32, 32, 0), request(f, 1, 40, 40, 4, 4, 32, 32, 1),
+        request(f, 2, 32, 32, 0, 0, 32, 32, 0), request(f, 0, 43, 32, 3, 0, 40, 32, 0),
+        request(f, 1, 40, 40, 4, 4, 32, 32, 0), /* a repeat of r[2] */
     };
     r[4].alpha_mask = 1;
     char *error = NULL;
-    sdt_latent_cache *c = open_cache(t, &f, &o);
+    sdt_latent_cache *c = open_cache(t, f, &o);
     CHECK_MSG(t, c && sdt_latent_cache_prepare(c, r, 7, &error) == 0, "%s", error ? error : "");
     free(error);
     error = NULL;
@@ -582,7 +545,7 @@ static void test_prepare_batches(test_state *t)
         sdt_latents l = {0};
         if (get(t, c, &r[i], &l) != 0)
             continue;
-        float *direct = direct_encode(t, &f, c, &r[i]);
+        float *direct = direct_encode(t, f, c, &r[i]);
         if (direct) {
             double d = max_relative_difference(l.data, direct, latent_size(&l) / 4);
             CHECK_MSG(t, d < 1e-4, "request %d: batched and single encodes differ by %g", i, d);
@@ -599,12 +562,12 @@ static void test_prepare_batches(test_state *t)
         sdt_latents_free(&l);
     }
     CHECK(t, sdt_latent_cache_get_summary(c).in_memory == 6);
-    CHECK(t, temporary_files(f.cache_dir) == 0);
+    CHECK(t, temporary_files(f->base.cache_dir) == 0);
     sdt_latent_cache_free(c);
 
     /* The next run: everything from disk, the alpha plane too. */
     log = (progress_log){.monotonic = 1};
-    c = open_cache(t, &f, &o);
+    c = open_cache(t, f, &o);
     CHECK(t, c && sdt_latent_cache_prepare(c, r, 7, &error) == 0);
     if (c) {
         s = sdt_latent_cache_get_summary(c);
@@ -621,16 +584,17 @@ static void test_prepare_batches(test_state *t)
     /* skip_cache_check without memory: files are trusted by their existence. */
     o.keep_in_memory = 0;
     o.skip_cache_check = 1;
-    c = open_cache(t, &f, &o);
+    c = open_cache(t, f, &o);
     CHECK(t, c && sdt_latent_cache_prepare(c, r, 7, &error) == 0);
     if (c)
         CHECK(t, sdt_latent_cache_get_summary(c).reused == 7);
-    CHECK(t, f.warnings == 0);
+    CHECK(t, f->base.warnings == 0);
 done:
     free(error);
     sdt_latent_cache_free(c);
-    fixture_close(&f);
 }
+
+static void test_prepare_batches(test_state *t) { with_fixture(t, prepare_batches); }
 
 TEST_MAIN("latent_cache", TEST(test_hash), TEST(test_hit_and_direct_encode), TEST(test_key_fields),
           TEST(test_corrupt_files), TEST(test_prepare_batches))

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
+#include "cache_fixture.h"
 #include "clip_text.h"
 #include "content_hash.h"
 #include "text_cache.h"
@@ -20,25 +20,13 @@
 #define TOKENIZER_DIR "tests/data/tokenizer"
 
 typedef struct fixture {
-    sdt_engine *e;
-    sdt_model model;
+    cache_fixture base; /* the folders, the engine, the model, the warnings */
     sdt_clip_text *encoder;
     sdt_tokenizer *tokenizer;
     sdt_hash128 identity;
     int32_t pad_id;
-    char root[64];
-    char cache_dir[96];
-    int warnings;
-    char last_warning[512];
     size_t progress_calls, progress_last;
 } fixture;
-
-static void on_warn(void *ctx, const char *message)
-{
-    fixture *f = ctx;
-    f->warnings++;
-    snprintf(f->last_warning, sizeof f->last_warning, "%s", message);
-}
 
 static void on_progress(void *ctx, size_t done, size_t total, const char *current)
 {
@@ -52,27 +40,13 @@ static void on_progress(void *ctx, size_t done, size_t total, const char *curren
 static int fixture_open(test_state *t, fixture *f)
 {
     memset(f, 0, sizeof *f);
+    if (cache_fixture_open(t, &f->base, "text", 3) != 0)
+        return -1;
     char *error = NULL;
-    snprintf(f->root, sizeof f->root, "/tmp/sdtune-text-XXXXXX");
-    if (!mkdtemp(f->root)) {
-        f->root[0] = '\0';
-        CHECK_MSG(t, 0, "mkdtemp failed");
-        return -1;
-    }
-    snprintf(f->cache_dir, sizeof f->cache_dir, "%s/cache", f->root);
-    f->e = test_cpu_engine(t, 1);
-    if (!f->e)
-        return -1;
     const sdt_model_arch *arch = sdt_model_arch_find("sd15-tiny");
-    int rc = sdt_model_init(&f->model, arch, &error);
+    int rc = sdt_clip_text_create(&arch->text_encoder, &f->base.model.text_encoder, &f->encoder, &error);
     if (rc == 0)
-        rc = sdt_model_alloc(f->e, &f->model, SDT_F32, &error);
-    if (rc == 0)
-        rc = sdt_model_init_random(f->e, &f->model, 3, &error);
-    if (rc == 0)
-        rc = sdt_clip_text_create(&arch->text_encoder, &f->model.text_encoder, &f->encoder, &error);
-    if (rc == 0)
-        rc = sdt_hash_weights(f->e, &f->model.text_encoder, &f->identity, &error);
+        rc = sdt_hash_weights(f->base.e, &f->base.model.text_encoder, &f->identity, &error);
     if (rc == 0)
         rc = sdt_tokenizer_load(TOKENIZER_DIR "/vocab.json", TOKENIZER_DIR "/merges.txt", &f->tokenizer,
                                 &error);
@@ -87,24 +61,29 @@ static void fixture_close(fixture *f)
 {
     sdt_tokenizer_free(f->tokenizer);
     sdt_clip_text_free(f->encoder);
-    sdt_model_free(f->e, &f->model);
-    if (f->e)
-        sdt_engine_free(f->e);
-    if (f->root[0])
-        test_remove_tree(f->root);
+    cache_fixture_close(&f->base);
+}
+
+/* Runs a test's body on a fresh fixture, which it then closes. */
+static void with_fixture(test_state *t, void (*body)(test_state *t, fixture *f))
+{
+    fixture f;
+    if (fixture_open(t, &f) == 0)
+        body(t, &f);
+    fixture_close(&f);
 }
 
 static sdt_text_cache *open_cache(test_state *t, fixture *f, const sdt_text_cache_options *o)
 {
     sdt_text_cache_options options = *o;
-    options.warn = on_warn;
-    options.warn_ctx = f;
+    options.warn = cache_fixture_on_warn;
+    options.warn_ctx = &f->base;
     options.progress = on_progress;
     options.progress_ctx = f;
     sdt_text_cache *c = NULL;
     char *error = NULL;
     CHECK_MSG(t,
-              sdt_text_cache_create(f->e, f->encoder, f->tokenizer, f->pad_id, f->identity, &options, &c,
+              sdt_text_cache_create(f->base.e, f->encoder, f->tokenizer, f->pad_id, f->identity, &options, &c,
                                     &error) == 0,
               "%s", error ? error : "");
     free(error);
@@ -129,21 +108,16 @@ static int same(const sdt_text_embedding *a, const sdt_text_embedding *b)
            (!a->pooled || memcmp(a->pooled, b->pooled, (size_t)a->pooled_width * e) == 0);
 }
 
-static void test_hits_and_misses(test_state *t)
+static void hits_and_misses(test_state *t, fixture *f)
 {
-    fixture f;
-    if (fixture_open(t, &f) != 0) {
-        fixture_close(&f);
-        return;
-    }
-    sdt_text_cache_options o = {.cache_dir = f.cache_dir, .keep_in_memory = 1};
-    sdt_text_cache *c = open_cache(t, &f, &o);
+    sdt_text_cache_options o = {.cache_dir = f->base.cache_dir, .keep_in_memory = 1};
+    sdt_text_cache *c = open_cache(t, f, &o);
     sdt_text_request r = {.caption = "a photo of a cat", .clip_skip = 1, .pooled = 1};
     sdt_text_embedding first = {0}, again = {0}, direct = {0}, other = {0};
     char *error = NULL;
     if (!c || get(t, c, &r, &first) != 0)
         goto done;
-    const sdt_clip_config *cc = &f.encoder->config;
+    const sdt_clip_config *cc = &f->encoder->config;
     CHECK(t, first.length == 77 && first.width == cc->width && first.pooled &&
                  first.pooled_width == (cc->projection_dim ? cc->projection_dim : cc->width));
     CHECK(t, sdt_text_cache_encode(c, &r, &direct, &error) == 0 && same(&direct, &first));
@@ -190,7 +164,7 @@ static void test_hits_and_misses(test_state *t)
     sdt_text_cache_free(c);
 
     /* The next run reads the file: the same bytes. */
-    c = open_cache(t, &f, &o);
+    c = open_cache(t, f, &o);
     sdt_text_embedding next = {0};
     if (c && get(t, c, &r, &next) == 0) {
         CHECK(t, same(&next, &first));
@@ -205,44 +179,40 @@ static void test_hits_and_misses(test_state *t)
         CHECK(t, ftruncate(fileno(fp), 64) == 0);
         fclose(fp);
     }
-    f.warnings = 0;
-    c = open_cache(t, &f, &o);
+    f->base.warnings = 0;
+    c = open_cache(t, f, &o);
     if (c && get(t, c, &r, &next) == 0) {
         CHECK(t, same(&next, &first));
-        CHECK(t, sdt_text_cache_get_summary(c).rebuilt == 1 && f.warnings == 1);
-        CHECK_STR_CONTAINS(t, f.last_warning, "encoding it again");
+        CHECK(t, sdt_text_cache_get_summary(c).rebuilt == 1 && f->base.warnings == 1);
+        CHECK_STR_CONTAINS(t, f->base.last_warning, "encoding it again");
     }
     sdt_text_embedding_free(&next);
     sdt_text_cache_free(c);
     free(path);
 
     /* Another encoder (other weights): another key. */
-    sdt_hash128 old_id = f.identity;
-    f.identity.lo ^= 1;
-    c = open_cache(t, &f, &o);
+    sdt_hash128 old_id = f->identity;
+    f->identity.lo ^= 1;
+    c = open_cache(t, f, &o);
     CHECK(t, c && sdt_text_cache_key(c, &r, &k1, &error) == 0 && !sdt_hash128_equal(k1, first.key));
-    f.identity = old_id;
+    f->identity = old_id;
 
-    CHECK(t, test_count_files_named(f.cache_dir, ".tmp.") == 0);
+    CHECK(t, test_count_files_named(f->base.cache_dir, ".tmp.") == 0);
 done:
     free(error);
     sdt_text_embedding_free(&first);
     sdt_text_embedding_free(&again);
     sdt_text_embedding_free(&direct);
     sdt_text_cache_free(c);
-    fixture_close(&f);
 }
 
+static void test_hits_and_misses(test_state *t) { with_fixture(t, hits_and_misses); }
+
 /* prepare: every caption once, a repeat answered from memory, progress per request; F16 storage. */
-static void test_prepare(test_state *t)
+static void prepare(test_state *t, fixture *f)
 {
-    fixture f;
-    if (fixture_open(t, &f) != 0) {
-        fixture_close(&f);
-        return;
-    }
     sdt_text_cache_options o = {.keep_in_memory = 1, .dtype = SDT_F16};
-    sdt_text_cache *c = open_cache(t, &f, &o);
+    sdt_text_cache *c = open_cache(t, f, &o);
     sdt_text_request r[4] = {
         {.caption = "red", .clip_skip = 1},
         {.caption = "green", .clip_skip = 2},
@@ -254,7 +224,7 @@ static void test_prepare(test_state *t)
     if (c) {
         sdt_text_cache_summary s = sdt_text_cache_get_summary(c);
         CHECK_MSG(t, s.encoded == 3, "encoded %zu", s.encoded);
-        CHECK(t, f.progress_calls == 4 && f.progress_last == 4);
+        CHECK(t, f->progress_calls == 4 && f->progress_last == 4);
         sdt_text_embedding e = {0};
         if (get(t, c, &r[2], &e) == 0)
             CHECK(t, e.dtype == SDT_F16 && e.length == 77 && sdt_text_cache_get_summary(c).in_memory == 2);
@@ -262,7 +232,8 @@ static void test_prepare(test_state *t)
     }
     free(error);
     sdt_text_cache_free(c);
-    fixture_close(&f);
 }
+
+static void test_prepare(test_state *t) { with_fixture(t, prepare); }
 
 TEST_MAIN("text_cache", TEST(test_hits_and_misses), TEST(test_prepare))
