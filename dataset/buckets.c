@@ -2,25 +2,13 @@
  * int(x + 0.5) rounding, float floor division) so that every size agrees with it exactly, which
  * tests/data/dataset/buckets.jsonl checks. */
 #include "buckets.h"
+#include "sdtune/strutil.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void set_error(char **error, const char *fmt, ...)
-{
-    if (!error)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    char buf[1024];
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    free(*error);
-    *error = strdup(buf);
-}
 
 /* Appends one line to a newline-separated, malloc'd list. */
 static void add_line(char **list, const char *fmt, ...)
@@ -77,7 +65,7 @@ int sdt_bucket_settings_resolve(const sdt_bucket_settings *in, int steps_multipl
         *warnings = NULL;
     sdt_bucket_settings s = *in;
     if (s.width <= 0 || s.height <= 0) {
-        set_error(error, "resolution must be positive, got (%d, %d)", s.width, s.height);
+        sdt_set_error(error, "resolution must be positive, got (%d, %d)", s.width, s.height);
         return -1;
     }
     if (!s.enable_bucket) {
@@ -85,17 +73,17 @@ int sdt_bucket_settings_resolve(const sdt_bucket_settings *in, int steps_multipl
         return 0;
     }
     if (s.bucket_reso_steps <= 0) {
-        set_error(error, "bucket_reso_steps must be positive, got %d", s.bucket_reso_steps);
+        sdt_set_error(error, "bucket_reso_steps must be positive, got %d", s.bucket_reso_steps);
         return -1;
     }
     if (steps_multiple > 0 && s.bucket_reso_steps % steps_multiple != 0) {
-        set_error(error, "bucket_reso_steps is %d; it must be divisible by %d for this model",
-                  s.bucket_reso_steps, steps_multiple);
+        sdt_set_error(error, "bucket_reso_steps is %d; it must be divisible by %d for this model",
+                      s.bucket_reso_steps, steps_multiple);
         return -1;
     }
     if (s.min_bucket_reso <= 0 || s.max_bucket_reso <= 0) {
-        set_error(error, "min_bucket_reso and max_bucket_reso must be positive, got %d and %d",
-                  s.min_bucket_reso, s.max_bucket_reso);
+        sdt_set_error(error, "min_bucket_reso and max_bucket_reso must be positive, got %d and %d",
+                      s.min_bucket_reso, s.max_bucket_reso);
         return -1;
     }
     /* kohya adjusts min down and max up to multiples of the steps, with a warning, before checking them. */
@@ -121,17 +109,17 @@ int sdt_bucket_settings_resolve(const sdt_bucket_settings *in, int steps_multipl
         return 0;
     }
     if (s.min_bucket_reso == 0) {
-        set_error(error, "min_bucket_reso must be at least bucket_reso_steps (%d)", steps);
+        sdt_set_error(error, "min_bucket_reso must be at least bucket_reso_steps (%d)", steps);
         return -1;
     }
     if (s.min_bucket_reso > s.max_bucket_reso) {
-        set_error(error, "min_bucket_reso (%d) must not be larger than max_bucket_reso (%d)",
-                  s.min_bucket_reso, s.max_bucket_reso);
+        sdt_set_error(error, "min_bucket_reso (%d) must not be larger than max_bucket_reso (%d)",
+                      s.min_bucket_reso, s.max_bucket_reso);
         return -1;
     }
     int shorter = s.width < s.height ? s.width : s.height, longer = s.width < s.height ? s.height : s.width;
     if (shorter < s.min_bucket_reso) {
-        set_error(
+        sdt_set_error(
             error,
             "min_bucket_reso (%d) must be equal or less than the resolution's shorter side (%d): raise the "
             "resolution or lower min_bucket_reso",
@@ -139,7 +127,7 @@ int sdt_bucket_settings_resolve(const sdt_bucket_settings *in, int steps_multipl
         return -1;
     }
     if (longer > s.max_bucket_reso) {
-        set_error(
+        sdt_set_error(
             error,
             "max_bucket_reso (%d) must be equal or greater than the resolution's longer side (%d): lower the "
             "resolution or raise max_bucket_reso",
@@ -164,15 +152,15 @@ int sdt_bucket_make_resolutions(int width, int height, int min_reso, int max_res
     *out = NULL;
     *count = 0;
     if (width <= 0 || height <= 0 || steps <= 0 || min_reso <= 0 || max_reso < min_reso) {
-        set_error(error, "bad bucket parameters: resolution (%d, %d), min %d, max %d, steps %d", width,
-                  height, min_reso, max_reso, steps);
+        sdt_set_error(error, "bad bucket parameters: resolution (%d, %d), min %d, max %d, steps %d", width,
+                      height, min_reso, max_reso, steps);
         return -1;
     }
     long long area = (long long)width * height;
     size_t cap = 1 + 2 * ((size_t)(max_reso - min_reso) / (size_t)steps + 1);
     sdt_bucket_reso *list = malloc(cap * sizeof *list);
     if (!list) {
-        set_error(error, "out of memory");
+        sdt_set_error(error, "out of memory");
         return -1;
     }
     size_t n = 0;
@@ -229,14 +217,14 @@ int sdt_bucket_select(const sdt_bucket_settings *s, const sdt_bucket_reso *prede
     if (!name)
         name = "(image)";
     if (iw <= 0 || ih <= 0) {
-        set_error(error, "%s: image size %dx%d is not positive", name, iw, ih);
+        sdt_set_error(error, "%s: image size %dx%d is not positive", name, iw, ih);
         return -1;
     }
     double ar = (double)iw / ih;
     int bw, bh, rw, rh;
     if (predefined) {
         if (predefined_count == 0) {
-            set_error(error, "no bucket resolutions to choose from");
+            sdt_set_error(error, "no bucket resolutions to choose from");
             return -1;
         }
         size_t pick = predefined_count;
@@ -271,7 +259,7 @@ int sdt_bucket_select(const sdt_bucket_settings *s, const sdt_bucket_reso *prede
             int bh_r = round_to_steps(rhf, steps);
             int bw_in_hr = round_to_steps(bh_r * ar, steps);
             if (bh_in_wr == 0 || bh_r == 0) {
-                set_error(
+                sdt_set_error(
                     error,
                     "%s: image %dx%d is too thin for bucket_no_upscale with bucket_reso_steps %d (a side "
                     "would round to 0)",
@@ -294,7 +282,7 @@ int sdt_bucket_select(const sdt_bucket_settings *s, const sdt_bucket_reso *prede
         bw = rw - rw % steps;
         bh = rh - rh % steps;
         if (bw <= 0 || bh <= 0) {
-            set_error(
+            sdt_set_error(
                 error,
                 "%s: image %dx%d is smaller than bucket_reso_steps (%d) on one side, so bucket_no_upscale "
                 "gives it no bucket",
@@ -303,8 +291,8 @@ int sdt_bucket_select(const sdt_bucket_settings *s, const sdt_bucket_reso *prede
         }
     }
     if (rw < bw || rh < bh) {
-        set_error(error, "%s: internal error: resized size %dx%d does not cover bucket %dx%d", name, rw, rh,
-                  bw, bh);
+        sdt_set_error(error, "%s: internal error: resized size %dx%d does not cover bucket %dx%d", name, rw,
+                      rh, bw, bh);
         return -1;
     }
     out->bucket_width = bw;
@@ -347,21 +335,23 @@ static int select_fixed(const sdt_bucket_settings *s, const sdt_bucket_image *im
     memset(out, 0, sizeof *out);
     out->bucket = -1;
     if (img->width <= 0 || img->height <= 0) {
-        set_error(error, "%s: image size %dx%d is not positive", name, img->width, img->height);
+        sdt_set_error(error, "%s: image size %dx%d is not positive", name, img->width, img->height);
         return -1;
     }
     if (!img->face_crop && (img->width < s->width || img->height < s->height)) {
-        set_error(error,
-                  "image size is small: %s is %dx%d, smaller than the resolution (%d, %d); bucketing is off, "
-                  "so images are never enlarged (enable_bucket, or use larger images)",
-                  name, img->width, img->height, s->width, s->height);
+        sdt_set_error(
+            error,
+            "image size is small: %s is %dx%d, smaller than the resolution (%d, %d); bucketing is off, "
+            "so images are never enlarged (enable_bucket, or use larger images)",
+            name, img->width, img->height, s->width, s->height);
         return -1;
     }
     if (!img->face_crop && !img->random_crop && (img->width > s->width || img->height > s->height)) {
-        set_error(error,
-                  "image too large, but cropping and bucketing are disabled: %s is %dx%d, larger than the "
-                  "resolution (%d, %d) (set enable_bucket, random_crop or face_crop_aug_range)",
-                  name, img->width, img->height, s->width, s->height);
+        sdt_set_error(
+            error,
+            "image too large, but cropping and bucketing are disabled: %s is %dx%d, larger than the "
+            "resolution (%d, %d) (set enable_bucket, random_crop or face_crop_aug_range)",
+            name, img->width, img->height, s->width, s->height);
         return -1;
     }
     out->bucket_width = s->width;
@@ -402,7 +392,7 @@ int sdt_bucket_plan_build(const sdt_bucket_settings *settings, int steps_multipl
     if (!plan->images || !used) {
         free(used);
         sdt_bucket_plan_free(plan);
-        set_error(error, "out of memory");
+        sdt_set_error(error, "out of memory");
         return -1;
     }
     plan->image_count = image_count;
@@ -437,7 +427,7 @@ int sdt_bucket_plan_build(const sdt_bucket_settings *settings, int steps_multipl
     if (!plan->buckets) {
         free(used);
         sdt_bucket_plan_free(plan);
-        set_error(error, "out of memory");
+        sdt_set_error(error, "out of memory");
         return -1;
     }
     plan->bucket_count = n_used;

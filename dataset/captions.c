@@ -10,14 +10,7 @@
 #include <string.h>
 
 #include "rng.h"
-
-static void set_error(char **error, const char *msg)
-{
-    if (!error)
-        return;
-    free(*error);
-    *error = strdup(msg);
-}
+#include "sdtune/strutil.h"
 
 void sdt_caption_options_default(sdt_caption_options *o)
 {
@@ -369,7 +362,7 @@ int sdt_caption_process(const sdt_caption_options *o, const char *caption, const
     *out = text;
     return 0;
 oom:
-    set_error(error, "out of memory while processing a caption");
+    sdt_set_error(error, "out of memory while processing a caption");
     return -1;
 }
 
@@ -474,6 +467,6 @@ int sdt_tag_frequency_add(sdt_tag_frequency *f, const char *caption, char **erro
     return 0;
 oom:
     free(tags.v);
-    set_error(error, "out of memory while counting tags");
+    sdt_set_error(error, "out of memory while counting tags");
     return -1;
 }

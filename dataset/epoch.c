@@ -2,6 +2,7 @@
  * its buckets in place, so its epoch N depends on epochs 1..N-1 having run in that process; deriving each
  * epoch afresh gives the same kind of order and makes resuming exact without replaying earlier epochs. */
 #include "epoch.h"
+#include "sdtune/strutil.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -28,19 +29,6 @@ struct sdt_epoch_plan {
     size_t *epoch_batches;
 };
 
-static void set_error(char **error, const char *fmt, ...)
-{
-    if (!error)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    char buf[512];
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    free(*error);
-    *error = strdup(buf);
-}
-
 static void add_line(char **list, const char *line)
 {
     if (!list)
@@ -60,21 +48,19 @@ int sdt_epoch_balance_repeats(const sdt_epoch_subset *subsets, size_t subset_cou
 {
     if (warnings)
         *warnings = NULL;
-    size_t num_train = 0, num_reg = 0, reg_images = 0, image = 0;
+    size_t num_train = 0, num_reg = 0, image = 0;
     for (size_t s = 0; s < subset_count; s++) {
         if (subsets[s].repeats < 1) {
-            set_error(error, "subset %zu: num_repeats must be at least 1, got %d", s, subsets[s].repeats);
+            sdt_set_error(error, "subset %zu: num_repeats must be at least 1, got %d", s, subsets[s].repeats);
             return -1;
         }
         size_t n = subsets[s].image_count * (size_t)subsets[s].repeats;
         for (size_t i = 0; i < subsets[s].image_count; i++)
             image_repeats[image++] = subsets[s].is_reg ? 0 : subsets[s].repeats;
-        if (subsets[s].is_reg) {
+        if (subsets[s].is_reg)
             num_reg += n;
-            reg_images += subsets[s].image_count;
-        } else {
+        else
             num_train += n;
-        }
     }
     if (num_reg == 0) {
         add_line(warnings, "no regularization images");
@@ -113,7 +99,6 @@ int sdt_epoch_balance_repeats(const sdt_epoch_subset *subsets, size_t subset_cou
     for (size_t s = 0; s < subset_count; s++)
         for (size_t i = 0; i < subsets[s].image_count; i++, image++)
             unused += subsets[s].is_reg && image_repeats[image] == 0;
-    (void)reg_images;
     if (reg_unused)
         *reg_unused = unused;
     return 0;
@@ -143,7 +128,7 @@ int sdt_epoch_plan_create(const sdt_epoch_subset *subsets, size_t subset_count, 
     if (warnings)
         *warnings = NULL;
     if (batch_size < 1) {
-        set_error(error, "batch_size must be at least 1");
+        sdt_set_error(error, "batch_size must be at least 1");
         return -1;
     }
     sdt_epoch_plan *p = calloc(1, sizeof *p);
@@ -182,7 +167,7 @@ int sdt_epoch_plan_create(const sdt_epoch_subset *subsets, size_t subset_count, 
         if (p->image_repeats[i] == 0)
             continue;
         if (image_bucket[i] < 0 || (size_t)image_bucket[i] >= bucket_count) {
-            set_error(error, "image %zu has bucket %d, outside 0..%zu", i, image_bucket[i], bucket_count);
+            sdt_set_error(error, "image %zu has bucket %d, outside 0..%zu", i, image_bucket[i], bucket_count);
             free(fill);
             sdt_epoch_plan_free(p);
             return -1;
@@ -251,7 +236,7 @@ oom:
         free(*warnings);
         *warnings = NULL;
     }
-    set_error(error, "out of memory while planning epochs");
+    sdt_set_error(error, "out of memory while planning epochs");
     return -1;
 }
 
@@ -273,7 +258,7 @@ int sdt_batch_alloc(const sdt_epoch_plan *p, sdt_batch *batch, char **error)
     batch->count = 0;
     batch->images = calloc(p->batch_size, sizeof *batch->images);
     if (!batch->images) {
-        set_error(error, "out of memory");
+        sdt_set_error(error, "out of memory");
         return -1;
     }
     return 0;
@@ -306,11 +291,11 @@ static void make_epoch(sdt_epoch_plan *p, int epoch)
 int sdt_epoch_batch(sdt_epoch_plan *p, int epoch, size_t batch_index, sdt_batch *out, char **error)
 {
     if (epoch < 1) {
-        set_error(error, "epoch %d: epochs count from 1", epoch);
+        sdt_set_error(error, "epoch %d: epochs count from 1", epoch);
         return -1;
     }
     if (batch_index >= p->batch_count) {
-        set_error(error, "batch %zu is past the epoch's %zu batches", batch_index, p->batch_count);
+        sdt_set_error(error, "batch %zu is past the epoch's %zu batches", batch_index, p->batch_count);
         return -1;
     }
     make_epoch(p, epoch);
@@ -335,19 +320,19 @@ void sdt_epoch_cursor_start(const sdt_epoch_plan *p, sdt_epoch_cursor *c)
 int sdt_epoch_cursor_check(const sdt_epoch_plan *p, const sdt_epoch_cursor *c, char **error)
 {
     if (c->seed != p->seed) {
-        set_error(error, "the saved position was made with seed %" PRIu64 ", this run uses %" PRIu64, c->seed,
-                  p->seed);
+        sdt_set_error(error, "the saved position was made with seed %" PRIu64 ", this run uses %" PRIu64,
+                      c->seed, p->seed);
         return -1;
     }
     if (c->fingerprint != p->summary.fingerprint) {
-        set_error(error, "the saved position belongs to a different dataset (images, repeats, buckets or "
-                         "batch size changed)");
+        sdt_set_error(error, "the saved position belongs to a different dataset (images, repeats, buckets or "
+                             "batch size changed)");
         return -1;
     }
     if (c->epoch < 1 || c->batch >= p->batch_count) {
-        set_error(error,
-                  "the saved position (epoch %d, batch %zu) is outside this dataset's %zu batches per epoch",
-                  c->epoch, c->batch, p->batch_count);
+        sdt_set_error(
+            error, "the saved position (epoch %d, batch %zu) is outside this dataset's %zu batches per epoch",
+            c->epoch, c->batch, p->batch_count);
         return -1;
     }
     return 0;
@@ -374,7 +359,7 @@ int sdt_epoch_cursor_format(const sdt_epoch_cursor *c, char **out, char **error)
              c->epoch, c->batch, c->seed, c->fingerprint);
     *out = strdup(buf);
     if (!*out) {
-        set_error(error, "out of memory");
+        sdt_set_error(error, "out of memory");
         return -1;
     }
     return 0;
@@ -429,7 +414,7 @@ int sdt_epoch_cursor_parse(const char *text, sdt_epoch_cursor *c, char **error)
         json_value(text, "fingerprint", fp, sizeof fp) || parse_u64(epoch, 10, &e) ||
         parse_u64(batch, 10, &b) || parse_u64(seed, 10, &c->seed) || parse_u64(fp, 16, &c->fingerprint) ||
         e < 1 || e > 1000000000) {
-        set_error(
+        sdt_set_error(
             error,
             "not a data position: expected {\"epoch\":N,\"batch\":N,\"seed\":\"N\",\"fingerprint\":\"HEX\"}");
         return -1;

@@ -1,6 +1,7 @@
 /* Learning-rate schedules: each factor function mirrors the corresponding lambda in diffusers'
  * optimization.py operation by operation (in double, as Python does) so the rates agree to rounding. */
 #include "lr_schedule.h"
+#include "sdtune/strutil.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -8,19 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-static void set_error(char **error, const char *fmt, ...)
-{
-    if (!error)
-        return;
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    free(*error);
-    *error = strdup(buf);
-}
 
 static const char *const kind_names[] = {
     "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
@@ -55,13 +43,13 @@ int sdt_lr_kind_parse(const char *name, sdt_lr_kind *out, char **error)
         }
     for (size_t i = 0; i < sizeof unimplemented / sizeof unimplemented[0]; i++)
         if (strcasecmp(name, unimplemented[i]) == 0) {
-            set_error(error, "learning-rate scheduler %s is not implemented yet", name);
+            sdt_set_error(error, "learning-rate scheduler %s is not implemented yet", name);
             return -1;
         }
-    set_error(error,
-              "unknown learning-rate scheduler \"%s\" (known: constant, constant_with_warmup, linear, "
-              "cosine, cosine_with_restarts, polynomial)",
-              name);
+    sdt_set_error(error,
+                  "unknown learning-rate scheduler \"%s\" (known: constant, constant_with_warmup, linear, "
+                  "cosine, cosine_with_restarts, polynomial)",
+                  name);
     return -1;
 }
 
@@ -75,21 +63,21 @@ const char *sdt_lr_kind_name(sdt_lr_kind kind)
 int sdt_lr_schedule_check(const sdt_lr_schedule *s, char **error)
 {
     if ((unsigned)s->kind >= sizeof kind_names / sizeof kind_names[0]) {
-        set_error(error, "invalid learning-rate schedule kind %d", (int)s->kind);
+        sdt_set_error(error, "invalid learning-rate schedule kind %d", (int)s->kind);
         return -1;
     }
     if (s->warmup_steps < 0 || s->training_steps < 0) {
-        set_error(error, "learning-rate schedule: warmup and training steps must be >= 0");
+        sdt_set_error(error, "learning-rate schedule: warmup and training steps must be >= 0");
         return -1;
     }
     if (s->kind == SDT_LR_COSINE_WITH_RESTARTS && !(s->num_cycles > 0)) {
-        set_error(error, "cosine_with_restarts: num_cycles must be > 0");
+        sdt_set_error(error, "cosine_with_restarts: num_cycles must be > 0");
         return -1;
     }
     /* diffusers refuses this too: the decay would have to rise. */
     if (s->kind == SDT_LR_POLYNOMIAL && !(s->lr_init > s->lr_end)) {
-        set_error(error, "polynomial schedule: lr_end (%g) must be smaller than the initial lr (%g)",
-                  s->lr_end, s->lr_init);
+        sdt_set_error(error, "polynomial schedule: lr_end (%g) must be smaller than the initial lr (%g)",
+                      s->lr_end, s->lr_init);
         return -1;
     }
     return 0;

@@ -1,6 +1,7 @@
 /* The diffusion training objective: schedule, random numbers, forward process, noise modifications.
  * The loss and its weightings are in objective_loss.c. */
 #include "objective.h"
+#include "objective_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -8,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *msg, size_t msg_size, const char *fmt, ...)
+int sdt_objective_fail(char *msg, size_t msg_size, const char *fmt, ...)
 {
     if (msg && msg_size) {
         va_list ap;
@@ -230,15 +231,16 @@ void sdt_noise_options_default(sdt_noise_options *o)
 int sdt_noise_options_check(const sdt_noise_options *o, char *msg, size_t msg_size)
 {
     if (o->min_timestep < 0 || o->max_timestep > SDT_TRAIN_TIMESTEPS || o->min_timestep >= o->max_timestep)
-        return fail(msg, msg_size, "timestep range [%d, %d) must lie within [0, %d) and not be empty",
-                    o->min_timestep, o->max_timestep, SDT_TRAIN_TIMESTEPS);
+        return sdt_objective_fail(msg, msg_size,
+                                  "timestep range [%d, %d) must lie within [0, %d) and not be empty",
+                                  o->min_timestep, o->max_timestep, SDT_TRAIN_TIMESTEPS);
     if (o->adaptive_noise && o->noise_offset == 0.0)
-        return fail(msg, msg_size, "adaptive_noise_scale requires noise_offset");
+        return sdt_objective_fail(msg, msg_size, "adaptive_noise_scale requires noise_offset");
     if (o->multires_noise_iterations < 0)
-        return fail(msg, msg_size, "multires_noise_iterations must not be negative");
+        return sdt_objective_fail(msg, msg_size, "multires_noise_iterations must not be negative");
     if (!isfinite(o->noise_offset) || !isfinite(o->adaptive_noise_scale) || !isfinite(o->ip_noise_gamma) ||
         !isfinite(o->multires_noise_discount))
-        return fail(msg, msg_size, "noise options must be finite");
+        return sdt_objective_fail(msg, msg_size, "noise options must be finite");
     return 0;
 }
 
@@ -250,7 +252,7 @@ int sdt_objective_sample_batch(const sdt_schedule *s, const sdt_noise_options *o
     if (sdt_noise_options_check(o, msg, msg_size) != 0)
         return -1;
     if (B <= 0 || h <= 0 || w <= 0 || C <= 0)
-        return fail(msg, msg_size, "bad latent shape [%d, %d, %d, %d]", B, h, w, C);
+        return sdt_objective_fail(msg, msg_size, "bad latent shape [%d, %d, %d, %d]", B, h, w, C);
     size_t hw = (size_t)h * w, per = hw * C, n = per * B;
     sdt_rng_fill_normal(rng, noise_out, n);
 
@@ -260,7 +262,7 @@ int sdt_objective_sample_batch(const sdt_schedule *s, const sdt_noise_options *o
             off *= sdt_rng_uniform(rng);
         float *normals = malloc((size_t)B * C * sizeof *normals);
         if (!normals)
-            return fail(msg, msg_size, "out of memory");
+            return sdt_objective_fail(msg, msg_size, "out of memory");
         sdt_rng_fill_normal(rng, normals, (size_t)B * C);
         sdt_noise_offset_apply(noise_out, x0, B, (int64_t)hw, C, off, o->adaptive_noise,
                                o->adaptive_noise_scale, normals);
@@ -271,7 +273,7 @@ int sdt_objective_sample_batch(const sdt_schedule *s, const sdt_noise_options *o
         /* Level 0 has ratio^0 = 1, so the largest level is the full size. */
         float *level = malloc(n * sizeof *level);
         if (!level)
-            return fail(msg, msg_size, "out of memory");
+            return sdt_objective_fail(msg, msg_size, "out of memory");
         for (int i = 0; i < o->multires_noise_iterations; i++) {
             double r = 2.0 + 2.0 * sdt_rng_uniform(rng);
             int hn, wn;

@@ -1,21 +1,11 @@
 /* The loss: per-element loss types, the Huber threshold schedule, the per-sample weightings and the
  * reduction to one number, with dL/dpred. */
 #include "objective.h"
+#include "objective_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
-
-static int fail(char *msg, size_t msg_size, const char *fmt, ...)
-{
-    if (msg && msg_size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, msg_size, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 void sdt_loss_options_default(sdt_loss_options *o)
 {
@@ -33,17 +23,17 @@ void sdt_loss_options_default(sdt_loss_options *o)
 int sdt_loss_options_check(const sdt_loss_options *o, char *msg, size_t msg_size)
 {
     if (o->scale_v_pred_loss_like_noise_pred && o->prediction != SDT_PRED_V)
-        return fail(msg, msg_size, "scale_v_pred_loss_like_noise_pred requires v-prediction");
+        return sdt_objective_fail(msg, msg_size, "scale_v_pred_loss_like_noise_pred requires v-prediction");
     if (o->v_pred_like_loss != 0.0 && o->prediction == SDT_PRED_V)
-        return fail(msg, msg_size, "v_pred_like_loss cannot be used with v-prediction");
+        return sdt_objective_fail(msg, msg_size, "v_pred_like_loss cannot be used with v-prediction");
     if (!(o->min_snr_gamma >= 0.0) || !isfinite(o->min_snr_gamma))
-        return fail(msg, msg_size, "min_snr_gamma must be a finite number >= 0");
+        return sdt_objective_fail(msg, msg_size, "min_snr_gamma must be a finite number >= 0");
     if (!isfinite(o->v_pred_like_loss))
-        return fail(msg, msg_size, "v_pred_like_loss must be finite");
+        return sdt_objective_fail(msg, msg_size, "v_pred_like_loss must be finite");
     if (o->loss_type == SDT_LOSS_HUBER || o->loss_type == SDT_LOSS_SMOOTH_L1) {
         /* The exponential schedule takes log(huber_c); the others need c > 0 for a non-zero loss. */
         if (!(o->huber_c > 0.0) || !isfinite(o->huber_c) || !isfinite(o->huber_scale))
-            return fail(msg, msg_size, "huber_c must be a finite number > 0");
+            return sdt_objective_fail(msg, msg_size, "huber_c must be a finite number > 0");
     }
     return 0;
 }
@@ -118,11 +108,11 @@ int sdt_objective_loss(const sdt_schedule *s, const sdt_loss_options *o, int B, 
     if (sdt_loss_options_check(o, msg, msg_size) != 0)
         return -1;
     if (B <= 0 || hw <= 0 || C <= 0)
-        return fail(msg, msg_size, "bad latent shape [%d, %lld, %d]", B, (long long)hw, C);
+        return sdt_objective_fail(msg, msg_size, "bad latent shape [%d, %lld, %d]", B, (long long)hw, C);
     for (int b = 0; b < B; b++)
         if (t[b] < 0 || t[b] >= SDT_TRAIN_TIMESTEPS)
-            return fail(msg, msg_size, "timestep %d of sample %d is outside [0, %d)", t[b], b,
-                        SDT_TRAIN_TIMESTEPS);
+            return sdt_objective_fail(msg, msg_size, "timestep %d of sample %d is outside [0, %d)", t[b], b,
+                                      SDT_TRAIN_TIMESTEPS);
     int64_t per = hw * C;
     double total = 0.0;
     for (int b = 0; b < B; b++) {
@@ -148,6 +138,6 @@ int sdt_objective_loss(const sdt_schedule *s, const sdt_loss_options *o, int B, 
     }
     *loss = total / B;
     if (!isfinite(*loss))
-        return fail(msg, msg_size, "the loss is not finite");
+        return sdt_objective_fail(msg, msg_size, "the loss is not finite");
     return 0;
 }

@@ -2,6 +2,7 @@
  * and precision (F32 tensors, scalars computed in double and applied as F32) so a run matches PyTorch to
  * rounding; see docs/training.md. */
 #include "optim.h"
+#include "sdtune/strutil.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -9,19 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-static void set_error(char **error, const char *fmt, ...)
-{
-    if (!error)
-        return;
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    free(*error);
-    *error = strdup(buf);
-}
 
 void sdt_optim_config_default(sdt_optim_config *c, sdt_optim_kind kind)
 {
@@ -73,11 +61,12 @@ int sdt_optim_parse_name(const char *name, sdt_optim_config *out, char **error)
     }
     for (size_t i = 0; i < sizeof unimplemented / sizeof unimplemented[0]; i++)
         if (strcasecmp(name, unimplemented[i]) == 0) {
-            set_error(error, "optimizer %s is not implemented yet (available: AdamW, Lion, SGD, SGDNesterov)",
-                      unimplemented[i]);
+            sdt_set_error(error,
+                          "optimizer %s is not implemented yet (available: AdamW, Lion, SGD, SGDNesterov)",
+                          unimplemented[i]);
             return -1;
         }
-    set_error(error, "unknown optimizer \"%s\" (available: AdamW, Lion, SGD, SGDNesterov)", name);
+    sdt_set_error(error, "unknown optimizer \"%s\" (available: AdamW, Lion, SGD, SGDNesterov)", name);
     return -1;
 }
 
@@ -99,31 +88,31 @@ int sdt_optim_config_check(const sdt_optim_config *c, char **error)
     case SDT_OPTIM_ADAMW:
     case SDT_OPTIM_LION:
         if (!beta_ok(c->beta1) || !beta_ok(c->beta2)) {
-            set_error(error, "%s: betas must be in [0, 1), got (%g, %g)", sdt_optim_kind_name(c->kind),
-                      c->beta1, c->beta2);
+            sdt_set_error(error, "%s: betas must be in [0, 1), got (%g, %g)", sdt_optim_kind_name(c->kind),
+                          c->beta1, c->beta2);
             return -1;
         }
         if (c->kind == SDT_OPTIM_ADAMW && !(c->eps >= 0.0)) {
-            set_error(error, "AdamW: eps must be >= 0, got %g", c->eps);
+            sdt_set_error(error, "AdamW: eps must be >= 0, got %g", c->eps);
             return -1;
         }
         break;
     case SDT_OPTIM_SGD:
         if (!(c->momentum >= 0.0)) {
-            set_error(error, "SGD: momentum must be >= 0, got %g", c->momentum);
+            sdt_set_error(error, "SGD: momentum must be >= 0, got %g", c->momentum);
             return -1;
         }
         /* PyTorch refuses the same combination. */
         if (c->nesterov && (c->momentum <= 0.0 || c->dampening != 0.0)) {
-            set_error(error, "SGD: Nesterov momentum requires a momentum and zero dampening");
+            sdt_set_error(error, "SGD: Nesterov momentum requires a momentum and zero dampening");
             return -1;
         }
         break;
-    default: set_error(error, "invalid optimizer kind %d", (int)c->kind); return -1;
+    default: sdt_set_error(error, "invalid optimizer kind %d", (int)c->kind); return -1;
     }
     if (!(c->weight_decay >= 0.0)) {
-        set_error(error, "%s: weight_decay must be >= 0, got %g", sdt_optim_kind_name(c->kind),
-                  c->weight_decay);
+        sdt_set_error(error, "%s: weight_decay must be >= 0, got %g", sdt_optim_kind_name(c->kind),
+                      c->weight_decay);
         return -1;
     }
     return 0;
@@ -135,13 +124,13 @@ int sdt_optim_init(sdt_optimizer *o, const sdt_optim_config *cfg, int groups, ch
     if (sdt_optim_config_check(cfg, error) != 0)
         return -1;
     if (groups < 1) {
-        set_error(error, "optimizer: at least one parameter group is needed");
+        sdt_set_error(error, "optimizer: at least one parameter group is needed");
         return -1;
     }
     o->cfg = *cfg;
     o->lr = calloc((size_t)groups, sizeof *o->lr);
     if (!o->lr) {
-        set_error(error, "optimizer: out of memory");
+        sdt_set_error(error, "optimizer: out of memory");
         return -1;
     }
     o->groups = groups;
@@ -184,20 +173,20 @@ int sdt_optim_add(sdt_optimizer *o, const char *name, float *value, float *grad,
                   char **error)
 {
     if (!name || !value || !grad || group < 0 || group >= o->groups) {
-        set_error(error, "optimizer: invalid entry \"%s\" (group %d of %d)", name ? name : "(null)", group,
-                  o->groups);
+        sdt_set_error(error, "optimizer: invalid entry \"%s\" (group %d of %d)", name ? name : "(null)",
+                      group, o->groups);
         return -1;
     }
     for (size_t i = 0; i < o->count; i++)
         if (strcmp(o->entries[i].name, name) == 0) {
-            set_error(error, "optimizer: duplicate entry \"%s\"", name);
+            sdt_set_error(error, "optimizer: duplicate entry \"%s\"", name);
             return -1;
         }
     if (o->count == o->capacity) {
         size_t cap = o->capacity ? 2 * o->capacity : 64;
         sdt_optim_entry *grown = realloc(o->entries, cap * sizeof *grown);
         if (!grown) {
-            set_error(error, "optimizer: out of memory");
+            sdt_set_error(error, "optimizer: out of memory");
             return -1;
         }
         o->entries = grown;
@@ -221,7 +210,7 @@ int sdt_optim_add(sdt_optimizer *o, const char *name, float *value, float *grad,
         free(e->name);
         free(e->state[0]);
         free(e->state[1]);
-        set_error(error, "optimizer: out of memory");
+        sdt_set_error(error, "optimizer: out of memory");
         return -1;
     }
     o->count++;
@@ -231,7 +220,7 @@ int sdt_optim_add(sdt_optimizer *o, const char *name, float *value, float *grad,
 int sdt_optim_add_table(sdt_optimizer *o, sdt_param_table *t, int group, char **error)
 {
     if (!t->allocated) {
-        set_error(error, "optimizer: table %s is not allocated", t->component);
+        sdt_set_error(error, "optimizer: table %s is not allocated", t->component);
         return -1;
     }
     for (size_t i = 0; i < t->count; i++) {
@@ -240,13 +229,13 @@ int sdt_optim_add_table(sdt_optimizer *o, sdt_param_table *t, int group, char **
             continue;
         if (p->value.dtype != SDT_F32 || p->grad.dtype != SDT_F32 || p->value.device != SDT_DEVICE_CPU ||
             p->grad.device != SDT_DEVICE_CPU || !p->value.data || !p->grad.data) {
-            set_error(error, "optimizer: %s.%s needs F32 host value and gradient", t->component, p->name);
+            sdt_set_error(error, "optimizer: %s.%s needs F32 host value and gradient", t->component, p->name);
             return -1;
         }
         size_t len = strlen(t->component) + strlen(p->name) + 2;
         char *name = malloc(len);
         if (!name) {
-            set_error(error, "optimizer: out of memory");
+            sdt_set_error(error, "optimizer: out of memory");
             return -1;
         }
         snprintf(name, len, "%s.%s", t->component, p->name);
@@ -262,7 +251,7 @@ int sdt_optim_add_table(sdt_optimizer *o, sdt_param_table *t, int group, char **
 int sdt_optim_set_lr(sdt_optimizer *o, int group, double lr, char **error)
 {
     if (group < 0 || group >= o->groups) {
-        set_error(error, "optimizer: no parameter group %d (of %d)", group, o->groups);
+        sdt_set_error(error, "optimizer: no parameter group %d (of %d)", group, o->groups);
         return -1;
     }
     o->lr[group] = lr;
@@ -335,7 +324,7 @@ int sdt_optim_step(sdt_optimizer *o, char **error)
 {
     for (int gi = 0; gi < o->groups; gi++)
         if (!isfinite(o->lr[gi]) || o->lr[gi] < 0.0) {
-            set_error(error, "optimizer: invalid learning rate %g for group %d", o->lr[gi], gi);
+            sdt_set_error(error, "optimizer: invalid learning rate %g for group %d", o->lr[gi], gi);
             return -1;
         }
     const int64_t step = o->step + 1;
@@ -407,7 +396,7 @@ int sdt_optim_state_list(const sdt_optimizer *o, sdt_optim_state *out, char **er
     out->names = malloc(chars ? chars : 1);
     if (!out->items || !out->names) {
         sdt_optim_state_free(out);
-        set_error(error, "optimizer: out of memory");
+        sdt_set_error(error, "optimizer: out of memory");
         return -1;
     }
     char *w = out->names;
@@ -442,14 +431,14 @@ int sdt_optim_state_set(sdt_optimizer *o, const char *name, const float *data, s
             if (strcmp(name + len + 1, state_name(o->cfg.kind, s)) != 0)
                 continue;
             if (count != e->count) {
-                set_error(error, "optimizer state %s: %zu values, expected %zu", name, count, e->count);
+                sdt_set_error(error, "optimizer state %s: %zu values, expected %zu", name, count, e->count);
                 return -1;
             }
             memcpy(e->state[s], data, count * sizeof(float));
             return 0;
         }
     }
-    set_error(error, "optimizer state %s: no such buffer for %s", name, sdt_optim_kind_name(o->cfg.kind));
+    sdt_set_error(error, "optimizer state %s: no such buffer for %s", name, sdt_optim_kind_name(o->cfg.kind));
     return -1;
 }
 
@@ -459,11 +448,11 @@ int sdt_optim_state_import(sdt_optimizer *o, const sdt_optim_state *s, int64_t s
     for (size_t i = 0; i < o->count; i++)
         expected += (size_t)entry_slots(o, &o->entries[i]);
     if (s->count != expected) {
-        set_error(error, "optimizer state: %zu buffers, expected %zu", s->count, expected);
+        sdt_set_error(error, "optimizer state: %zu buffers, expected %zu", s->count, expected);
         return -1;
     }
     if (step < 0) {
-        set_error(error, "optimizer state: negative step count %lld", (long long)step);
+        sdt_set_error(error, "optimizer state: negative step count %lld", (long long)step);
         return -1;
     }
     for (size_t i = 0; i < s->count; i++)

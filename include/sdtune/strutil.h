@@ -17,6 +17,9 @@ char *sdt_strdup(const char *s);
 char *sdt_strndup(const char *s, size_t n);
 char *sdt_format(const char *fmt, ...) SDT_PRINTF(1, 2);
 char *sdt_vformat(const char *fmt, va_list args);
+/* Replaces *error (freeing what it held) with the formatted message; does nothing when error is NULL.
+ * Returns -1, so library code can `return sdt_set_error(error, ...)`. */
+int sdt_set_error(char **error, const char *fmt, ...) SDT_PRINTF(2, 3);
 
 /* A growable, always NUL-terminated byte buffer. On allocation failure `failed` is set and later
  * appends do nothing, so callers check once at the end. */

@@ -42,6 +42,19 @@ char *sdt_format(const char *fmt, ...)
     return out;
 }
 
+int sdt_set_error(char **error, const char *fmt, ...)
+{
+    if (!error)
+        return -1;
+    va_list args;
+    va_start(args, fmt);
+    char *message = sdt_vformat(fmt, args);
+    va_end(args);
+    free(*error);
+    *error = message;
+    return -1;
+}
+
 void sdt_buf_init(sdt_buf *buf) { memset(buf, 0, sizeof *buf); }
 
 void sdt_buf_free(sdt_buf *buf)

@@ -7,24 +7,17 @@
 #include <string.h>
 
 #include "lr_schedule.h"
+#include "unit/check.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                                     \
-    do {                                                                                                     \
-        if (!(cond)) {                                                                                       \
-            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                                  \
-            fprintf(stderr, __VA_ARGS__);                                                                    \
-            fprintf(stderr, "\n");                                                                           \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
+/* One state for the whole file: the checks run from plain functions. */
+static test_state state;
+#define EXPECT(cond, ...) CHECK_MSG(&state, cond, __VA_ARGS__)
 
 static void test_reference(void)
 {
     json_error_t jerr;
     json_t *root = json_load_file("tests/data/train/lr_schedule_reference.json", 0, &jerr);
-    CHECK(root != NULL, "cannot read fixture: %s", jerr.text);
+    EXPECT(root != NULL, "cannot read fixture: %s", jerr.text);
     if (!root)
         return;
     json_t *list = json_object_get(root, "schedules");
@@ -35,7 +28,7 @@ static void test_reference(void)
         const char *name = json_string_value(json_object_get(c, "name"));
         char *error = NULL;
         sdt_lr_kind kind;
-        CHECK(sdt_lr_kind_parse(name, &kind, &error) == 0, "%s: %s", name, error ? error : "");
+        EXPECT(sdt_lr_kind_parse(name, &kind, &error) == 0, "%s: %s", name, error ? error : "");
         free(error);
         double base = json_real_value(json_object_get(c, "base_lr"));
         sdt_lr_schedule s;
@@ -45,7 +38,7 @@ static void test_reference(void)
         s.power = json_number_value(json_object_get(c, "power"));
         s.lr_end = json_number_value(json_object_get(c, "lr_end"));
         error = NULL;
-        CHECK(sdt_lr_schedule_check(&s, &error) == 0, "%s: %s", name, error ? error : "");
+        EXPECT(sdt_lr_schedule_check(&s, &error) == 0, "%s: %s", name, error ? error : "");
         free(error);
         json_t *lrs = json_object_get(c, "lrs");
         size_t step;
@@ -53,8 +46,8 @@ static void test_reference(void)
         json_array_foreach(lrs, step, v)
         {
             double want = json_number_value(v), got = sdt_lr_at(&s, base, (int64_t)step);
-            CHECK(fabs(got - want) <= 1e-12 * fabs(want) + 1e-300,
-                  "%s power %g step %zu: %.17g, expected %.17g", name, s.power, step, got, want);
+            EXPECT(fabs(got - want) <= 1e-12 * fabs(want) + 1e-300,
+                   "%s power %g step %zu: %.17g, expected %.17g", name, s.power, step, got, want);
         }
     }
     json_decref(root);
@@ -62,44 +55,44 @@ static void test_reference(void)
 
 static void test_helpers(void)
 {
-    CHECK(sdt_lr_resolve_warmup(0.0, 1000) == 0, "zero warmup");
-    CHECK(sdt_lr_resolve_warmup(0.1, 1000) == 100, "ratio warmup");
-    CHECK(sdt_lr_resolve_warmup(0.05, 333) == 16, "ratio truncates");
-    CHECK(sdt_lr_resolve_warmup(250.0, 1000) == 250, "step warmup");
+    EXPECT(sdt_lr_resolve_warmup(0.0, 1000) == 0, "zero warmup");
+    EXPECT(sdt_lr_resolve_warmup(0.1, 1000) == 100, "ratio warmup");
+    EXPECT(sdt_lr_resolve_warmup(0.05, 333) == 16, "ratio truncates");
+    EXPECT(sdt_lr_resolve_warmup(250.0, 1000) == 250, "step warmup");
 
     char *error = NULL;
     sdt_lr_kind kind;
-    CHECK(sdt_lr_kind_parse("", &kind, &error) == 0 && kind == SDT_LR_CONSTANT, "default is constant");
-    CHECK(sdt_lr_kind_parse("Cosine", &kind, &error) == 0 && kind == SDT_LR_COSINE, "case-insensitive");
-    CHECK(sdt_lr_kind_parse("inverse_sqrt", &kind, &error) != 0 && error &&
-              strstr(error, "not implemented yet") != NULL,
-          "inverse_sqrt: %s", error ? error : "(no message)");
+    EXPECT(sdt_lr_kind_parse("", &kind, &error) == 0 && kind == SDT_LR_CONSTANT, "default is constant");
+    EXPECT(sdt_lr_kind_parse("Cosine", &kind, &error) == 0 && kind == SDT_LR_COSINE, "case-insensitive");
+    EXPECT(sdt_lr_kind_parse("inverse_sqrt", &kind, &error) != 0 && error &&
+               strstr(error, "not implemented yet") != NULL,
+           "inverse_sqrt: %s", error ? error : "(no message)");
     free(error);
     error = NULL;
-    CHECK(sdt_lr_kind_parse("bogus", &kind, &error) != 0 && error && strstr(error, "unknown") != NULL,
-          "unknown scheduler");
+    EXPECT(sdt_lr_kind_parse("bogus", &kind, &error) != 0 && error && strstr(error, "unknown") != NULL,
+           "unknown scheduler");
     free(error);
     error = NULL;
 
     sdt_lr_schedule s;
     sdt_lr_schedule_default(&s, SDT_LR_POLYNOMIAL, 100, 1e-8);
-    CHECK(sdt_lr_schedule_check(&s, &error) != 0, "polynomial with lr_end above lr_init is refused");
+    EXPECT(sdt_lr_schedule_check(&s, &error) != 0, "polynomial with lr_end above lr_init is refused");
     free(error);
     error = NULL;
     /* Degenerate: no decay steps at all must not divide by zero. */
     sdt_lr_schedule_default(&s, SDT_LR_POLYNOMIAL, 10, 1e-3);
     s.warmup_steps = 10;
-    CHECK(isfinite(sdt_lr_factor(&s, 10)), "polynomial at warmup == total");
+    EXPECT(isfinite(sdt_lr_factor(&s, 10)), "polynomial at warmup == total");
     sdt_lr_schedule_default(&s, SDT_LR_LINEAR, 0, 1e-3);
-    CHECK(isfinite(sdt_lr_factor(&s, 0)) && isfinite(sdt_lr_factor(&s, 5)), "linear with no steps");
+    EXPECT(isfinite(sdt_lr_factor(&s, 0)) && isfinite(sdt_lr_factor(&s, 5)), "linear with no steps");
 }
 
 int main(void)
 {
     test_reference();
     test_helpers();
-    if (failures) {
-        fprintf(stderr, "%d failure(s)\n", failures);
+    if (state.failures) {
+        fprintf(stderr, "%d failure(s)\n", state.failures);
         return 1;
     }
     printf("lr_schedule: ok\n");

@@ -9,18 +9,11 @@
 #include <string.h>
 
 #include "optim.h"
+#include "unit/check.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                                     \
-    do {                                                                                                     \
-        if (!(cond)) {                                                                                       \
-            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                                  \
-            fprintf(stderr, __VA_ARGS__);                                                                    \
-            fprintf(stderr, "\n");                                                                           \
-            failures++;                                                                                      \
-        }                                                                                                    \
-    } while (0)
+/* One state for the whole file: the checks run from plain functions. */
+static test_state state;
+#define EXPECT(cond, ...) CHECK_MSG(&state, cond, __VA_ARGS__)
 
 #define MAXN 16
 
@@ -62,7 +55,7 @@ static void run_init(run *r, json_t *c)
     sdt_optim_config cfg;
     config_of(c, &cfg);
     char *error = NULL;
-    CHECK(sdt_optim_init(&r->opt, &cfg, 2, &error) == 0, "init: %s", error ? error : "");
+    EXPECT(sdt_optim_init(&r->opt, &cfg, 2, &error) == 0, "init: %s", error ? error : "");
     free(error);
     json_t *initial = json_object_get(c, "initial");
     for (int g = 0; g < 2; g++) {
@@ -70,9 +63,9 @@ static void run_init(run *r, json_t *c)
         r->n[g] = json_array_size(a);
         read_floats(a, r->value[g], r->n[g]);
         error = NULL;
-        CHECK(sdt_optim_add(&r->opt, g == 0 ? "unet.w" : "text_encoder.w", r->value[g], r->grad[g], r->n[g],
-                            g, &error) == 0,
-              "add: %s", error ? error : "");
+        EXPECT(sdt_optim_add(&r->opt, g == 0 ? "unet.w" : "text_encoder.w", r->value[g], r->grad[g], r->n[g],
+                             g, &error) == 0,
+               "add: %s", error ? error : "");
         free(error);
     }
 }
@@ -91,10 +84,10 @@ static void run_step(run *r, json_t *c, size_t s)
         double norm = 0;
         sdt_optim_clip_grad_norm(&r->opt, max_norm, &norm);
         double want = num(step, "norm", 0);
-        CHECK(fabs(norm - want) <= 1e-6 * want, "step %zu: norm %.9g, expected %.9g", s, norm, want);
+        EXPECT(fabs(norm - want) <= 1e-6 * want, "step %zu: norm %.9g, expected %.9g", s, norm, want);
     }
     char *error = NULL;
-    CHECK(sdt_optim_step(&r->opt, &error) == 0, "step: %s", error ? error : "");
+    EXPECT(sdt_optim_step(&r->opt, &error) == 0, "step: %s", error ? error : "");
     free(error);
 }
 
@@ -113,8 +106,8 @@ static void test_reference_case(json_t *c)
                 double want = json_number_value(json_array_get(json_array_get(params, (size_t)g), i));
                 double err = fabs((double)r->value[g][i] - want) / fmax(fabs(want), 1e-3);
                 worst = fmax(worst, err);
-                CHECK(err <= 1e-6, "%s step %zu group %d [%zu]: %.9g, expected %.9g", name, s, g, i,
-                      r->value[g][i], want);
+                EXPECT(err <= 1e-6, "%s step %zu group %d [%zu]: %.9g, expected %.9g", name, s, g, i,
+                       r->value[g][i], want);
             }
     }
     printf("%-20s worst relative error %.3g\n", name, worst);
@@ -138,7 +131,7 @@ static void test_resume(json_t *c, size_t cut)
     /* Save b's state into plain copies (what a checkpoint would hold), then restart it from scratch. */
     sdt_optim_state st;
     char *error = NULL;
-    CHECK(sdt_optim_state_list(&b->opt, &st, &error) == 0, "list: %s", error ? error : "");
+    EXPECT(sdt_optim_state_list(&b->opt, &st, &error) == 0, "list: %s", error ? error : "");
     int64_t step = b->opt.step;
     float *saved = malloc(sizeof(float) * 4 * MAXN);
     size_t off = 0;
@@ -157,21 +150,21 @@ static void test_resume(json_t *c, size_t cut)
         st.items[i].data = saved + off;
         off += st.items[i].count;
     }
-    CHECK(sdt_optim_state_import(&b->opt, &st, step, &error) == 0, "import: %s", error ? error : "");
+    EXPECT(sdt_optim_state_import(&b->opt, &st, step, &error) == 0, "import: %s", error ? error : "");
     free(error);
     for (size_t s = cut; s < total; s++) {
         run_step(a, c, s);
         run_step(b, c, s);
     }
-    CHECK(memcmp(a->value, b->value, sizeof a->value) == 0, "%s: resumed run differs", name);
+    EXPECT(memcmp(a->value, b->value, sizeof a->value) == 0, "%s: resumed run differs", name);
     sdt_optim_state sa, sb;
     sdt_optim_state_list(&a->opt, &sa, NULL);
     sdt_optim_state_list(&b->opt, &sb, NULL);
-    CHECK(sa.count == sb.count, "%s: state count", name);
+    EXPECT(sa.count == sb.count, "%s: state count", name);
     for (size_t i = 0; i < sa.count && i < sb.count; i++) {
-        CHECK(strcmp(sa.items[i].name, sb.items[i].name) == 0, "%s: state names", name);
-        CHECK(memcmp(sa.items[i].data, sb.items[i].data, sa.items[i].count * sizeof(float)) == 0,
-              "%s: state %s differs", name, sa.items[i].name);
+        EXPECT(strcmp(sa.items[i].name, sb.items[i].name) == 0, "%s: state names", name);
+        EXPECT(memcmp(sa.items[i].data, sb.items[i].data, sa.items[i].count * sizeof(float)) == 0,
+               "%s: state %s differs", name, sa.items[i].name);
     }
     sdt_optim_state_free(&sa);
     sdt_optim_state_free(&sb);
@@ -187,27 +180,27 @@ static void test_helpers(void)
 {
     sdt_optim_config cfg;
     char *error = NULL;
-    CHECK(sdt_optim_parse_name("", &cfg, &error) == 0 && cfg.kind == SDT_OPTIM_ADAMW, "default AdamW");
-    CHECK(sdt_optim_parse_name("lion", &cfg, &error) == 0 && cfg.kind == SDT_OPTIM_LION && cfg.beta2 == 0.99,
-          "Lion");
-    CHECK(sdt_optim_parse_name("SGDNesterov", &cfg, &error) == 0 && cfg.nesterov && cfg.momentum == 0.9,
-          "SGDNesterov");
+    EXPECT(sdt_optim_parse_name("", &cfg, &error) == 0 && cfg.kind == SDT_OPTIM_ADAMW, "default AdamW");
+    EXPECT(sdt_optim_parse_name("lion", &cfg, &error) == 0 && cfg.kind == SDT_OPTIM_LION && cfg.beta2 == 0.99,
+           "Lion");
+    EXPECT(sdt_optim_parse_name("SGDNesterov", &cfg, &error) == 0 && cfg.nesterov && cfg.momentum == 0.9,
+           "SGDNesterov");
     const char *later[] = {"AdamW8bit", "adafactor", "Prodigy"};
     for (int i = 0; i < 3; i++) {
-        CHECK(sdt_optim_parse_name(later[i], &cfg, &error) != 0 && error &&
-                  strstr(error, "is not implemented yet") != NULL,
-              "%s: %s", later[i], error ? error : "(no message)");
+        EXPECT(sdt_optim_parse_name(later[i], &cfg, &error) != 0 && error &&
+                   strstr(error, "is not implemented yet") != NULL,
+               "%s: %s", later[i], error ? error : "(no message)");
         free(error);
         error = NULL;
     }
-    CHECK(sdt_optim_parse_name("Nonsense", &cfg, &error) != 0 && error && strstr(error, "unknown"),
-          "unknown");
+    EXPECT(sdt_optim_parse_name("Nonsense", &cfg, &error) != 0 && error && strstr(error, "unknown"),
+           "unknown");
     free(error);
     error = NULL;
 
     sdt_optim_config_default(&cfg, SDT_OPTIM_SGD);
     cfg.nesterov = 1;
-    CHECK(sdt_optim_config_check(&cfg, &error) != 0, "Nesterov without momentum is refused");
+    EXPECT(sdt_optim_config_check(&cfg, &error) != 0, "Nesterov without momentum is refused");
     free(error);
     error = NULL;
 
@@ -215,24 +208,24 @@ static void test_helpers(void)
     sdt_optim_config_default(&cfg, SDT_OPTIM_ADAMW);
     sdt_optim_init(&o, &cfg, 1, NULL);
     float v[4] = {1, 2, 3, 4}, g[4] = {3, 0, 0, 4};
-    CHECK(sdt_optim_add(&o, "x", v, g, 4, 1, &error) != 0, "group out of range is refused");
+    EXPECT(sdt_optim_add(&o, "x", v, g, 4, 1, &error) != 0, "group out of range is refused");
     free(error);
     error = NULL;
     sdt_optim_add(&o, "x", v, g, 4, 0, NULL);
-    CHECK(sdt_optim_add(&o, "x", v, g, 4, 0, &error) != 0, "duplicate name is refused");
+    EXPECT(sdt_optim_add(&o, "x", v, g, 4, 0, &error) != 0, "duplicate name is refused");
     free(error);
     error = NULL;
     double norm = 0;
     sdt_optim_clip_grad_norm(&o, 10.0, &norm);
-    CHECK(norm == 5.0 && g[0] == 3.0f, "no clipping below the limit");
+    EXPECT(norm == 5.0 && g[0] == 3.0f, "no clipping below the limit");
     sdt_optim_scale_grads(&o, 0.5f);
-    CHECK(g[0] == 1.5f && g[3] == 2.0f, "scale");
+    EXPECT(g[0] == 1.5f && g[3] == 2.0f, "scale");
     sdt_optim_zero_grads(&o);
-    CHECK(g[0] == 0.0f && g[3] == 0.0f, "zero");
-    CHECK(sdt_optim_state_set(&o, "x.nothing", v, 4, &error) != 0, "unknown state buffer");
+    EXPECT(g[0] == 0.0f && g[3] == 0.0f, "zero");
+    EXPECT(sdt_optim_state_set(&o, "x.nothing", v, 4, &error) != 0, "unknown state buffer");
     free(error);
     error = NULL;
-    CHECK(sdt_optim_state_set(&o, "x.exp_avg", v, 3, &error) != 0, "state size mismatch");
+    EXPECT(sdt_optim_state_set(&o, "x.exp_avg", v, 3, &error) != 0, "state size mismatch");
     free(error);
     sdt_optim_free(&o);
 }
@@ -241,7 +234,7 @@ int main(void)
 {
     json_error_t jerr;
     json_t *root = json_load_file("tests/data/train/optim_reference.json", 0, &jerr);
-    CHECK(root != NULL, "cannot read fixture: %s", jerr.text);
+    EXPECT(root != NULL, "cannot read fixture: %s", jerr.text);
     if (root) {
         json_t *cases = json_object_get(root, "cases");
         for (size_t i = 0; i < json_array_size(cases); i++) {
@@ -251,8 +244,8 @@ int main(void)
         json_decref(root);
     }
     test_helpers();
-    if (failures) {
-        fprintf(stderr, "%d failure(s)\n", failures);
+    if (state.failures) {
+        fprintf(stderr, "%d failure(s)\n", state.failures);
         return 1;
     }
     printf("optim: ok\n");
