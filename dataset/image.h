@@ -66,6 +66,13 @@ int sdt_image_resize(const sdt_image *src, int width, int height, sdt_resize_fil
 int sdt_image_crop(const sdt_image *src, int left, int top, int width, int height, int flip, sdt_image *dst,
                    char **error);
 
+/* Writes 8-bit pixels [height, width, channels] (channels 3 = RGB, 4 = RGBA) as a PNG through libpng,
+ * with tEXt chunks from text_kv (n_text key, value pairs: 2 * n_text strings; Latin-1 keys of 1-79
+ * characters, UTF-8 values go in iTXt). Atomic (temporary file, fsync, rename). Returns 0, or -1 with
+ * *error set naming the file (caller frees). */
+int sdt_png_write(const char *path, const uint8_t *pixels, int width, int height, int channels,
+                  const char *const *text_kv, size_t n_text, char **error);
+
 #ifdef __cplusplus
 }
 #endif

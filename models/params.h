@@ -38,6 +38,9 @@ typedef struct sdt_param {
     int trainable;    /* gets a gradient tensor when the table is allocated */
     sdt_tensor value; /* bound by sdt_param_table_alloc */
     sdt_tensor grad;  /* bound when trainable; data NULL otherwise */
+    /* A low-rank adapter the layer functions apply on top of this weight (models/adapter.h); NULL: none.
+     * Owned by whoever attached it (train/lora.c), which detaches it before freeing. */
+    struct sdt_adapter *adapter;
 } sdt_param;
 
 typedef struct sdt_param_table {

@@ -305,7 +305,7 @@ int sdt_objective_sample_batch(const sdt_schedule *s, const sdt_noise_options *o
     }
 
     for (int b = 0; b < B; b++) {
-        if (prediction == SDT_PRED_V)
+        if (prediction == SDT_PREDICT_V)
             sdt_velocity(s, t_out[b], x0 + b * per, noise_out + b * per, per, target_out + b * per);
         else
             memcpy(target_out + b * per, noise_out + b * per, per * sizeof *target_out);

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arch.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -75,7 +77,7 @@ void sdt_noise_normalize_std(float *noise, size_t n);
 
 /* ---- per-step noise, timesteps and targets for a batch ---- */
 
-typedef enum sdt_prediction { SDT_PRED_EPSILON, SDT_PRED_V } sdt_prediction;
+/* sdt_prediction (epsilon or v) is the models' one, arch.h. */
 
 typedef struct sdt_noise_options {
     double noise_offset; /* 0 = off */

@@ -9,7 +9,7 @@
 
 void sdt_loss_options_default(sdt_loss_options *o)
 {
-    o->prediction = SDT_PRED_EPSILON;
+    o->prediction = SDT_PREDICT_EPSILON;
     o->loss_type = SDT_LOSS_L2;
     o->huber_schedule = SDT_HUBER_SNR;
     o->huber_c = 0.1;
@@ -22,9 +22,9 @@ void sdt_loss_options_default(sdt_loss_options *o)
 
 int sdt_loss_options_check(const sdt_loss_options *o, char *msg, size_t msg_size)
 {
-    if (o->scale_v_pred_loss_like_noise_pred && o->prediction != SDT_PRED_V)
+    if (o->scale_v_pred_loss_like_noise_pred && o->prediction != SDT_PREDICT_V)
         return sdt_objective_fail(msg, msg_size, "scale_v_pred_loss_like_noise_pred requires v-prediction");
-    if (o->v_pred_like_loss != 0.0 && o->prediction == SDT_PRED_V)
+    if (o->v_pred_like_loss != 0.0 && o->prediction == SDT_PREDICT_V)
         return sdt_objective_fail(msg, msg_size, "v_pred_like_loss cannot be used with v-prediction");
     if (!(o->min_snr_gamma >= 0.0) || !isfinite(o->min_snr_gamma))
         return sdt_objective_fail(msg, msg_size, "min_snr_gamma must be a finite number >= 0");
@@ -62,7 +62,7 @@ double sdt_huber_c(const sdt_schedule *s, const sdt_loss_options *o, int t)
 double sdt_loss_timestep_weight(const sdt_schedule *s, const sdt_loss_options *o, int t)
 {
     double snr = s->snr[t], w = 1.0;
-    bool v = o->prediction == SDT_PRED_V;
+    bool v = o->prediction == SDT_PREDICT_V;
     if (o->min_snr_gamma > 0.0) {
         double m = snr < o->min_snr_gamma ? snr : o->min_snr_gamma;
         w *= v ? m / (snr + 1.0) : m / snr;

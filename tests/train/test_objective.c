@@ -195,7 +195,7 @@ static void options_from_json(json_t *o, sdt_loss_options *lo)
         lo->huber_c = num(o, "huber_c");
     if (json_object_get(o, "huber_scale"))
         lo->huber_scale = num(o, "huber_scale");
-    lo->prediction = opt_bool(o, "v") ? SDT_PRED_V : SDT_PRED_EPSILON;
+    lo->prediction = opt_bool(o, "v") ? SDT_PREDICT_V : SDT_PREDICT_EPSILON;
     lo->min_snr_gamma = num(o, "min_snr_gamma");
     lo->scale_v_pred_loss_like_noise_pred = opt_bool(o, "scale_v_pred");
     lo->v_pred_like_loss = num(o, "v_pred_like");
@@ -370,7 +370,7 @@ static void test_sample_batch(test_state *t)
     /* Plain: target is the noise, noisy is add_noise, t within range. */
     o.min_timestep = 100, o.max_timestep = 200;
     sdt_rng_init(&r, 11, 0);
-    CHECK(t, sdt_objective_sample_batch(&s, &o, SDT_PRED_EPSILON, &r, x0, B, H, W, C, ts, noise, noisy,
+    CHECK(t, sdt_objective_sample_batch(&s, &o, SDT_PREDICT_EPSILON, &r, x0, B, H, W, C, ts, noise, noisy,
                                         target, msg, sizeof msg) == 0);
     CHECK(t, ts[0] >= 100 && ts[0] < 200 && ts[1] >= 100 && ts[1] < 200);
     CHECK(t, memcmp(noise, target, sizeof noise) == 0);
@@ -381,11 +381,11 @@ static void test_sample_batch(test_state *t)
     o.noise_offset = 0.1, o.adaptive_noise = true, o.adaptive_noise_scale = 0.05;
     o.multires_noise_iterations = 6, o.ip_noise_gamma = 0.1, o.ip_noise_gamma_random_strength = true;
     sdt_rng_init(&r, 11, 0);
-    CHECK(t, sdt_objective_sample_batch(&s, &o, SDT_PRED_V, &r, x0, B, H, W, C, ts, noise, noisy, target, msg,
+    CHECK(t, sdt_objective_sample_batch(&s, &o, SDT_PREDICT_V, &r, x0, B, H, W, C, ts, noise, noisy, target, msg,
                                         sizeof msg) == 0);
     memcpy(ref, target, sizeof ref);
     sdt_rng_init(&r, 11, 0);
-    sdt_objective_sample_batch(&s, &o, SDT_PRED_V, &r, x0, B, H, W, C, ts, noise, noisy, target, msg,
+    sdt_objective_sample_batch(&s, &o, SDT_PREDICT_V, &r, x0, B, H, W, C, ts, noise, noisy, target, msg,
                                sizeof msg);
     CHECK(t, memcmp(ref, target, sizeof ref) == 0);
     double m = 0, v = 0;
@@ -403,7 +403,7 @@ static void test_sample_batch(test_state *t)
 
     /* Bad options are refused with a message. */
     o.adaptive_noise = true, o.noise_offset = 0;
-    CHECK(t, sdt_objective_sample_batch(&s, &o, SDT_PRED_V, &r, x0, B, H, W, C, ts, noise, noisy, target, msg,
+    CHECK(t, sdt_objective_sample_batch(&s, &o, SDT_PREDICT_V, &r, x0, B, H, W, C, ts, noise, noisy, target, msg,
                                         sizeof msg) == -1);
     CHECK(t, strstr(msg, "noise_offset") != NULL);
     sdt_noise_options_default(&o);
@@ -415,7 +415,7 @@ static void test_sample_batch(test_state *t)
     CHECK(t, sdt_loss_options_check(&lo, msg, sizeof msg) == -1);
     CHECK(t, strstr(msg, "v-prediction") != NULL);
     sdt_loss_options_default(&lo);
-    lo.prediction = SDT_PRED_V, lo.v_pred_like_loss = 0.1;
+    lo.prediction = SDT_PREDICT_V, lo.v_pred_like_loss = 0.1;
     CHECK(t, sdt_loss_options_check(&lo, msg, sizeof msg) == -1);
 }
 
