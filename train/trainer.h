@@ -1,0 +1,47 @@
+/* A training run: the config in, the trained LoRA / model, samples, states and events out. The process
+ * side (argument parsing, the event sink, the command reader, signals) is engine/cli_train.c; everything
+ * here is library code that reports through callbacks and returns a status. See docs/training.md. */
+#ifndef SDTUNE_TRAIN_TRAINER_H
+#define SDTUNE_TRAIN_TRAINER_H
+
+#include "run_control.h"
+#include "sdtune/config.h"
+#include "sdtune/protocol.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Receives every event of the run, in order (progress, log, phase, sample, checkpoint, memory, done,
+ * error, config_error). Called on the training thread. */
+typedef void (*sdt_train_emit_fn)(void *ctx, const sdt_event *ev);
+
+typedef struct sdt_train_options {
+    const sdt_config *cfg;   /* resolved: no "builtin:" names left (train/demo.h resolves them) */
+    const char *config_path; /* for messages and the resolved-config copy; may be NULL */
+    int threads;             /* CPU threads; 0 = the config's cpu_threads, else all cores */
+    sdt_train_emit_fn emit;
+    void *emit_ctx;
+    sdt_run_control *control; /* polled between steps; NULL = nobody controls the run */
+    /* Called once output_dir exists and before anything is written there, so the caller can open the
+     * journal (<output_dir>/<output_name>.events.jsonl). May be NULL. Returns 0, or -1 with *error set to
+     * fail the run. */
+    int (*outputs_ready)(void *ctx, const char *output_dir, const char *output_name, char **error);
+    void *outputs_ready_ctx;
+} sdt_train_options;
+
+/* How a run ended; also the engine's exit code (docs/protocol.md). */
+typedef enum sdt_train_result {
+    SDT_TRAIN_DONE = 0,         /* finished, or stopped on request after saving */
+    SDT_TRAIN_FAILED = 1,       /* an error (reported as an `error` event and in *error) */
+    SDT_TRAIN_CONFIG_ERROR = 2, /* the config cannot be trained (config_error events) */
+    SDT_TRAIN_ABORTED = 3,      /* abort requested: left without saving */
+} sdt_train_result;
+
+/* Runs the whole training described by cfg. *error (caller frees) is set when the result is not DONE. */
+sdt_train_result sdt_train_run(const sdt_train_options *o, char **error);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
