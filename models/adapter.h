@@ -14,7 +14,12 @@
  * Dropout masks are drawn from a counter-based generator keyed by (seed, the adapter's index, the
  * element), so the backward regenerates exactly the forward's mask without saving it and a resumed run
  * draws the same masks. The owner (train/lora.c) sets `seed` before every training step and clears
- * `training` for inference (sampling), which disables every dropout. */
+ * `training` for inference (sampling), which disables every dropout.
+ *
+ * A conv adapter's down has the base kernel's size (a 1x1 base conv gets a [R, 1, 1, C] down); its output
+ * grid must be the base output's. down(x) is recomputed in the backward, not saved, so a checkpointed
+ * block's recomputation costs one more rank-R product and no memory. The masks are built on the host (on
+ * a GPU the [..., R] tensor makes a round trip). */
 #ifndef SDTUNE_MODELS_ADAPTER_H
 #define SDTUNE_MODELS_ADAPTER_H
 
@@ -60,7 +65,7 @@ int sdt_adapter_conv_fwd(sdt_engine *e, const sdt_adapter *a, sdt_tensor *out, c
 int sdt_adapter_conv_bwd(sdt_engine *e, const sdt_adapter *a, sdt_tensor *dinp, const sdt_tensor *dout,
                          const sdt_tensor *inp, const sdt_conv2d_params *p);
 
-/* The weight change the adapter stands for, in the base weight's engine layout, F32:
+/* The weight change the adapter stands for (no dropout), in the base weight's engine layout, F32:
  * linear [OC, C] = multiplier * scale * up @ down; conv [OC, KH, KW, C] likewise per tap. delta is
  * allocated by the caller with the base weight's shape. Used to merge a LoRA into a model and by the
  * tests. */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "adapter.h"
 #include "layers.h"
 #include "sdtune/strutil.h"
 
@@ -112,7 +113,9 @@ int sdt_linear_fwd(sdt_engine *e, const sdt_linear *l, sdt_tensor *out, const sd
     shape[inp->ndim - 1] = l->weight->value.shape[0];
     if (sdt_act_alloc(e, out, inp->dtype, inp->ndim, shape) != 0)
         return -1;
-    if (sdt_linear_forward(e, out, inp, &l->weight->value, value_of(l->bias)) != 0) {
+    const sdt_adapter *adapter = l->weight->adapter;
+    if (sdt_linear_forward(e, out, inp, &l->weight->value, value_of(l->bias)) != 0 ||
+        (adapter && sdt_adapter_linear_fwd(e, adapter, out, inp) != 0)) {
         sdt_act_free(e, out);
         return -1;
     }
@@ -123,6 +126,10 @@ int sdt_linear_bwd(sdt_engine *e, const sdt_linear *l, sdt_tensor *dinp, const s
                    const sdt_tensor *inp)
 {
     sdt_tensor *dw = grad_of(l->weight), *db = grad_of(l->bias);
+    /* The adapter's own gradients and its share of dinp; the frozen base weight still passes dinp on. */
+    const sdt_adapter *adapter = l->weight->adapter;
+    if (adapter && sdt_adapter_linear_bwd(e, adapter, dinp, dout, inp) != 0)
+        return -1;
     if (!dinp && !dw && !db)
         return 0;
     return sdt_linear_backward(e, dinp, dw, db, dout, inp, &l->weight->value);
@@ -149,7 +156,9 @@ int sdt_conv_fwd(sdt_engine *e, const sdt_conv *c, sdt_tensor *out, const sdt_te
     int64_t ow = (inp->shape[2] + c->p.pad_left + c->p.pad_right - w[2]) / c->p.stride + 1;
     if (sdt_act_alloc(e, out, inp->dtype, 4, SDT_SHAPE(inp->shape[0], oh, ow, w[0])) != 0)
         return -1;
-    if (sdt_conv2d_forward(e, out, inp, &c->weight->value, value_of(c->bias), &c->p) != 0) {
+    const sdt_adapter *adapter = c->weight->adapter;
+    if (sdt_conv2d_forward(e, out, inp, &c->weight->value, value_of(c->bias), &c->p) != 0 ||
+        (adapter && sdt_adapter_conv_fwd(e, adapter, out, inp, &c->p) != 0)) {
         sdt_act_free(e, out);
         return -1;
     }
@@ -160,6 +169,9 @@ int sdt_conv_bwd(sdt_engine *e, const sdt_conv *c, sdt_tensor *dinp, const sdt_t
                  const sdt_tensor *inp)
 {
     sdt_tensor *dw = grad_of(c->weight), *db = grad_of(c->bias);
+    const sdt_adapter *adapter = c->weight->adapter;
+    if (adapter && sdt_adapter_conv_bwd(e, adapter, dinp, dout, inp, &c->p) != 0)
+        return -1;
     if (!dinp && !dw && !db)
         return 0;
     return sdt_conv2d_backward(e, dinp, dw, db, dout, inp, &c->weight->value, &c->p);
