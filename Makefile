@@ -56,7 +56,8 @@ regen: build
 
 # A longer fuzzing session by hand, each fuzzer for FUZZ_SECONDS: make fuzz FUZZ_SECONDS=600
 fuzz: build-sanitize
-	mkdir -p $(SANITIZE_DIR)/fuzz-corpus $(SANITIZE_DIR)/fuzz-corpus-safetensors $(SANITIZE_DIR)/fuzz-corpus-checkpoint $(SANITIZE_DIR)/fuzz-corpus-image
+	mkdir -p $(SANITIZE_DIR)/fuzz-corpus $(SANITIZE_DIR)/fuzz-corpus-safetensors $(SANITIZE_DIR)/fuzz-corpus-checkpoint $(SANITIZE_DIR)/fuzz-corpus-image \
+	    $(SANITIZE_DIR)/fuzz-corpus-protocol
 	$(SANITIZE_DIR)/bin/fuzz_config_load -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    $(SANITIZE_DIR)/fuzz-corpus tests/fuzz/corpus
 	$(SANITIZE_DIR)/bin/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
@@ -65,6 +66,8 @@ fuzz: build-sanitize
 	    -max_len=32768 $(SANITIZE_DIR)/fuzz-corpus-checkpoint tests/fuzz/corpus_checkpoint
 	$(SANITIZE_DIR)/bin/fuzz_image -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    -max_len=8192 $(SANITIZE_DIR)/fuzz-corpus-image tests/fuzz/corpus_image
+	$(SANITIZE_DIR)/bin/fuzz_protocol -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -max_len=8192 $(SANITIZE_DIR)/fuzz-corpus-protocol tests/fuzz/corpus_protocol
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cpp' '*.cu')

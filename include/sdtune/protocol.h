@@ -71,10 +71,10 @@ typedef struct sdt_event {
     struct {
         int64_t step, total_steps; /* optimizer steps done / planned (whole run) */
         int64_t epoch, total_epochs;
-        double loss, loss_avg;  /* this step's and the moving average (kohya avr_loss); NaN -> null */
-        double lr;              /* first group's learning rate */
+        double loss, loss_avg; /* this step's and the moving average (kohya avr_loss); NaN -> null */
+        double lr;             /* first group's learning rate */
         double samples_per_s;
-        double eta_s;           /* whole run; < 0 unknown -> null */
+        double eta_s; /* whole run; < 0 unknown -> null */
     } progress;
     struct {
         int64_t used, peak, total; /* bytes */
@@ -106,13 +106,23 @@ typedef struct sdt_event {
         char *command; /* the command's "t" */
         char *id;      /* echoed from the command; NULL when it had none */
     } ack;
+    struct {
+        char *id; /* echoed from the ping; NULL when it had none */
+    } pong;
 } sdt_event;
 
-const char *sdt_event_type_name(sdt_event_type t); /* "hello", "config_error", ... */
-const char *sdt_phase_name(sdt_phase p);           /* "loading", ... */
-const char *sdt_log_level_name(sdt_log_level l);   /* "debug", "info", "warning", "error" */
+const char *sdt_event_type_name(sdt_event_type t);           /* "hello", "config_error", ... */
+const char *sdt_phase_name(sdt_phase p);                     /* "loading", ... */
+const char *sdt_log_level_name(sdt_log_level l);             /* "debug", "info", "warning", "error" */
+const char *sdt_memory_kind_name(sdt_memory_kind k);         /* "vram", "ram" */
+const char *sdt_checkpoint_kind_name(sdt_checkpoint_kind k); /* "model", "state", "removed" */
+/* The inverse lookups: 0 and *out set, or -1 for an unknown name. */
+int sdt_event_type_from_name(const char *name, sdt_event_type *out);
 
-/* One line of JSON (with the trailing '\n') for ev. Returns 0, or -1 with *error set (caller frees). */
+/* One line of JSON (with the trailing '\n') for ev: "t" first, "v" on hello, "time" (omitted when 0), then
+ * the type's fields in the order of docs/protocol.md. Non-finite numbers (and eta_s < 0) become null; an
+ * optional field that is unset (NULL string, 0 byte total) is left out. Strings that are not valid UTF-8
+ * get U+FFFD for each bad byte. Returns 0, or -1 with *error set (caller frees). */
 int sdt_event_encode(const sdt_event *ev, char **line, char **error);
 /* Parses one line (with or without its '\n'); unknown fields are ignored (forward compatible), missing
  * required ones and wrong types are errors naming the field. On error *out is cleared. */
@@ -138,6 +148,7 @@ typedef struct sdt_command {
 } sdt_command;
 
 const char *sdt_command_type_name(sdt_command_type t);
+int sdt_command_type_from_name(const char *name, sdt_command_type *out); /* 0, or -1 when unknown */
 int sdt_command_encode(const sdt_command *c, char **line, char **error);
 /* Never crashes on any input: bad JSON, a non-object, a missing or unknown "t", a wrong type all return -1
  * with a message naming the problem (the engine answers with an `error` event). */
