@@ -79,8 +79,19 @@ typedef enum sdt_impl {
     SDT_IMPL_DONE,    /* the engine honours it */
 } sdt_impl;
 
-/* Model families and training types, the two settings other defaults depend on. */
-typedef enum sdt_family { SDT_FAMILY_SD1, SDT_FAMILY_SD2, SDT_FAMILY_SDXL, SDT_FAMILY_COUNT } sdt_family;
+/* Model families and training types, the two settings other defaults depend on. SDT_FAMILY_COUNT counts
+ * the values of model_family; SDT_FAMILY_DEMO is not one of them: the defaults follow it when
+ * pretrained_model_name_or_path is the built-in demo model "builtin:tiny-sd15" (docs/demo.md), so the same
+ * config pointed at a real checkpoint gets that family's defaults without other edits. */
+typedef enum sdt_family {
+    SDT_FAMILY_SD1,
+    SDT_FAMILY_SD2,
+    SDT_FAMILY_SDXL,
+    SDT_FAMILY_COUNT,
+    SDT_FAMILY_DEMO = SDT_FAMILY_COUNT, /* "tiny-sd15" */
+} sdt_family;
+/* The model path that selects SDT_FAMILY_DEMO. */
+#define SDT_DEMO_MODEL_NAME "builtin:tiny-sd15"
 typedef enum sdt_training {
     SDT_TRAIN_LORA,
     SDT_TRAIN_DREAMBOOTH,
@@ -130,6 +141,7 @@ typedef struct sdt_setting {
     const char *kohya_aliases; /* space-separated names kohya (sd-scripts or the kohya_ss GUI) uses */
     sdt_impl impl;
     unsigned flags;
+    const char *template_text; /* the value config.toml starts with when not the default; NULL = default */
 } sdt_setting;
 
 /* The table. Index i of these is the setting's id everywhere (config values, TUI fields). */
@@ -142,7 +154,7 @@ const char *sdt_type_name(sdt_type type);           /* "bool", "int", ... */
 /* One line saying when a setting is relevant ("when training_type = lora"); "" for SDT_REL_ALWAYS. */
 const char *sdt_relevance_text(sdt_relevance relevance);
 
-const char *sdt_family_name(sdt_family family);       /* "sd1", "sd2", "sdxl": values of model_family */
+const char *sdt_family_name(sdt_family family); /* "sd1", "sd2", "sdxl" (model_family), "tiny-sd15" (demo) */
 const char *sdt_training_name(sdt_training training); /* "lora", ...: values of training_type */
 
 /* Lookups; -1 when absent. */

@@ -55,6 +55,12 @@ static int refresh_defaults(sdt_config *cfg)
     const sdt_value *fam = cfg->is_set[family_idx] ? &cfg->values[family_idx] : &fallback_family;
     const sdt_value *tr = cfg->is_set[training_idx] ? &cfg->values[training_idx] : &fallback_training;
     int family = (int)family_from_name(fam->s ? fam->s : "");
+    /* The model path has a static default too; the built-in demo model brings the demo's defaults. */
+    int model_idx = sdt_schema_find("pretrained_model_name_or_path");
+    assert(model_idx >= 0);
+    const char *model = cfg->is_set[model_idx] ? cfg->values[model_idx].s : settings[model_idx].default_text;
+    if (model && strcmp(model, SDT_DEMO_MODEL_NAME) == 0)
+        family = SDT_FAMILY_DEMO;
     int training = (int)training_from_name(tr->s ? tr->s : "");
     if (family == cfg->defaults_family && training == cfg->defaults_training)
         return 0;
@@ -102,8 +108,25 @@ sdt_config *sdt_config_new_template(void)
     if (!cfg)
         return NULL;
     const sdt_setting *settings = sdt_schema_settings();
+    /* Template texts first (the model path picks the family), then the defaults they imply. */
+    for (size_t k = 0; k < cfg->count; k++) {
+        if (!(settings[k].flags & SDT_FLAG_TEMPLATE) || !settings[k].template_text)
+            continue;
+        sdt_value value;
+        char *error = NULL;
+        int rc = sdt_value_parse_text(&settings[k], settings[k].template_text, &value, &error);
+        free(error);
+        if (rc == 0) {
+            rc = sdt_config_set_value(cfg, (int)k, &value);
+            sdt_value_free(&value);
+        }
+        if (rc != 0) {
+            sdt_config_free(cfg);
+            return NULL;
+        }
+    }
     for (size_t k = 0; k < cfg->count; k++)
-        if ((settings[k].flags & SDT_FLAG_TEMPLATE) &&
+        if ((settings[k].flags & SDT_FLAG_TEMPLATE) && !settings[k].template_text &&
             sdt_config_set_value(cfg, (int)k, &cfg->defaults[k]) != 0) {
             sdt_config_free(cfg);
             return NULL;
@@ -201,6 +224,8 @@ const char *sdt_config_str(const sdt_config *cfg, const char *key)
 
 sdt_family sdt_config_family(const sdt_config *cfg)
 {
+    if (strcmp(sdt_config_str(cfg, "pretrained_model_name_or_path"), SDT_DEMO_MODEL_NAME) == 0)
+        return SDT_FAMILY_DEMO;
     return family_from_name(sdt_config_str(cfg, "model_family"));
 }
 

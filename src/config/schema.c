@@ -47,12 +47,12 @@ static const char *const relevance_texts[SDT_REL_COUNT] = {
     [SDT_REL_TEXT_ENCODER] = "when the text encoder is trained",
 };
 
-static const char *const family_names[SDT_FAMILY_COUNT] = {"sd1", "sd2", "sdxl"};
+static const char *const family_names[SDT_FAMILY_COUNT + 1] = {"sd1", "sd2", "sdxl", "tiny-sd15"};
 static const char *const training_names[SDT_TRAIN_COUNT] = {"lora", "dreambooth", "finetune"};
 
 const char *sdt_family_name(sdt_family family)
 {
-    return (unsigned)family < SDT_FAMILY_COUNT ? family_names[family] : "?";
+    return (unsigned)family <= SDT_FAMILY_DEMO ? family_names[family] : "?";
 }
 
 const char *sdt_training_name(sdt_training training)
