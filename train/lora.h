@@ -24,10 +24,10 @@ typedef struct sdt_lora_options {
     float dropout;       /* network_dropout */
     float rank_dropout;
     float module_dropout;
-    int unet;          /* create modules for the UNet */
-    int text_encoder;  /* create modules for the text encoder(s) */
-    float multiplier;  /* 1 */
-    uint64_t seed;     /* initialisation of lora_down (kaiming-uniform a = sqrt(5)) */
+    int unet;         /* create modules for the UNet */
+    int text_encoder; /* create modules for the text encoder(s) */
+    float multiplier; /* 1 */
+    uint64_t seed;    /* initialisation of lora_down (kaiming-uniform a = sqrt(5)) */
 } sdt_lora_options;
 
 /* kohya's defaults: dim 4, alpha 1, conv off, no dropout, UNet and text encoder, multiplier 1. */
@@ -38,10 +38,15 @@ typedef struct sdt_lora_module {
     int component;     /* SDT_COMPONENT_UNET or SDT_COMPONENT_TEXT_ENCODER */
     sdt_param *target; /* the wrapped weight in the model's table */
     sdt_adapter adapter;
-    float alpha;      /* as saved (the ".alpha" tensor) */
-    int conv_kernel;  /* 0: linear target; 1: 1x1 conv in the file (SD1 proj_in/proj_out); 3: 3x3 conv */
+    float alpha;     /* as saved (the ".alpha" tensor) */
+    int conv_kernel; /* 0: linear target; 1: 1x1 conv in the file (SD1 proj_in/proj_out); 3: 3x3 conv */
     int64_t in_features, out_features;
 } sdt_lora_module;
+
+/* The shapes of a module's tensors in a kohya file: down [R, C] (linear) or [R, C, K, K] (1x1 and 3x3
+ * convs), up [OC, R] or [OC, R, 1, 1]. Return the number of dimensions. */
+int sdt_lora_file_down_shape(const sdt_lora_module *m, int64_t shape[4]);
+int sdt_lora_file_up_shape(const sdt_lora_module *m, int64_t shape[4]);
 
 typedef struct sdt_lora_network {
     sdt_lora_module *modules; /* UNet modules first, then text encoder ones, in the model's table order */
@@ -57,6 +62,10 @@ typedef struct sdt_lora_network {
  * is attached. */
 int sdt_lora_create(sdt_engine *e, sdt_model *m, const sdt_lora_options *o, sdt_lora_network *net,
                     char **error);
+/* The modules sdt_lora_create would make for m, from its tables alone (no values needed): names, targets,
+ * ranks, alphas, kernels, features and the adapters' shapes, with no storage (tensor data NULL) and nothing
+ * attached. For listings and tests; free with sdt_lora_free(NULL, net). */
+int sdt_lora_plan(const sdt_model *m, const sdt_lora_options *o, sdt_lora_network *net, char **error);
 /* Detaches the modules from the model and frees them. Safe on a zeroed struct. */
 void sdt_lora_free(sdt_engine *e, sdt_lora_network *net);
 
@@ -102,13 +111,13 @@ int sdt_lora_save(sdt_engine *e, const sdt_lora_network *net, const char *path, 
 
 /* What a run knows that the ss_* metadata reports and the config does not. Strings may be NULL. */
 typedef struct sdt_lora_run_info {
-    const char *session_id;      /* random per run */
-    int64_t training_started_at; /* unix seconds */
+    const char *session_id;       /* random per run */
+    int64_t training_started_at;  /* unix seconds */
     int64_t training_finished_at; /* 0: not finished (intermediate saves) */
     int64_t num_train_images, num_reg_images, num_batches_per_epoch, num_epochs;
     int64_t epoch, steps, max_train_steps, lr_warmup_steps;
-    const char *base_model_name;    /* the checkpoint's file name without folder and extension */
-    const char *dataset_dirs_json;  /* {"<dir>": {"n_repeats": N, "img_count": N}} */
+    const char *base_model_name;   /* the checkpoint's file name without folder and extension */
+    const char *dataset_dirs_json; /* {"<dir>": {"n_repeats": N, "img_count": N}} */
     const char *reg_dataset_dirs_json;
     const char *tag_frequency_json; /* {"<dir>": {"tag": count}} */
     const char *bucket_info_json;   /* {"buckets": {...}, "mean_img_ar_error": x} */
@@ -119,8 +128,8 @@ typedef struct sdt_lora_run_info {
 /* Fills kohya's ss_* and modelspec.* metadata for a LoRA trained with cfg (kohya_inventory §6.5), honouring
  * no_metadata. Returns 0, or -1 with *error set. */
 struct sdt_config;
-int sdt_lora_metadata(const struct sdt_config *cfg, const sdt_lora_network *net, const sdt_lora_run_info *info,
-                      sdt_kv_list *out, char **error);
+int sdt_lora_metadata(const struct sdt_config *cfg, const sdt_lora_network *net,
+                      const sdt_lora_run_info *info, sdt_kv_list *out, char **error);
 
 #ifdef __cplusplus
 }
