@@ -5,8 +5,11 @@
 #define SDTUNE_TRAIN_TRAINER_H
 
 #include "run_control.h"
-#include "sdtune/config.h"
 #include "sdtune/protocol.h"
+
+/* The config (sdtune/config.h). Declared, not included, so that the trainer's own files can include this
+ * header beside the model headers (models/model_config.h and sdtune/schema.h both name the families). */
+typedef struct sdt_config sdt_config;
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,6 +31,12 @@ typedef struct sdt_train_options {
      * fail the run. */
     int (*outputs_ready)(void *ctx, const char *output_dir, const char *output_name, char **error);
     void *outputs_ready_ctx;
+    /* For the guards' tests: the optimizer steps inject_nan_step .. inject_nan_step + inject_nan_count - 1
+     * (1-based, counted over attempts, so a skipped step counts) see a NaN loss, or with inject_nan_grad
+     * a NaN gradient. 0: never. */
+    int64_t inject_nan_step;
+    int inject_nan_count;
+    int inject_nan_grad;
 } sdt_train_options;
 
 /* How a run ended; also the engine's exit code (docs/protocol.md). */

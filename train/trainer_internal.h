@@ -1,0 +1,147 @@
+/* What the parts of a training run share (trainer*.c, train_state.c): the run's context. Not a public
+ * interface; see trainer.h for the entry point and docs/training.md, "Training loop". */
+#ifndef SDTUNE_TRAIN_TRAINER_INTERNAL_H
+#define SDTUNE_TRAIN_TRAINER_INTERNAL_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "checkpoint.h"
+#include "clip_text.h"
+#include "latent_cache.h"
+#include "lora.h"
+#include "lr_schedule.h"
+#include "objective.h"
+#include "optim.h"
+#include "sdtune/strutil.h"
+#include "text_cache.h"
+#include "tokenizer.h"
+#include "trainer.h"
+#include "trainer_config.h"
+#include "trainer_data.h"
+#include "unet.h"
+#include "vae.h"
+
+/* kohya's LossRecorder: the per-step losses of one epoch's worth of optimizer steps; the first epoch
+ * appends, later epochs replace the value at the same index. */
+typedef struct sdt_loss_recorder {
+    double *values; /* [capacity] */
+    size_t count, capacity;
+    double sum;
+} sdt_loss_recorder;
+
+int sdt_loss_recorder_init(sdt_loss_recorder *r, size_t capacity);
+void sdt_loss_recorder_free(sdt_loss_recorder *r);
+void sdt_loss_recorder_add(sdt_loss_recorder *r, int first_epoch, size_t index, double loss);
+double sdt_loss_recorder_average(const sdt_loss_recorder *r);
+
+typedef struct sdt_trainer {
+    const sdt_train_options *o;
+    const sdt_config *cfg;
+    sdt_train_settings s;
+    char *output_dir, *output_name;
+
+    /* models */
+    sdt_engine *e;
+    sdt_model model;
+    sdt_unet *unet;
+    sdt_clip_text *text_encoder;
+    sdt_vae *vae;
+    sdt_tokenizer *tokenizer;
+    sdt_prediction prediction;
+    int clip_skip, max_token_length;
+
+    /* what trains */
+    sdt_train_kind training_type;
+    int train_unet, train_text_encoder; /* the text encoder trains (LoRA modules or its weights) */
+    int64_t stop_text_encoder_step;     /* DreamBooth: the text encoder freezes after this step (0: never) */
+    int has_lora;
+    sdt_lora_network lora;
+    void **full_grads; /* DreamBooth / fine-tune: gradient buffers the trainer attached to the UNet table */
+    size_t full_grad_count;
+
+    /* data */
+    sdt_train_data data;
+    sdt_batch batch;
+    sdt_latent_cache *latents;
+    sdt_text_cache *texts;
+    int cache_text; /* text-encoder outputs come from the cache */
+
+    /* objective and optimizer */
+    sdt_schedule schedule;
+    sdt_noise_options noise;
+    sdt_loss_options loss;
+    double prior_loss_weight;
+    sdt_optimizer optim;
+    int unet_group, text_encoder_group; /* -1 when that part has no group */
+    double unet_lr, text_encoder_lr;
+    sdt_lr_schedule lr_schedule;
+    double max_grad_norm;
+    int accumulation;
+
+    /* where the run stands (saved in a state) */
+    uint64_t seed;
+    sdt_rng rng; /* noise and timesteps */
+    sdt_epoch_cursor cursor;
+    int64_t total_steps, global_step;
+    int total_epochs, steps_per_epoch;
+    sdt_loss_recorder recorder;
+    double epoch_loss_sum;
+    int64_t epoch_loss_steps;
+    int64_t skipped_steps, skipped_in_row;
+
+    /* reporting */
+    double run_started;   /* monotonic seconds */
+    double steps_seconds; /* time spent in optimizer steps of this process */
+    int64_t steps_timed;
+    int64_t training_started_at; /* unix seconds */
+    char session_id[33];
+    struct sdt_tb_writer *tensorboard; /* NULL without logging_dir */
+    char **outputs;
+    size_t output_count, output_capacity;
+} sdt_trainer;
+
+/* ---- events (trainer.c) ---- */
+void sdt_trainer_log(sdt_trainer *t, sdt_log_level level, const char *fmt, ...) SDT_PRINTF(3, 4);
+void sdt_trainer_phase(sdt_trainer *t, sdt_phase phase);
+void sdt_trainer_checkpoint(sdt_trainer *t, const char *path, sdt_checkpoint_kind kind);
+int sdt_trainer_add_output(sdt_trainer *t, const char *path);
+void sdt_trainer_remove_output(sdt_trainer *t, const char *path);
+double sdt_trainer_now(void);
+
+/* ---- setup (trainer_setup.c) ---- */
+int sdt_trainer_setup_models(sdt_trainer *t, char **error);
+int sdt_trainer_setup_data(sdt_trainer *t, char **error);
+int sdt_trainer_setup_training(sdt_trainer *t, char **error);
+int sdt_trainer_setup_caches(sdt_trainer *t, char **error);
+void sdt_trainer_teardown(sdt_trainer *t);
+
+/* ---- one optimizer step (trainer_step.c) ---- */
+typedef enum sdt_step_outcome {
+    SDT_STEP_TAKEN,   /* the optimizer updated the weights */
+    SDT_STEP_SKIPPED, /* a non-finite loss or gradient norm: nothing changed (nan_policy skip) */
+    SDT_STEP_FAILED,  /* an error, or a non-finite value under nan_policy stop (*error says which) */
+} sdt_step_outcome;
+/* Runs the micro-batches of one optimizer step from the cursor; *loss gets their mean loss. */
+sdt_step_outcome sdt_trainer_step(sdt_trainer *t, double *loss, char **error);
+
+/* ---- saving (trainer_save.c) ---- */
+typedef enum sdt_save_kind { SDT_SAVE_EPOCH, SDT_SAVE_STEP, SDT_SAVE_FINAL } sdt_save_kind;
+/* The model (LoRA or whole checkpoint) under the kind's name, then the rotation. */
+int sdt_trainer_save_model(sdt_trainer *t, sdt_save_kind kind, int number, char **error);
+/* A resumable state folder under the kind's name, then the rotation of state folders. */
+int sdt_trainer_save_state(sdt_trainer *t, sdt_save_kind kind, int number, char **error);
+/* Restores a state folder written by sdt_trainer_save_state. */
+int sdt_trainer_load_state(sdt_trainer *t, const char *dir, char **error);
+/* Removes a file or folder tree (rotation); 0 when it did not exist. */
+int sdt_trainer_remove_path(const char *path);
+
+/* ---- sampling (trainer_sample.c) ---- */
+/* Writes the sample images of the prompts file; at_epoch: named by epoch, else by step. */
+int sdt_trainer_sample(sdt_trainer *t, int at_epoch, int64_t number, char **error);
+
+/* ---- train_state.json (train_state.c) ---- */
+char *sdt_train_state_to_json(const sdt_trainer *t);
+int sdt_train_state_from_json(sdt_trainer *t, const char *text, const char *path, char **error);
+
+#endif

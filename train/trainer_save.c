@@ -1,0 +1,384 @@
+/* Saving: the LoRA or the whole model under kohya's names, the resumable state folders, and the rotation
+ * of both (kohya_inventory §8). */
+#define _GNU_SOURCE /* mkdtemp, nftw */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sdtune/atomic_file.h"
+#include "sdtune/safetensors.h"
+#include "trainer_internal.h"
+
+static char *model_file_name(const sdt_trainer *t, sdt_save_kind kind, int64_t number)
+{
+    switch (kind) {
+    case SDT_SAVE_EPOCH:
+        return sdt_format("%s/%s-%06lld.safetensors", t->output_dir, t->output_name, (long long)number);
+    case SDT_SAVE_STEP:
+        return sdt_format("%s/%s-step%08lld.safetensors", t->output_dir, t->output_name, (long long)number);
+    default: return sdt_format("%s/%s.safetensors", t->output_dir, t->output_name);
+    }
+}
+
+static char *state_dir_name(const sdt_trainer *t, sdt_save_kind kind, int64_t number)
+{
+    switch (kind) {
+    case SDT_SAVE_EPOCH:
+        return sdt_format("%s/%s-%06lld-state", t->output_dir, t->output_name, (long long)number);
+    case SDT_SAVE_STEP:
+        return sdt_format("%s/%s-step%08lld-state", t->output_dir, t->output_name, (long long)number);
+    default: return sdt_format("%s/%s-state", t->output_dir, t->output_name);
+    }
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+int sdt_trainer_remove_path(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -1;
+    if (S_ISDIR(st.st_mode))
+        return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return remove(path);
+}
+
+static int fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Which older number the rotation removes after saving `number` (kohya's get_remove_epoch_no /
+ * get_remove_step_no); 0: none. */
+static int64_t rotation_victim(sdt_save_kind kind, int64_t number, int64_t every, int64_t keep)
+{
+    if (every <= 0 || keep <= 0)
+        return 0;
+    if (kind == SDT_SAVE_EPOCH) {
+        int64_t r = number - every * keep;
+        return r > 0 ? r : 0;
+    }
+    int64_t r = number - keep - 1;
+    if (r <= 0)
+        return 0;
+    r -= r % every;
+    return r > 0 ? r : 0;
+}
+
+static void rotate(sdt_trainer *t, sdt_save_kind kind, int64_t number, int state)
+{
+    if (kind == SDT_SAVE_FINAL)
+        return;
+    int64_t every = kind == SDT_SAVE_EPOCH ? t->s.save_every_n_epochs : t->s.save_every_n_steps;
+    int64_t keep = kind == SDT_SAVE_EPOCH ? t->s.save_last_n_epochs : t->s.save_last_n_steps;
+    if (state) {
+        int64_t k = kind == SDT_SAVE_EPOCH ? t->s.save_last_n_epochs_state : t->s.save_last_n_steps_state;
+        if (k > 0)
+            keep = k;
+    }
+    int64_t victim = rotation_victim(kind, number, every, keep);
+    if (victim == 0)
+        return;
+    char *path = state ? state_dir_name(t, kind, victim) : model_file_name(t, kind, victim);
+    struct stat st;
+    if (path && stat(path, &st) == 0) {
+        if (sdt_trainer_remove_path(path) == 0) {
+            sdt_trainer_remove_output(t, path);
+            sdt_trainer_checkpoint(t, path, SDT_CHECKPOINT_REMOVED);
+        } else {
+            sdt_trainer_log(t, SDT_LOG_WARNING, "cannot remove %s: %s", path, strerror(errno));
+        }
+    }
+    free(path);
+}
+
+static sdt_dtype save_dtype(const sdt_trainer *t)
+{
+    const char *p = t->s.save_precision;
+    if (strcmp(p, "fp16") == 0)
+        return SDT_F16;
+    if (strcmp(p, "bf16") == 0)
+        return SDT_BF16;
+    return SDT_F32;
+}
+
+static int save_lora(sdt_trainer *t, const char *path, int final, int64_t epoch, char **error)
+{
+    sdt_lora_run_info info = {0};
+    char *base = sdt_strdup(t->s.model_path);
+    char *opt = sdt_format("torch.optim.%s()", sdt_optim_kind_name(t->optim.cfg.kind));
+    char date[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (base) {
+        char *slash = strrchr(base, '/');
+        if (slash && slash[1])
+            memmove(base, slash + 1, strlen(slash + 1) + 1);
+        char *dot = strrchr(base, '.');
+        if (dot && dot != base)
+            *dot = '\0';
+    }
+    info.session_id = t->session_id;
+    info.training_started_at = t->training_started_at;
+    info.training_finished_at = final ? (int64_t)now : 0;
+    info.num_train_images = (int64_t)t->data.num_train_images;
+    info.num_reg_images = (int64_t)t->data.num_reg_images;
+    info.num_batches_per_epoch = (int64_t)t->data.batches_per_epoch;
+    info.num_epochs = t->total_epochs;
+    info.epoch = epoch;
+    info.steps = t->global_step;
+    info.max_train_steps = t->total_steps;
+    info.lr_warmup_steps = t->lr_schedule.warmup_steps;
+    info.base_model_name = base;
+    info.dataset_dirs_json = t->data.dataset_dirs_json;
+    info.reg_dataset_dirs_json = t->data.reg_dataset_dirs_json;
+    info.optimizer_text = opt;
+    info.datetime_iso = date;
+    sdt_kv_list md = {0};
+    int rc = sdt_lora_metadata(t->cfg, &t->lora, &info, &md, error);
+    if (rc == 0)
+        rc = sdt_lora_save(t->e, &t->lora, path, save_dtype(t), &md, error);
+    sdt_kv_list_free(&md);
+    free(base);
+    free(opt);
+    return rc;
+}
+
+int sdt_trainer_save_model(sdt_trainer *t, sdt_save_kind kind, int number, char **error)
+{
+    char *path = model_file_name(t, kind, number);
+    if (!path)
+        return sdt_set_error(error, "out of memory");
+    sdt_trainer_phase(t, SDT_PHASE_SAVING);
+    int rc;
+    int64_t epoch = kind == SDT_SAVE_EPOCH ? number
+                    : t->cursor.batch == 0 ? t->cursor.epoch - 1
+                                           : t->cursor.epoch;
+    if (t->has_lora) {
+        rc = save_lora(t, path, kind == SDT_SAVE_FINAL, epoch, error);
+    } else {
+        sdt_model_save_options so = {.format = SDT_CKPT_LDM, .dtype = save_dtype(t)};
+        rc = sdt_model_save(t->e, &t->model, path, &so, error);
+    }
+    if (rc == 0) {
+        sdt_trainer_add_output(t, path);
+        sdt_trainer_checkpoint(t, path, SDT_CHECKPOINT_MODEL);
+        rotate(t, kind, number, 0);
+    }
+    free(path);
+    return rc;
+}
+
+/* ---- state folders ---- */
+
+static int write_weights(const sdt_trainer *t, const char *path, char **error)
+{
+    size_t n = t->optim.count;
+    sdt_st_write_tensor *w = calloc(n ? n : 1, sizeof *w);
+    int64_t *shapes = calloc(n ? n : 1, sizeof *shapes);
+    if (!w || !shapes) {
+        free(w);
+        free(shapes);
+        return sdt_set_error(error, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const sdt_optim_entry *en = &t->optim.entries[i];
+        shapes[i] = (int64_t)en->count;
+        w[i] = (sdt_st_write_tensor){
+            .name = en->name, .dtype = SDT_F32, .ndim = 1, .shape = &shapes[i], .data = en->value};
+    }
+    int rc = sdt_safetensors_write(path, w, n, NULL, 0, error);
+    free(w);
+    free(shapes);
+    return rc;
+}
+
+static int write_optimizer(const sdt_trainer *t, const char *path, char **error)
+{
+    sdt_optim_state s = {0};
+    if (sdt_optim_state_list(&t->optim, &s, error) != 0)
+        return -1;
+    sdt_st_write_tensor *w = calloc(s.count ? s.count : 1, sizeof *w);
+    int64_t *shapes = calloc(s.count ? s.count : 1, sizeof *shapes);
+    char step[32];
+    snprintf(step, sizeof step, "%lld", (long long)t->optim.step);
+    const char *kv[4] = {"optimizer", sdt_optim_kind_name(t->optim.cfg.kind), "step", step};
+    int rc = -1;
+    if (!w || !shapes) {
+        sdt_set_error(error, "out of memory");
+    } else {
+        for (size_t i = 0; i < s.count; i++) {
+            shapes[i] = (int64_t)s.items[i].count;
+            w[i] = (sdt_st_write_tensor){.name = s.items[i].name,
+                                         .dtype = SDT_F32,
+                                         .ndim = 1,
+                                         .shape = &shapes[i],
+                                         .data = s.items[i].data};
+        }
+        rc = sdt_safetensors_write(path, w, s.count, kv, 2, error);
+    }
+    free(w);
+    free(shapes);
+    sdt_optim_state_free(&s);
+    return rc;
+}
+
+int sdt_trainer_save_state(sdt_trainer *t, sdt_save_kind kind, int number, char **error)
+{
+    char *final = state_dir_name(t, kind, number);
+    char *tmp = sdt_format("%s/.state-tmp-XXXXXX", t->output_dir);
+    char *weights = NULL, *optimizer = NULL, *json_path = NULL, *json = NULL, *old = NULL;
+    int rc = -1;
+    if (!final || !tmp) {
+        sdt_set_error(error, "out of memory");
+        goto done;
+    }
+    sdt_trainer_phase(t, SDT_PHASE_SAVING);
+    if (!mkdtemp(tmp)) {
+        sdt_set_error(error, "cannot create a folder in %s: %s", t->output_dir, strerror(errno));
+        free(tmp);
+        tmp = NULL;
+        goto done;
+    }
+    weights = sdt_format("%s/weights.safetensors", tmp);
+    optimizer = sdt_format("%s/optimizer.safetensors", tmp);
+    json_path = sdt_format("%s/train_state.json", tmp);
+    json = sdt_train_state_to_json(t);
+    if (!weights || !optimizer || !json_path || !json) {
+        sdt_set_error(error, "out of memory");
+        goto done;
+    }
+    if (write_weights(t, weights, error) != 0 || write_optimizer(t, optimizer, error) != 0 ||
+        sdt_atomic_write(json_path, json, strlen(json), error) != 0)
+        goto done;
+    if (fsync_path(tmp) != 0) {
+        sdt_set_error(error, "%s: fsync: %s", tmp, strerror(errno));
+        goto done;
+    }
+    /* An earlier folder of the same name (a final state saved twice) is moved aside first, so a complete
+     * state exists under the name at every moment but the instant of the rename. */
+    struct stat st;
+    if (stat(final, &st) == 0) {
+        old = sdt_format("%s.old", tmp);
+        if (!old || rename(final, old) != 0) {
+            sdt_set_error(error, "cannot replace %s: %s", final, strerror(errno));
+            goto done;
+        }
+    }
+    if (rename(tmp, final) != 0) {
+        sdt_set_error(error, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
+        goto done;
+    }
+    free(tmp);
+    tmp = NULL;
+    fsync_path(t->output_dir);
+    if (old)
+        sdt_trainer_remove_path(old);
+    sdt_trainer_add_output(t, final);
+    sdt_trainer_checkpoint(t, final, SDT_CHECKPOINT_STATE);
+    rotate(t, kind, number, 1);
+    rc = 0;
+done:
+    if (tmp)
+        sdt_trainer_remove_path(tmp);
+    free(tmp);
+    free(final);
+    free(weights);
+    free(optimizer);
+    free(json_path);
+    free(json);
+    free(old);
+    return rc;
+}
+
+int sdt_trainer_load_state(sdt_trainer *t, const char *dir, char **error)
+{
+    char *weights = sdt_format("%s/weights.safetensors", dir);
+    char *optimizer = sdt_format("%s/optimizer.safetensors", dir);
+    char *json_path = sdt_format("%s/train_state.json", dir);
+    char *json = NULL;
+    size_t len = 0;
+    sdt_safetensors *w = NULL, *o = NULL;
+    int rc = -1;
+    if (!weights || !optimizer || !json_path) {
+        sdt_set_error(error, "out of memory");
+        goto done;
+    }
+    char *why = NULL;
+    if (sdt_read_file(json_path, 1 << 24, &json, &len, &why) != 0) {
+        sdt_set_error(error, "resume: %s: %s", json_path, why ? why : "cannot read");
+        free(why);
+        goto done;
+    }
+    if (sdt_train_state_from_json(t, json, json_path, error) != 0)
+        goto done;
+    if (sdt_safetensors_open(weights, &w, error) != 0 || sdt_safetensors_open(optimizer, &o, error) != 0)
+        goto done;
+    if (sdt_safetensors_count(w) != t->optim.count) {
+        sdt_set_error(error, "resume: %s holds %zu tensors, the run trains %zu", weights,
+                      sdt_safetensors_count(w), t->optim.count);
+        goto done;
+    }
+    for (size_t i = 0; i < t->optim.count; i++) {
+        sdt_optim_entry *en = &t->optim.entries[i];
+        const sdt_st_tensor *st = sdt_safetensors_find(w, en->name);
+        if (!st || st->dtype != SDT_F32 || st->count != en->count) {
+            sdt_set_error(error, "resume: %s: %s is %s", weights, en->name,
+                          st ? "of another size or dtype" : "missing");
+            goto done;
+        }
+        memcpy(en->value, st->data, en->count * sizeof(float));
+    }
+    for (size_t i = 0; i < sdt_safetensors_count(o); i++) {
+        const sdt_st_tensor *st = sdt_safetensors_tensor(o, i);
+        float *copy = malloc(st->nbytes ? st->nbytes : 1); /* [count] aligned copy of the file's bytes */
+        if (!copy) {
+            sdt_set_error(error, "out of memory");
+            goto done;
+        }
+        memcpy(copy, st->data, st->nbytes);
+        int r = st->dtype == SDT_F32
+                    ? sdt_optim_state_set(&t->optim, st->name, copy, (size_t)st->count, error)
+                    : sdt_set_error(error, "%s: %s is not F32", optimizer, st->name);
+        free(copy);
+        if (r != 0)
+            goto done;
+    }
+    const char *step = sdt_safetensors_metadata(o, "step");
+    if (!step) {
+        sdt_set_error(error, "resume: %s has no \"step\" metadata", optimizer);
+        goto done;
+    }
+    t->optim.step = strtoll(step, NULL, 10);
+    rc = 0;
+done:
+    if (w)
+        sdt_safetensors_close(w);
+    if (o)
+        sdt_safetensors_close(o);
+    free(weights);
+    free(optimizer);
+    free(json_path);
+    free(json);
+    return rc;
+}
