@@ -381,8 +381,8 @@ static void test_sample_batch(test_state *t)
     o.noise_offset = 0.1, o.adaptive_noise = true, o.adaptive_noise_scale = 0.05;
     o.multires_noise_iterations = 6, o.ip_noise_gamma = 0.1, o.ip_noise_gamma_random_strength = true;
     sdt_rng_init(&r, 11, 0);
-    CHECK(t, sdt_objective_sample_batch(&s, &o, SDT_PREDICT_V, &r, x0, B, H, W, C, ts, noise, noisy, target, msg,
-                                        sizeof msg) == 0);
+    CHECK(t, sdt_objective_sample_batch(&s, &o, SDT_PREDICT_V, &r, x0, B, H, W, C, ts, noise, noisy, target,
+                                        msg, sizeof msg) == 0);
     memcpy(ref, target, sizeof ref);
     sdt_rng_init(&r, 11, 0);
     sdt_objective_sample_batch(&s, &o, SDT_PREDICT_V, &r, x0, B, H, W, C, ts, noise, noisy, target, msg,
@@ -403,8 +403,8 @@ static void test_sample_batch(test_state *t)
 
     /* Bad options are refused with a message. */
     o.adaptive_noise = true, o.noise_offset = 0;
-    CHECK(t, sdt_objective_sample_batch(&s, &o, SDT_PREDICT_V, &r, x0, B, H, W, C, ts, noise, noisy, target, msg,
-                                        sizeof msg) == -1);
+    CHECK(t, sdt_objective_sample_batch(&s, &o, SDT_PREDICT_V, &r, x0, B, H, W, C, ts, noise, noisy, target,
+                                        msg, sizeof msg) == -1);
     CHECK(t, strstr(msg, "noise_offset") != NULL);
     sdt_noise_options_default(&o);
     o.min_timestep = 500, o.max_timestep = 500;
