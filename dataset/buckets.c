@@ -464,7 +464,7 @@ int sdt_bucket_plan_build(const sdt_bucket_settings *settings, int steps_multipl
     return 0;
 }
 
-void sdt_bucket_crop_offsets(const sdt_bucket_assignment *a, int random_crop, sdt_rng *rng, int *left,
+void sdt_bucket_crop_offsets(const sdt_bucket_assignment *a, int random_crop, sdt_ds_rng *rng, int *left,
                              int *top)
 {
     int ex = a->resized_width - a->bucket_width, ey = a->resized_height - a->bucket_height;
@@ -474,8 +474,8 @@ void sdt_bucket_crop_offsets(const sdt_bucket_assignment *a, int random_crop, sd
         ey = 0;
     if (random_crop && rng) {
         /* kohya draws the horizontal offset first, then the vertical one, each only when there is excess. */
-        *left = ex > 0 ? (int)sdt_rng_int_inclusive(rng, 0, ex) : 0;
-        *top = ey > 0 ? (int)sdt_rng_int_inclusive(rng, 0, ey) : 0;
+        *left = ex > 0 ? (int)sdt_ds_rng_int_inclusive(rng, 0, ex) : 0;
+        *top = ey > 0 ? (int)sdt_ds_rng_int_inclusive(rng, 0, ey) : 0;
     } else {
         *left = ex / 2;
         *top = ey / 2;

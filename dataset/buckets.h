@@ -112,7 +112,7 @@ int sdt_bucket_select(const sdt_bucket_settings *resolved, const sdt_bucket_reso
 
 /* The crop offsets for one load: the centre ones, or with random_crop uniform in [0, excess] on each side
  * (kohya's random.randint), drawn from rng (the caller makes it, e.g. SDT_RNG_CROP of (epoch, sample)). */
-void sdt_bucket_crop_offsets(const sdt_bucket_assignment *a, int random_crop, sdt_rng *rng, int *left,
+void sdt_bucket_crop_offsets(const sdt_bucket_assignment *a, int random_crop, sdt_ds_rng *rng, int *left,
                              int *top);
 
 /* SDXL's crop_top_left conditioning for one load, as kohya computes it: (int(top), int(left)) from

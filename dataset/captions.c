@@ -166,7 +166,7 @@ static char *replace_all(const char *s, const char *from, const char *to)
 
 /* kohya's re.sub(r"\{([^}]+)\}", random choice of the group split at "|"): at each '{', the first '}'
  * after it closes the match if there is at least one character between them. */
-static char *expand_wildcards(const char *s, sdt_rng *rng)
+static char *expand_wildcards(const char *s, sdt_ds_rng *rng)
 {
     sbuf b = {0};
     const char *p = s;
@@ -185,7 +185,7 @@ static char *expand_wildcards(const char *s, sdt_rng *rng)
             free(b.s);
             return NULL;
         }
-        slice pick = opts.v[sdt_rng_below(rng, opts.n)];
+        slice pick = opts.v[sdt_ds_rng_below(rng, opts.n)];
         sb_add(&b, pick.p, pick.n);
         free(opts.v);
         p = close + 1;
@@ -200,8 +200,8 @@ int sdt_caption_process(const sdt_caption_options *o, const char *caption, const
     if (!caption)
         caption = "";
     const char *sep = o->caption_separator && *o->caption_separator ? o->caption_separator : ",";
-    sdt_rng rng = sdt_rng_make(ctx->seed, SDT_RNG_CAPTION, (uint64_t)(int64_t)ctx->epoch, (uint64_t)ctx->step,
-                               ctx->sample);
+    sdt_ds_rng rng = sdt_ds_rng_make(ctx->seed, SDT_RNG_CAPTION, (uint64_t)(int64_t)ctx->epoch,
+                                     (uint64_t)ctx->step, ctx->sample);
 
     /* 1. prefix and suffix, on the raw text (so on the first / last line of a multi-line caption) */
     sbuf b = {0};
@@ -219,7 +219,7 @@ int sdt_caption_process(const sdt_caption_options *o, const char *caption, const
         goto oom;
 
     /* 2. whole-caption dropout; the draw happens only when the rate is set, as in kohya */
-    int drop = o->caption_dropout_rate > 0 && sdt_rng_uniform(&rng) < o->caption_dropout_rate;
+    int drop = o->caption_dropout_rate > 0 && sdt_ds_rng_uniform(&rng) < o->caption_dropout_rate;
     drop = drop ||
            (o->caption_dropout_every_n_epochs > 0 && ctx->epoch % o->caption_dropout_every_n_epochs == 0);
     if (drop) {
@@ -240,7 +240,7 @@ int sdt_caption_process(const sdt_caption_options *o, const char *caption, const
                 free(text);
                 goto oom;
             }
-            slice pick = lines.v[sdt_rng_below(&rng, lines.n)];
+            slice pick = lines.v[sdt_ds_rng_below(&rng, lines.n)];
             char *line = strndup(pick.p, pick.n);
             free(lines.v);
             free(text);
@@ -309,7 +309,7 @@ int sdt_caption_process(const sdt_caption_options *o, const char *caption, const
 
         if (o->shuffle_caption) {
             for (size_t i = flex.n; i > 1; i--) {
-                size_t j = (size_t)sdt_rng_below(&rng, i);
+                size_t j = (size_t)sdt_ds_rng_below(&rng, i);
                 slice tmp = flex.v[i - 1];
                 flex.v[i - 1] = flex.v[j];
                 flex.v[j] = tmp;
@@ -318,7 +318,7 @@ int sdt_caption_process(const sdt_caption_options *o, const char *caption, const
         if (o->caption_tag_dropout_rate > 0) {
             size_t kept = 0;
             for (size_t i = 0; i < flex.n; i++)
-                if (sdt_rng_uniform(&rng) >= o->caption_tag_dropout_rate)
+                if (sdt_ds_rng_uniform(&rng) >= o->caption_tag_dropout_rate)
                     flex.v[kept++] = flex.v[i];
             flex.n = kept;
         }

@@ -118,7 +118,7 @@ void sdt_epoch_plan_free(sdt_epoch_plan *p)
     free(p);
 }
 
-static uint64_t fold(uint64_t h, uint64_t v) { return sdt_rng_mix(h ^ (v + 0x9E3779B97F4A7C15ull)); }
+static uint64_t fold(uint64_t h, uint64_t v) { return sdt_ds_rng_mix(h ^ (v + 0x9E3779B97F4A7C15ull)); }
 
 int sdt_epoch_plan_create(const sdt_epoch_subset *subsets, size_t subset_count, const int *image_bucket,
                           size_t bucket_count, size_t batch_size, uint64_t seed, sdt_epoch_plan **out,
@@ -277,14 +277,14 @@ static void make_epoch(sdt_epoch_plan *p, int epoch)
         return;
     memcpy(p->epoch_samples, p->samples, p->sample_count * sizeof *p->samples);
     for (size_t b = 0; b < p->bucket_count; b++) {
-        sdt_rng rng = sdt_rng_make(p->seed, SDT_RNG_BUCKET_SHUFFLE, (uint64_t)(int64_t)epoch, b, 0);
-        sdt_rng_shuffle_size(&rng, p->epoch_samples + p->bucket_start[b],
-                             p->bucket_start[b + 1] - p->bucket_start[b]);
+        sdt_ds_rng rng = sdt_ds_rng_make(p->seed, SDT_RNG_BUCKET_SHUFFLE, (uint64_t)(int64_t)epoch, b, 0);
+        sdt_ds_rng_shuffle_size(&rng, p->epoch_samples + p->bucket_start[b],
+                                p->bucket_start[b + 1] - p->bucket_start[b]);
     }
     for (size_t k = 0; k < p->batch_count; k++)
         p->epoch_batches[k] = k;
-    sdt_rng rng = sdt_rng_make(p->seed, SDT_RNG_BATCH_SHUFFLE, (uint64_t)(int64_t)epoch, 0, 0);
-    sdt_rng_shuffle_size(&rng, p->epoch_batches, p->batch_count);
+    sdt_ds_rng rng = sdt_ds_rng_make(p->seed, SDT_RNG_BATCH_SHUFFLE, (uint64_t)(int64_t)epoch, 0, 0);
+    sdt_ds_rng_shuffle_size(&rng, p->epoch_batches, p->batch_count);
     p->cached_epoch = epoch;
 }
 

@@ -60,7 +60,7 @@ static void print_text(const char *path, const sdt_model *m, const sdt_ckpt_repo
 {
     if (r->format) /* NULL when the file could not be read as anything */
         printf("%s: %s\n", path, format_name(r->format));
-    if (r->family != SDT_FAMILY_UNKNOWN)
+    if (r->family != SDT_MODEL_FAMILY_UNKNOWN)
         printf("family        %s (%s)\n", sdt_model_family_description(r->family),
                sdt_model_family_name(r->family));
     if (r->fatal) {

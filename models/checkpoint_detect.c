@@ -56,7 +56,7 @@ void detect_ldm_family(session *s, const sdt_safetensors *st, const char *path)
     sdt_ckpt_report *r = s->r;
     if (any_key_starts(st, "conditioner.embedders.")) {
         int base = any_key_starts(st, "conditioner.embedders.1.model.");
-        r->family = base ? SDT_FAMILY_SDXL : SDT_FAMILY_SDXL_REFINER;
+        r->family = base ? SDT_MODEL_FAMILY_SDXL : SDT_MODEL_FAMILY_SDXL_REFINER;
         fatal(s, "%s: %s checkpoints are not supported yet (detected by its conditioner.embedders.* keys)",
               path, base ? "SDXL" : "SDXL refiner");
         return;
@@ -78,13 +78,13 @@ void detect_ldm_family(session *s, const sdt_safetensors *st, const char *path)
     const sdt_st_tensor *conv_in = sdt_safetensors_find(st, SDT_PREFIX_UNET "input_blocks.0.0.weight");
     long long in_ch = conv_in && conv_in->ndim == 4 ? (long long)conv_in->shape[1] : 4;
     if (in_ch == 9) {
-        r->family = sd2 ? SDT_FAMILY_SD2_INPAINTING : SDT_FAMILY_SD1_INPAINTING;
+        r->family = sd2 ? SDT_MODEL_FAMILY_SD2_INPAINTING : SDT_MODEL_FAMILY_SD1_INPAINTING;
         fatal(s, "%s: %s inpainting checkpoints are not supported yet (the UNet takes 9 input channels)",
               path, sd2 ? "SD2.x" : "SD1.x");
         return;
     }
     if (sd2) {
-        r->family = SDT_FAMILY_SD2;
+        r->family = SDT_MODEL_FAMILY_SD2;
         fatal(s, "%s: SD2.x checkpoints are not supported yet (detected by %s)", path, why);
         return;
     }
@@ -95,7 +95,7 @@ void detect_ldm_family(session *s, const sdt_safetensors *st, const char *path)
               path);
         return;
     }
-    r->family = SDT_FAMILY_SD1;
+    r->family = SDT_MODEL_FAMILY_SD1;
     if (in_ch != 4)
         fatal(s, "%s: the UNet takes %lld input channels; only 4 (text-to-image) are supported", path, in_ch);
 }
@@ -105,7 +105,7 @@ void detect_diffusers_family(session *s, const sdt_unet_config *u, const sdt_cli
 {
     sdt_ckpt_report *r = s->r;
     if (u->adm_in_channels > 0 || u->cross_attention_dim == 2048) {
-        r->family = SDT_FAMILY_SDXL;
+        r->family = SDT_MODEL_FAMILY_SDXL;
         fatal(s,
               "%s: SDXL models are not supported yet (the UNet has added conditioning / a 2048-wide context)",
               s->path);
@@ -113,18 +113,18 @@ void detect_diffusers_family(session *s, const sdt_unet_config *u, const sdt_cli
     }
     int sd2 = u->cross_attention_dim == 1024 || (have_text && t->width == 1024);
     if (u->in_channels == 9) {
-        r->family = sd2 ? SDT_FAMILY_SD2_INPAINTING : SDT_FAMILY_SD1_INPAINTING;
+        r->family = sd2 ? SDT_MODEL_FAMILY_SD2_INPAINTING : SDT_MODEL_FAMILY_SD1_INPAINTING;
         fatal(s, "%s: %s inpainting models are not supported yet (the UNet takes 9 input channels)", s->path,
               sd2 ? "SD2.x" : "SD1.x");
         return;
     }
     if (sd2) {
-        r->family = SDT_FAMILY_SD2;
+        r->family = SDT_MODEL_FAMILY_SD2;
         fatal(s, "%s: SD2.x models are not supported yet (1024-wide text encoder / cross-attention)",
               s->path);
         return;
     }
-    r->family = SDT_FAMILY_SD1;
+    r->family = SDT_MODEL_FAMILY_SD1;
     if (u->in_channels != 4)
         fatal(s, "%s: the UNet takes %d input channels; only 4 (text-to-image) are supported", s->path,
               u->in_channels);

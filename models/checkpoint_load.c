@@ -410,7 +410,7 @@ static void load_folder(session *s, sdt_model_arch *arch)
         json_t *root = json_loads(text, 0, NULL);
         const char *cls = json_string_value(json_object_get(root, "_class_name"));
         if (cls && strstr(cls, "XL")) {
-            r->family = SDT_FAMILY_SDXL;
+            r->family = SDT_MODEL_FAMILY_SDXL;
             fatal(s, "%s: SDXL models are not supported yet (model_index.json names %s)", path, cls);
         }
         json_decref(root);
@@ -418,7 +418,7 @@ static void load_folder(session *s, sdt_model_arch *arch)
             goto done;
     }
     if (is_dir(te2)) {
-        r->family = SDT_FAMILY_SDXL;
+        r->family = SDT_MODEL_FAMILY_SDXL;
         fatal(s,
               "%s: SDXL models are not supported yet (the folder has a second text encoder, text_encoder_2/)",
               path);

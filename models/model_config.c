@@ -13,13 +13,13 @@
 const char *sdt_model_family_name(sdt_model_family f)
 {
     switch (f) {
-    case SDT_FAMILY_SD1: return "sd1";
-    case SDT_FAMILY_SD1_INPAINTING: return "sd1-inpainting";
-    case SDT_FAMILY_SD2: return "sd2";
-    case SDT_FAMILY_SD2_INPAINTING: return "sd2-inpainting";
-    case SDT_FAMILY_SDXL: return "sdxl";
-    case SDT_FAMILY_SDXL_REFINER: return "sdxl-refiner";
-    case SDT_FAMILY_UNKNOWN: break;
+    case SDT_MODEL_FAMILY_SD1: return "sd1";
+    case SDT_MODEL_FAMILY_SD1_INPAINTING: return "sd1-inpainting";
+    case SDT_MODEL_FAMILY_SD2: return "sd2";
+    case SDT_MODEL_FAMILY_SD2_INPAINTING: return "sd2-inpainting";
+    case SDT_MODEL_FAMILY_SDXL: return "sdxl";
+    case SDT_MODEL_FAMILY_SDXL_REFINER: return "sdxl-refiner";
+    case SDT_MODEL_FAMILY_UNKNOWN: break;
     }
     return "unknown";
 }
@@ -27,13 +27,13 @@ const char *sdt_model_family_name(sdt_model_family f)
 const char *sdt_model_family_description(sdt_model_family f)
 {
     switch (f) {
-    case SDT_FAMILY_SD1: return "Stable Diffusion 1.x";
-    case SDT_FAMILY_SD1_INPAINTING: return "Stable Diffusion 1.x inpainting";
-    case SDT_FAMILY_SD2: return "Stable Diffusion 2.x";
-    case SDT_FAMILY_SD2_INPAINTING: return "Stable Diffusion 2.x inpainting";
-    case SDT_FAMILY_SDXL: return "SDXL";
-    case SDT_FAMILY_SDXL_REFINER: return "SDXL refiner";
-    case SDT_FAMILY_UNKNOWN: break;
+    case SDT_MODEL_FAMILY_SD1: return "Stable Diffusion 1.x";
+    case SDT_MODEL_FAMILY_SD1_INPAINTING: return "Stable Diffusion 1.x inpainting";
+    case SDT_MODEL_FAMILY_SD2: return "Stable Diffusion 2.x";
+    case SDT_MODEL_FAMILY_SD2_INPAINTING: return "Stable Diffusion 2.x inpainting";
+    case SDT_MODEL_FAMILY_SDXL: return "SDXL";
+    case SDT_MODEL_FAMILY_SDXL_REFINER: return "SDXL refiner";
+    case SDT_MODEL_FAMILY_UNKNOWN: break;
     }
     return "unknown";
 }

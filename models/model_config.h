@@ -14,13 +14,13 @@ extern "C" {
 
 /* What a checkpoint is, as far as its names and shapes tell (sd_arch_spec §7.1). */
 typedef enum sdt_model_family {
-    SDT_FAMILY_UNKNOWN,
-    SDT_FAMILY_SD1,            /* SD 1.x: CLIP ViT-L text encoder, 768-wide context */
-    SDT_FAMILY_SD1_INPAINTING, /* SD 1.x UNet with 9 input channels */
-    SDT_FAMILY_SD2,            /* SD 2.x: OpenCLIP ViT-H text encoder, 1024-wide context */
-    SDT_FAMILY_SD2_INPAINTING,
-    SDT_FAMILY_SDXL,         /* SDXL base: two text encoders, added conditioning */
-    SDT_FAMILY_SDXL_REFINER, /* SDXL refiner: bigG only */
+    SDT_MODEL_FAMILY_UNKNOWN,
+    SDT_MODEL_FAMILY_SD1,            /* SD 1.x: CLIP ViT-L text encoder, 768-wide context */
+    SDT_MODEL_FAMILY_SD1_INPAINTING, /* SD 1.x UNet with 9 input channels */
+    SDT_MODEL_FAMILY_SD2,            /* SD 2.x: OpenCLIP ViT-H text encoder, 1024-wide context */
+    SDT_MODEL_FAMILY_SD2_INPAINTING,
+    SDT_MODEL_FAMILY_SDXL,         /* SDXL base: two text encoders, added conditioning */
+    SDT_MODEL_FAMILY_SDXL_REFINER, /* SDXL refiner: bigG only */
 } sdt_model_family;
 
 /* "sd1", "sd1-inpainting", "sd2", ... and a description ("Stable Diffusion 1.x"). */

@@ -47,7 +47,7 @@ int sdt_model_init(sdt_model *m, const sdt_model_arch *arch, char **error)
 {
     memset(m, 0, sizeof *m);
     m->arch = *arch;
-    m->family = SDT_FAMILY_SD1;
+    m->family = SDT_MODEL_FAMILY_SD1;
     if (sdt_unet_params(&arch->unet, &m->unet, error) != 0)
         return -1;
     if (sdt_clip_params(&arch->text_encoder, "text_encoder", SDT_PREFIX_CLIP_L, &m->text_encoder, error) != 0)

@@ -329,7 +329,7 @@ static void test_without_buckets(test_state *t)
     CHECK(t, plan.bucket_count == 1 && plan.buckets[0].samples == 4);
     CHECK(t, plan.images[1].resized_width == 700 && plan.images[1].bucket_width == 512);
     CHECK(t, plan.images[1].crop_ltrb[2] == 0.0);
-    sdt_rng rng = sdt_rng_make(1, SDT_RNG_CROP, 1, 1, 0);
+    sdt_ds_rng rng = sdt_ds_rng_make(1, SDT_RNG_CROP, 1, 1, 0);
     for (int i = 0; i < 200; i++) {
         int l, tp;
         sdt_bucket_crop_offsets(&plan.images[1], 1, &rng, &l, &tp);
@@ -360,7 +360,7 @@ static void test_random_crop_and_sdxl(test_state *t)
     sdt_bucket_assignment a;
     CHECK(t, sdt_bucket_select(&r, NULL, 0, 300, 200, "x", &a, NULL) == 0);
     int seen_l[45] = {0}, seen_t[9] = {0};
-    sdt_rng rng = sdt_rng_make(7, SDT_RNG_CROP, 0, 0, 0);
+    sdt_ds_rng rng = sdt_ds_rng_make(7, SDT_RNG_CROP, 0, 0, 0);
     for (int i = 0; i < 5000; i++) {
         int l, tp;
         sdt_bucket_crop_offsets(&a, 1, &rng, &l, &tp);
@@ -377,7 +377,7 @@ static void test_random_crop_and_sdxl(test_state *t)
         all &= seen_t[i] > 0;
     CHECK_MSG(t, all, "random crop offsets do not cover [0, excess]");
     /* the same generator state gives the same offsets */
-    sdt_rng r1 = sdt_rng_make(9, SDT_RNG_CROP, 3, 4, 0), r2 = sdt_rng_make(9, SDT_RNG_CROP, 3, 4, 0);
+    sdt_ds_rng r1 = sdt_ds_rng_make(9, SDT_RNG_CROP, 3, 4, 0), r2 = sdt_ds_rng_make(9, SDT_RNG_CROP, 3, 4, 0);
     int l1, t1, l2, t2;
     sdt_bucket_crop_offsets(&a, 1, &r1, &l1, &t1);
     sdt_bucket_crop_offsets(&a, 1, &r2, &l2, &t2);

@@ -403,7 +403,7 @@ static void test_fixture_checkpoint(test_state *t)
     char *error = NULL;
     int rc = load(e, TINY_FIXTURE, NULL, 1, &m, &r, &error);
     CHECK_MSG(t, rc == 0, "%s", error ? error : "");
-    CHECK(t, r.family == SDT_FAMILY_SD1 && strcmp(r.format, "ldm") == 0 && r.n_problems == 0);
+    CHECK(t, r.family == SDT_MODEL_FAMILY_SD1 && strcmp(r.format, "ldm") == 0 && r.n_problems == 0);
     CHECK_MSG(t, m.arch.name && strcmp(m.arch.name, "sd15-tiny") == 0, "arch %s", m.arch.name);
     CHECK_STR_CONTAINS(t, m.arch_notes, "text_encoder vocab_size 1000 (preset 49408)");
     for (int c = 0; c < SDT_COMPONENT_COUNT; c++) {

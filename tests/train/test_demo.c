@@ -147,7 +147,7 @@ static void test_model_is_sd15_tiny(test_state *t)
     CHECK_MSG(t, rc == 0, "%s", error);
     if (rc == 0 && tiny) {
         CHECK(t, report.n_problems == 0);
-        CHECK(t, report.family == SDT_FAMILY_SD1);
+        CHECK(t, report.family == SDT_MODEL_FAMILY_SD1);
         CHECK(t, memcmp(m.arch.unet.block_out_channels, tiny->unet.block_out_channels,
                         sizeof tiny->unet.block_out_channels) == 0);
         CHECK(t, m.arch.text_encoder.width == tiny->text_encoder.width);
