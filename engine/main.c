@@ -12,6 +12,9 @@ static void print_usage(FILE *out)
         "The sdtune trainer. It runs under the sdtune terminal UI or on its own.\n"
         "\n"
         "commands:\n"
+        "  train CONFIG [--protocol] [--threads N] [--quiet]\n"
+        "                 train what the config describes (config.toml: the built-in demo); exit 0 when\n"
+        "                 done or stopped, 1 failed, 2 usage or config error, 3 aborted\n"
         "  validate [--preflight] [--no-fs] [--device D] FILE...\n"
         "                 check config files; prints every problem as FILE:LINE:COL: error|warning: ...\n"
         "                 exit 0 when clean (warnings allowed), 1 on errors, 2 on usage errors\n"
@@ -60,6 +63,8 @@ int main(int argc, char **argv)
         print_version();
         return 0;
     }
+    if (strcmp(command, "train") == 0)
+        return cli_train(argc - 2, argv + 2);
     if (strcmp(command, "validate") == 0)
         return cli_validate(argc - 2, argv + 2);
     if (strcmp(command, "schema") == 0)

@@ -175,11 +175,11 @@ static void preflight_requires_a_runnable_config(test_state *t)
                        "error: training_type = finetune needs in_json (caption metadata) or dataset_config");
     free(text);
     /* A setting the engine does not implement yet is refused, not ignored. */
-    text = run("[network]\nnetwork_dim = 8\n", &preflight, &errors, &warnings);
-    CHECK_STR_CONTAINS(t, text, "c.toml:2:15: error: network_dim is not implemented by the engine yet");
+    text = run("[network]\nloraplus_lr_ratio = 16\n", &preflight, &errors, &warnings);
+    CHECK_STR_CONTAINS(t, text, "c.toml:2:21: error: loraplus_lr_ratio is not implemented by the engine yet");
     free(text);
     /* ...but only when given a value other than its default. */
-    text = run("[network]\nnetwork_dim = 32\n", &preflight, &errors, &warnings);
+    text = run("[network]\nloraplus_lr_ratio = 0\n", &preflight, &errors, &warnings);
     CHECK(t, text && !strstr(text, "not implemented"));
     free(text);
 }

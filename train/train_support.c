@@ -1,0 +1,139 @@
+/* The preflight that refuses what the engine cannot do yet (see train_support.h). */
+#include "train_support.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lr_schedule.h"
+#include "optim.h"
+#include "sample.h"
+#include "sdtune/schema.h"
+#include "sdtune/strutil.h"
+#include "sdtune/value.h"
+
+typedef struct support_check {
+    const sdt_config *cfg;
+    sdt_diag_list *diags;
+    bool *refused; /* [sdt_schema_count()]: one error per setting is enough */
+    int errors;
+} support_check;
+
+/* Adds "<section>.<key> = <value>: <why>" at the place the value was written. */
+static void refuse(support_check *c, int setting, const char *why)
+{
+    if (c->refused[setting])
+        return;
+    c->refused[setting] = true;
+    c->errors++;
+    const sdt_setting *s = &sdt_schema_settings()[setting];
+    sdt_buf value;
+    sdt_buf_init(&value);
+    sdt_value_append_toml(sdt_config_get(c->cfg, setting), &value);
+    int line = 0, col = 0;
+    sdt_config_origin(c->cfg, setting, &line, &col);
+    sdt_diag_add(c->diags, SDT_SEV_ERROR, sdt_config_source(c->cfg), line, col, setting, "%s.%s = %s: %s",
+                 sdt_section_name(s->section), s->key, value.data ? value.data : "?", why);
+    sdt_buf_free(&value);
+}
+
+/* Refuses `key` when parse (one of the name parsers of train/) rejects its value; the parser's message says
+ * whether the name is unknown or only not implemented yet. */
+static void check_parsed(support_check *c, const char *key, int (*parse)(const char *name, char **error))
+{
+    char *error = NULL;
+    if (parse(sdt_config_str(c->cfg, key), &error) != 0)
+        refuse(c, sdt_schema_find(key), error ? error : "not implemented yet");
+    free(error);
+}
+
+static int parse_optimizer(const char *name, char **error)
+{
+    sdt_optim_config config;
+    return sdt_optim_parse_name(name, &config, error);
+}
+
+static int parse_lr_scheduler(const char *name, char **error)
+{
+    sdt_lr_kind kind;
+    return sdt_lr_kind_parse(name, &kind, error);
+}
+
+static int parse_sampler(const char *name, char **error)
+{
+    sdt_sampler_kind kind;
+    return sdt_sampler_parse(name, &kind, error);
+}
+
+/* Refuses `key` unless its (string or enum) value is one of `allowed` (NULL-terminated). */
+static void check_one_of(support_check *c, const char *key, const char *const *allowed, const char *why)
+{
+    const char *value = sdt_config_str(c->cfg, key);
+    for (size_t i = 0; allowed[i]; i++)
+        if (strcmp(value, allowed[i]) == 0)
+            return;
+    refuse(c, sdt_schema_find(key), why);
+}
+
+static bool build_has_cuda(void)
+{
+#ifdef SDTUNE_HAVE_CUDA
+    return true;
+#else
+    return false;
+#endif
+}
+
+/* The values of implemented settings the engine cannot honour. */
+static void check_values(support_check *c)
+{
+    static const char *const sd1_only[] = {"sd1", NULL};
+    check_one_of(c, "model_family", sd1_only, "not implemented yet (the engine trains sd1 models)");
+    static const char *const safetensors_only[] = {"safetensors", NULL};
+    check_one_of(c, "save_model_as", safetensors_only, "not implemented yet (the engine saves .safetensors)");
+
+    /* The metadata settings are written into LoRA files; a full checkpoint is saved without them. */
+    if (sdt_config_training(c->cfg) != SDT_TRAIN_LORA) {
+        const sdt_setting *settings = sdt_schema_settings();
+        for (size_t k = 0; k < sdt_schema_count(); k++)
+            if ((settings[k].section == SDT_SEC_METADATA ||
+                 strcmp(settings[k].key, "training_comment") == 0 ||
+                 strcmp(settings[k].key, "no_metadata") == 0) &&
+                sdt_config_is_changed(c->cfg, (int)k))
+                refuse(c, (int)k,
+                       "not implemented yet for full checkpoints (only LoRA files carry metadata)");
+    }
+
+    check_parsed(c, "optimizer_type", parse_optimizer);
+    check_parsed(c, "lr_scheduler", parse_lr_scheduler);
+    check_parsed(c, "sample_sampler", parse_sampler);
+
+    /* The training loop runs on the CPU backend, in fp32, whatever the build (the CUDA kernels exist, the
+     * loop does not drive them yet). */
+    const char *backend = sdt_config_str(c->cfg, "backend");
+    if (strcmp(backend, "cuda") == 0)
+        refuse(c, sdt_schema_find("backend"),
+               build_has_cuda()
+                   ? "not implemented yet (training runs on the CPU backend for now; use cpu or auto)"
+                   : "this build has no CUDA backend (use cpu or auto)");
+    static const char *const fp32_precisions[] = {"no", "auto", NULL};
+    check_one_of(c, "mixed_precision", fp32_precisions,
+                 "not implemented yet (the CPU backend trains in fp32: use \"no\" or \"auto\")");
+}
+
+int sdt_train_check_supported(const sdt_config *cfg, sdt_diag_list *diags)
+{
+    size_t n = sdt_schema_count();
+    support_check c = {.cfg = cfg, .diags = diags, .refused = calloc(n, sizeof(bool))};
+    if (!c.refused) {
+        sdt_diag_add(diags, SDT_SEV_ERROR, sdt_config_source(cfg), 0, 0, -1, "out of memory");
+        return -1;
+    }
+    const sdt_setting *settings = sdt_schema_settings();
+    for (size_t k = 0; k < n; k++)
+        if (settings[k].impl == SDT_IMPL_PLANNED && sdt_config_is_changed(cfg, (int)k))
+            refuse(&c, (int)k, "not implemented yet");
+    check_values(&c);
+    free(c.refused);
+    return c.errors ? -1 : 0;
+}
