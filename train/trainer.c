@@ -14,6 +14,7 @@
 
 #include "sdtune/atomic_file.h"
 #include "tensorboard.h"
+#include "train_support.h"
 #include "trainer_internal.h"
 
 /* Memory events every this many optimizer steps. */
@@ -167,14 +168,40 @@ static void config_error(sdt_trainer *t, const char *field, const char *message)
     emit(t, &ev);
 }
 
-/* Saves the model and, when save_state asks, the state, for one reason; errors are the run's. */
+/* Refuses a config that asks for something the engine does not do yet (train/train_support.h), one
+ * config_error per setting, so that no caller of the library can train with a setting silently ignored. */
+static int refuse_unsupported(sdt_trainer *t, char **error)
+{
+    sdt_diag_list refused;
+    sdt_diag_list_init(&refused);
+    int status = sdt_train_check_supported(t->cfg, &refused);
+    size_t errors = sdt_diag_count(&refused, SDT_SEV_ERROR);
+    for (size_t i = 0; i < refused.count; i++) {
+        const sdt_diag *d = &refused.items[i];
+        if (d->severity != SDT_SEV_ERROR)
+            continue;
+        const sdt_setting *setting = d->setting >= 0 ? &sdt_schema_settings()[d->setting] : NULL;
+        char *field = setting ? sdt_format("%s.%s", sdt_section_name(setting->section), setting->key) : NULL;
+        config_error(t, field ? field : "", d->message);
+        free(field);
+    }
+    if (status != 0 || errors > 0)
+        sdt_set_error(error, "%zu setting%s cannot be trained yet; first: %s", errors, errors == 1 ? "" : "s",
+                      errors ? refused.items[0].message : "?");
+    sdt_diag_list_free(&refused);
+    return status != 0 || errors > 0 ? -1 : 0;
+}
+
+/* Saves the model and, when save_state asks, the state, for one reason; errors are the run's. Back in the
+ * training phase afterwards, except after the final save (the run is done then). */
 static int save_point(sdt_trainer *t, sdt_save_kind kind, int64_t number, int with_state, char **error)
 {
     if (sdt_trainer_save_model(t, kind, (int)number, error) != 0)
         return -1;
     if (with_state && sdt_trainer_save_state(t, kind, (int)number, error) != 0)
         return -1;
-    sdt_trainer_phase(t, SDT_PHASE_TRAINING);
+    if (kind != SDT_SAVE_FINAL)
+        sdt_trainer_phase(t, SDT_PHASE_TRAINING);
     return 0;
 }
 
@@ -327,13 +354,14 @@ static sdt_train_result train_loop(sdt_trainer *t, char **error)
     return SDT_TRAIN_DONE;
 }
 
-static void emit_done(sdt_trainer *t)
+/* The last event of a run that did not fail (docs/protocol.md): finished or stopped (0), aborted (3). */
+static void emit_done(sdt_trainer *t, sdt_train_result result)
 {
     sdt_trainer_phase(t, SDT_PHASE_DONE);
     sdt_event ev = {.type = SDT_EV_DONE};
     ev.done.outputs = t->outputs;
     ev.done.n_outputs = t->output_count;
-    ev.done.exit_code = 0;
+    ev.done.exit_code = (int)result;
     emit(t, &ev);
 }
 
@@ -386,6 +414,10 @@ sdt_train_result sdt_train_run(const sdt_train_options *o, char **error)
     char *err = NULL;
     sdt_trainer_phase(&t, SDT_PHASE_LOADING);
 
+    if (refuse_unsupported(&t, &err) != 0) {
+        result = SDT_TRAIN_CONFIG_ERROR;
+        goto finish;
+    }
     sdt_train_settings_read(t.cfg, &t.s);
     const char *save_as = t.s.save_model_as;
     if (strcmp(save_as, "safetensors") != 0) {
@@ -422,9 +454,7 @@ sdt_train_result sdt_train_run(const sdt_train_options *o, char **error)
     t.tensorboard = NULL;
     free(tb_error);
     if (result == SDT_TRAIN_DONE) {
-        int stopped = o->control && atomic_load(&o->control->stop);
         int with_state = t.s.save_state || t.s.save_state_on_train_end;
-        (void)stopped;
         if (save_point(&t, SDT_SAVE_FINAL, t.global_step, with_state, &err) != 0) {
             result = SDT_TRAIN_FAILED;
             goto finish;
@@ -433,13 +463,14 @@ sdt_train_result sdt_train_run(const sdt_train_options *o, char **error)
         if (t.skipped_steps)
             sdt_trainer_log(&t, SDT_LOG_WARNING, "%lld steps were skipped for non-finite values",
                             (long long)t.skipped_steps);
-        emit_done(&t);
+        emit_done(&t, result);
     }
 finish:
     if (result == SDT_TRAIN_ABORTED) {
         free(err);
         err = sdt_strdup("aborted: left without saving; the last saved checkpoint is kept");
-        emit_error(&t, err);
+        sdt_trainer_log(&t, SDT_LOG_WARNING, "%s", err);
+        emit_done(&t, result);
     } else if (result != SDT_TRAIN_DONE) {
         if (result != SDT_TRAIN_CONFIG_ERROR)
             result = SDT_TRAIN_FAILED;

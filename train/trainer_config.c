@@ -94,7 +94,6 @@ void sdt_train_settings_read(const sdt_config *cfg, sdt_train_settings *s)
     s->gradient_accumulation_steps = (int)sdt_config_int(cfg, "gradient_accumulation_steps");
     s->gradient_checkpointing = sdt_config_bool(cfg, "gradient_checkpointing");
     s->optimizer_type = str(cfg, "optimizer_type");
-    s->optimizer_args_set = sdt_config_is_set(cfg, sdt_schema_find("optimizer_args"));
     s->lr_scheduler = str(cfg, "lr_scheduler");
     s->learning_rate = sdt_config_float(cfg, "learning_rate");
     s->unet_lr = sdt_config_float(cfg, "unet_lr");
@@ -121,7 +120,6 @@ void sdt_train_settings_read(const sdt_config *cfg, sdt_train_settings *s)
     s->multires_noise_iterations = (int)sdt_config_int(cfg, "multires_noise_iterations");
     s->multires_noise_discount = sdt_config_float(cfg, "multires_noise_discount");
     s->debiased_estimation_loss = sdt_config_bool(cfg, "debiased_estimation_loss");
-    s->masked_loss = sdt_config_bool(cfg, "masked_loss");
     s->loss_type = str(cfg, "loss_type");
     s->huber_schedule = str(cfg, "huber_schedule");
     s->huber_c = sdt_config_float(cfg, "huber_c");

@@ -30,7 +30,6 @@ typedef struct sdt_train_settings {
     int gradient_accumulation_steps, gradient_checkpointing;
     /* optimizer and schedule */
     const char *optimizer_type, *lr_scheduler;
-    int optimizer_args_set;
     double learning_rate, unet_lr, text_encoder_lr, max_grad_norm;
     double lr_warmup_steps, lr_scheduler_power;
     int lr_scheduler_num_cycles;
@@ -41,7 +40,7 @@ typedef struct sdt_train_settings {
     const char *network_weights;
     /* noise and loss */
     double prior_loss_weight, min_snr_gamma, noise_offset, adaptive_noise_scale, multires_noise_discount;
-    int noise_offset_random_strength, multires_noise_iterations, debiased_estimation_loss, masked_loss;
+    int noise_offset_random_strength, multires_noise_iterations, debiased_estimation_loss;
     const char *loss_type, *huber_schedule;
     double huber_c, huber_scale, ip_noise_gamma, v_pred_like_loss;
     int ip_noise_gamma_random_strength, zero_terminal_snr, min_timestep, max_timestep;

@@ -193,8 +193,6 @@ static int setup_objective(sdt_trainer *t, char **error)
     if (sdt_loss_options_check(&t->loss, msg, sizeof msg) != 0)
         return sdt_set_error(error, "%s", msg);
     t->prior_loss_weight = t->s.prior_loss_weight;
-    if (t->s.masked_loss)
-        sdt_trainer_log(t, SDT_LOG_WARNING, "masked_loss is not implemented yet: the loss is not masked");
     return 0;
 }
 
@@ -238,9 +236,6 @@ int sdt_trainer_setup_training(sdt_trainer *t, char **error)
     sdt_optim_config oc;
     if (sdt_optim_parse_name(t->s.optimizer_type, &oc, error) != 0)
         return -1;
-    if (t->s.optimizer_args_set)
-        sdt_trainer_log(t, SDT_LOG_WARNING,
-                        "optimizer_args are not applied yet: the optimizer's defaults are used");
     double lr = t->s.learning_rate;
     t->unet_lr = t->s.unet_lr > 0 ? t->s.unet_lr : lr;
     t->text_encoder_lr = t->s.text_encoder_lr > 0 ? t->s.text_encoder_lr : lr;

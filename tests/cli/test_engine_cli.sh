@@ -70,7 +70,10 @@ expect "validate bad device" 2 'expected auto, cpu, cuda:N or sm_XY' "$engine" v
 printf '[precision_memory]\nmixed_precision = "bf16"\n' >"$work/bf16.toml"
 expect "device rule" 1 'needs an Ampere or newer GPU' "$engine" validate --device sm_75 "$work/bf16.toml"
 expect "device ok" 0 'bf16.toml: OK' "$engine" validate --device sm_90 "$work/bf16.toml"
-expect "preflight" 1 'error: pretrained_model_name_or_path is empty' "$engine" validate --preflight "$src/config.toml"
+# The default config.toml runs the built-in demo, so it passes preflight; a config without a model does not.
+expect "preflight demo" 0 'config.toml: OK' "$engine" validate --preflight "$src/config.toml"
+printf '[model]\ntraining_type = "lora"\n' >"$work/no_model.toml"
+expect "preflight" 1 'error: pretrained_model_name_or_path is empty' "$engine" validate --preflight "$work/no_model.toml"
 expect "devices" 0 '^cpu ' "$engine" devices
 
 # Checkpoints: init-model writes a tiny model, inspect reads it back (text and JSON); the same seed gives the

@@ -182,6 +182,8 @@ status=$?
 exec 3>&-
 check "abort: exit 3 (got $status)" [ "$status" = 3 ]
 check "abort: no model saved" [ ! -e "$work/abort/demo.safetensors" ]
+check "abort: done with exit code 3" ev '^\{"t":"done".*"exit_code":3'
+
 
 # ---- signals ------------------------------------------------------------------------------------------
 cfg=$(make_config sigterm 100000)

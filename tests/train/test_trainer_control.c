@@ -49,7 +49,9 @@ static void test_stop_and_abort(test_state *t)
         event_log alog = {0};
         r = run_with(t, &f, NULL, "[training]\nmax_train_steps = 50\n", &alog, &control, &error);
         CHECK(t, r == SDT_TRAIN_ABORTED);
-        CHECK(t, event_log_count(&alog, SDT_EV_PROGRESS) == 0 && event_log_count(&alog, SDT_EV_DONE) == 0);
+        /* The abort is announced as done with exit code 3 (docs/protocol.md), not as an error. */
+        CHECK(t, event_log_count(&alog, SDT_EV_PROGRESS) == 0 && event_log_count(&alog, SDT_EV_DONE) == 1);
+        CHECK(t, event_log_count(&alog, SDT_EV_ERROR) == 0);
         CHECK(t, !file_exists(path));
         free(error);
         event_log_free(&alog);
