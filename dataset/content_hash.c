@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "params.h"
+#include "sdtune/atomic_file.h"
 #include "sdtune/strutil.h"
 
 /* Odd constants with well-spread bits, two per lane, none shared between the lanes: the lanes must not be
@@ -245,23 +246,9 @@ int sdt_cache_make_parent(const char *path, char **error)
         return 0;
     }
     *slash = '\0';
-    /* mkdir -p: create each prefix in turn; EEXIST is the usual answer after the first run. */
-    for (char *p = dir + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char saved = *p;
-        *p = '\0';
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-            *error = sdt_format("cannot create the cache folder %s: %s", dir, strerror(errno));
-            free(dir);
-            return -1;
-        }
-        *p = saved;
-        if (saved == '\0')
-            break;
-    }
+    int status = sdt_make_folders(dir, "cache", error);
     free(dir);
-    return 0;
+    return status;
 }
 
 /* ---- key -> value map ------------------------------------------------------------------------------ */

@@ -38,30 +38,6 @@ char *sdt_demo_cache_root(char **error)
     return NULL;
 }
 
-/* mkdir -p. */
-static int make_folders(const char *folder, char **error)
-{
-    char *path = sdt_strdup(folder);
-    if (!path)
-        return sdt_set_error(error, "out of memory");
-    for (char *p = path + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-            sdt_set_error(error, "cannot create the folder %s: %s", path, strerror(errno));
-            free(path);
-            return -1;
-        }
-        *p = c;
-        if (!c)
-            break;
-    }
-    free(path);
-    return 0;
-}
-
 static int write_text(const char *dir, const char *name, const char *text, char **error)
 {
     char *path = sdt_format("%s/%s", dir, name);
@@ -96,9 +72,9 @@ static int build(const char *tmp, char **error)
     char *images = sdt_format("%s/shapes/%d_shapes", tmp, SDT_DEMO_REPEATS);
     int rc = tokenizer && images ? 0 : sdt_set_error(error, "out of memory");
     if (rc == 0)
-        rc = make_folders(tokenizer, error);
+        rc = sdt_make_folders(tokenizer, "demo", error);
     if (rc == 0)
-        rc = make_folders(images, error);
+        rc = sdt_make_folders(images, "demo", error);
     if (rc == 0)
         rc = sdt_demo_write_tokenizer(tokenizer, error);
     if (rc == 0)
@@ -156,7 +132,7 @@ int sdt_demo_prepare(const char *cache_root, sdt_demo_assets *out, char **error)
         free(demo);
         return rc;
     }
-    if (make_folders(cache_root, error) != 0) {
+    if (sdt_make_folders(cache_root, "demo", error) != 0) {
         free(demo);
         return -1;
     }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sdtune/atomic_file.h"
 #include "sdtune/strutil.h"
 
 struct sdt_tb_writer {
@@ -116,40 +117,13 @@ static double wall_time_now(void)
 
 /* ---- the writer ---- */
 
-/* mkdir -p: every missing folder on the way is created. */
-static int make_folders(const char *folder, char **error)
-{
-    char *path = sdt_strdup(folder);
-    if (!path)
-        return sdt_set_error(error, "out of memory");
-    for (char *p = path + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-            sdt_set_error(error, "cannot create the TensorBoard folder %s: %s", path, strerror(errno));
-            free(path);
-            return -1;
-        }
-        *p = c;
-        if (!c)
-            break;
-    }
-    free(path);
-    struct stat st;
-    if (stat(folder, &st) != 0 || !S_ISDIR(st.st_mode))
-        return sdt_set_error(error, "the TensorBoard folder %s is not a folder", folder);
-    return 0;
-}
-
 sdt_tb_writer *sdt_tb_open(const char *folder, char **error)
 {
     if (!folder || !folder[0]) {
         sdt_set_error(error, "no TensorBoard folder given");
         return NULL;
     }
-    if (make_folders(folder, error) != 0)
+    if (sdt_make_folders(folder, "TensorBoard", error) != 0)
         return NULL;
     sdt_tb_writer *w = calloc(1, sizeof *w);
     if (!w) {

@@ -136,30 +136,6 @@ static void emit_progress(sdt_trainer *t, double loss, double step_seconds, size
     emit(t, &ev);
 }
 
-static int mkdir_p(const char *path, char **error)
-{
-    char *copy = sdt_strdup(path);
-    if (!copy)
-        return sdt_set_error(error, "out of memory");
-    for (char *p = copy + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(copy, 0755) != 0 && errno != EEXIST) {
-                int rc =
-                    sdt_set_error(error, "cannot create the output folder %s: %s", copy, strerror(errno));
-                free(copy);
-                return rc;
-            }
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
-    free(copy);
-    return 0;
-}
-
 static void config_error(sdt_trainer *t, const char *field, const char *message)
 {
     sdt_event ev = {.type = SDT_EV_CONFIG_ERROR};
@@ -380,7 +356,7 @@ static int prepare_outputs(sdt_trainer *t, char **error)
     t->output_name = sdt_strdup(name && *name ? name : "last");
     if (!t->output_dir || !t->output_name)
         return sdt_set_error(error, "out of memory");
-    if (mkdir_p(t->output_dir, error) != 0)
+    if (sdt_make_folders(t->output_dir, "output", error) != 0)
         return -1;
     if (t->o->outputs_ready &&
         t->o->outputs_ready(t->o->outputs_ready_ctx, t->output_dir, t->output_name, error) != 0)

@@ -33,6 +33,11 @@ int sdt_atomic_commit(sdt_atomic_file *file, char **error);
 /* Drops the temporary file and releases the struct. */
 void sdt_atomic_abandon(sdt_atomic_file *file);
 
+/* mkdir -p: creates path and every missing folder above it (mode 0755). Returns 0, or -1 with *error set
+ * (caller frees) to "cannot create the <what> folder <the first one that failed>: <reason>", or "the <what>
+ * folder <path> is not a folder" when something else has that name. */
+int sdt_make_folders(const char *path, const char *what, char **error);
+
 /* Reads a whole regular file of at most max_bytes into a NUL-terminated buffer (caller frees).
  * Returns 0, or -1 with *error set to a one-line reason that does not repeat the path. */
 int sdt_read_file(const char *path, size_t max_bytes, char **data, size_t *len, char **error);

@@ -221,3 +221,31 @@ int sdt_read_file(const char *path, size_t max_bytes, char **data, size_t *len, 
     *len = got;
     return 0;
 }
+
+int sdt_make_folders(const char *path, const char *what, char **error)
+{
+    char *copy = sdt_strdup(path);
+    if (!copy)
+        return sdt_set_error(error, "out of memory");
+    /* Each prefix in turn; EEXIST is the usual answer for all but the last ones. */
+    for (char *p = copy + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(copy, 0755) != 0 && errno != EEXIST) {
+            sdt_set_error(error, "cannot create the %s folder %s: %s", what, copy, strerror(errno));
+            free(copy);
+            return -1;
+        }
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    free(copy);
+    /* The last component may exist as something else (EEXIST above). */
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return sdt_set_error(error, "the %s folder %s is not a folder", what, path);
+    return 0;
+}
