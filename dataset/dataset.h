@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "buckets.h"
 #include "epoch.h"
 #include "sdtune/config.h"
 #include "sdtune/diag.h"
@@ -138,6 +139,8 @@ void sdt_dataset_free(sdt_dataset *ds);
 
 /* Images (without repeats) and images times repeats over all subsets, train or reg. */
 size_t sdt_dataset_image_count(const sdt_dataset *ds, bool reg);
+/* What bucketing needs of sample i of sub: its path, size, repeats (after reg balancing) and crop flags. */
+sdt_bucket_image sdt_ds_bucket_image(const sdt_ds_subset *sub, size_t i);
 size_t sdt_dataset_images_with_repeats(const sdt_dataset *ds, bool reg);
 size_t sdt_dataset_skipped_total(const sdt_dataset *ds);
 

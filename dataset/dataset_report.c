@@ -110,14 +110,8 @@ static void build_stats(const sdt_ds_dataset *set, const sdt_dataset_report_opti
     size_t k = 0;
     for (size_t s = 0; s < set->subset_count; s++) {
         const sdt_ds_subset *sub = &set->subsets[s];
-        for (size_t i = 0; i < sub->sample_count; i++, k++) {
-            images[k].name = sub->samples[i].path;
-            images[k].width = sub->samples[i].width;
-            images[k].height = sub->samples[i].height;
-            images[k].repeats = sub->effective_repeats ? sub->effective_repeats[i] : sub->num_repeats;
-            images[k].random_crop = sub->random_crop;
-            images[k].face_crop = sub->has_face_crop_aug_range;
-        }
+        for (size_t i = 0; i < sub->sample_count; i++, k++)
+            images[k] = sdt_ds_bucket_image(sub, i);
     }
     sdt_bucket_settings settings;
     sdt_bucket_settings_default(&settings);
@@ -475,4 +469,17 @@ char *sdt_dataset_report(const sdt_dataset *ds, const sdt_dataset_report_options
             sdt_bucket_plan_free(&stats[d].plan);
     free(stats);
     return out;
+}
+
+sdt_bucket_image sdt_ds_bucket_image(const sdt_ds_subset *sub, size_t i)
+{
+    sdt_bucket_image b = {
+        .name = sub->samples[i].path,
+        .width = sub->samples[i].width,
+        .height = sub->samples[i].height,
+        .repeats = sub->effective_repeats ? sub->effective_repeats[i] : sub->num_repeats,
+        .random_crop = sub->random_crop,
+        .face_crop = sub->has_face_crop_aug_range,
+    };
+    return b;
 }

@@ -83,12 +83,7 @@ static int build(sdt_train_data *d, const sdt_ds_dataset *set, uint64_t seed, sd
     for (size_t s = 0; s < set->subset_count; s++) {
         const sdt_ds_subset *sub = &set->subsets[s];
         for (size_t i = 0; i < sub->sample_count; i++, k++) {
-            bimages[k].name = sub->samples[i].path;
-            bimages[k].width = sub->samples[i].width;
-            bimages[k].height = sub->samples[i].height;
-            bimages[k].repeats = sub->effective_repeats ? sub->effective_repeats[i] : sub->num_repeats;
-            bimages[k].random_crop = sub->random_crop;
-            bimages[k].face_crop = sub->has_face_crop_aug_range;
+            bimages[k] = sdt_ds_bucket_image(sub, i);
             sdt_train_image *im = &d->images[k];
             im->path = sub->samples[i].path;
             im->caption = sub->samples[i].caption;
