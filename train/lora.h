@@ -111,18 +111,22 @@ int sdt_lora_save(sdt_engine *e, const sdt_lora_network *net, const char *path, 
 
 /* What a run knows that the ss_* metadata reports and the config does not. Strings may be NULL. */
 typedef struct sdt_lora_run_info {
-    const char *session_id;       /* random per run */
-    int64_t training_started_at;  /* unix seconds */
-    int64_t training_finished_at; /* 0: not finished (intermediate saves) */
+    const char *session_id;      /* random per run */
+    double training_started_at;  /* unix seconds (kohya's time.time(), a float) */
+    double training_finished_at; /* unix seconds of this save (kohya sets it at every save); 0: absent */
     int64_t num_train_images, num_reg_images, num_batches_per_epoch, num_epochs;
     int64_t epoch, steps, max_train_steps, lr_warmup_steps;
     const char *base_model_name;   /* the checkpoint's file name without folder and extension */
     const char *dataset_dirs_json; /* {"<dir>": {"n_repeats": N, "img_count": N}} */
     const char *reg_dataset_dirs_json;
     const char *tag_frequency_json; /* {"<dir>": {"tag": count}} */
-    const char *bucket_info_json;   /* {"buckets": {...}, "mean_img_ar_error": x} */
-    const char *optimizer_text;     /* "torch.optim.AdamW(weight_decay=0.01,betas=(0.9, 0.999))" style */
-    const char *datetime_iso;       /* modelspec.date */
+    const char *bucket_info_json; /* {"buckets": {...}, "mean_img_ar_error": x}; NULL: "null" (no buckets) */
+    const char *optimizer_text;   /* kohya's "<module>.<Class>(<k=v,...>)", "torch.optim.adamw.AdamW" */
+    const char *datetime_iso;     /* modelspec.date */
+    const char *mixed_precision;  /* what the run computes in ("no" for fp32); NULL: the config's value */
+    /* kohya's model_hash (8 hex of the 64 KiB at 1 MiB) and calculate_sha256 (whole file) of the base
+     * model; NULL: left out */
+    const char *sd_model_hash, *new_sd_model_hash;
 } sdt_lora_run_info;
 
 /* Fills kohya's ss_* and modelspec.* metadata for a LoRA trained with cfg (kohya_inventory §6.5), honouring

@@ -38,6 +38,20 @@ static void setting(writer *w, const char *ss_key, const char *key, int none_whe
               none_when_unset ? sdt_lora_cfg_python_or_none(w->cfg, key) : sdt_lora_cfg_python(w->cfg, key));
 }
 
+/* A setting kohya takes as None by default where this trainer's 0 means the same (unset, off): unet_lr and
+ * text_encoder_lr (0: use learning_rate), min_snr_gamma, noise_offset, ... (0: off). "None" when the config
+ * leaves it unset or at 0, else the value. */
+static void zero_is_none(writer *w, const char *ss_key, const char *key)
+{
+    char *value = sdt_lora_cfg_python(w->cfg, key);
+    int unset = !sdt_lora_cfg_is_set(w->cfg, key) || (value && strtod(value, NULL) == 0.0);
+    if (unset) {
+        free(value);
+        value = sdt_strdup("None");
+    }
+    put_owned(w, ss_key, value);
+}
+
 static void put_int(writer *w, const char *key, long long value)
 {
     if (sdt_kv_set(w->out, key, "%lld", value) != 0)
@@ -133,12 +147,18 @@ static void modelspec(writer *w, const sdt_lora_run_info *info)
     put(w, "modelspec.implementation",
         strcmp(family, "sdxl") == 0 ? "https://github.com/Stability-AI/generative-models" : "diffusers");
     const char *title = sdt_lora_cfg_str(w->cfg, "metadata_title");
-    if (!*title)
+    if (!*title && sdt_lora_cfg_is_set(w->cfg, "output_name"))
         title = sdt_lora_cfg_str(w->cfg, "output_name");
-    if (*title)
+    if (*title) {
         put(w, "modelspec.title", title);
-    else
-        put_owned(w, "modelspec.title", sdt_format("LoRA@%lld", (long long)info->training_started_at));
+    } else {
+        /* kohya: "LoRA@" and the save's time.time() */
+        char stamp[64];
+        sdt_lora_python_float(info->training_finished_at ? info->training_finished_at
+                                                         : info->training_started_at,
+                              stamp, sizeof stamp);
+        put_owned(w, "modelspec.title", sdt_format("LoRA@%s", stamp));
+    }
     long long width, height;
     sdt_lora_cfg_resolution(w->cfg, &width, &height);
     put_owned(w, "modelspec.resolution", sdt_format("%lldx%lld", width, height));
@@ -178,13 +198,14 @@ static void training_keys(writer *w, const sdt_lora_run_info *info)
 {
     if (info->session_id)
         put(w, "ss_session_id", info->session_id);
-    put_float(w, "ss_training_started_at", (double)info->training_started_at);
+    put_float(w, "ss_training_started_at", info->training_started_at);
     if (info->training_finished_at)
-        put_float(w, "ss_training_finished_at", (double)info->training_finished_at);
-    put(w, "ss_output_name", sdt_lora_cfg_str(w->cfg, "output_name"));
+        put_float(w, "ss_training_finished_at", info->training_finished_at);
+    /* kohya's output_name defaults to None (the file is then named "last") */
+    setting(w, "ss_output_name", "output_name", 1);
     setting(w, "ss_learning_rate", "learning_rate", 0);
-    setting(w, "ss_text_encoder_lr", "text_encoder_lr", 1);
-    setting(w, "ss_unet_lr", "unet_lr", 1);
+    zero_is_none(w, "ss_text_encoder_lr", "text_encoder_lr");
+    zero_is_none(w, "ss_unet_lr", "unet_lr");
     put_int(w, "ss_num_train_images", info->num_train_images);
     put_int(w, "ss_num_validation_images", 0);
     put_int(w, "ss_num_reg_images", info->num_reg_images);
@@ -197,18 +218,21 @@ static void training_keys(writer *w, const sdt_lora_run_info *info)
     put_int(w, "ss_max_train_steps", info->max_train_steps);
     put_int(w, "ss_lr_warmup_steps", info->lr_warmup_steps);
     setting(w, "ss_lr_scheduler", "lr_scheduler", 0);
-    setting(w, "ss_network_dropout", "network_dropout", 1);
-    setting(w, "ss_mixed_precision", "mixed_precision", 0);
+    zero_is_none(w, "ss_network_dropout", "network_dropout");
+    if (info->mixed_precision)
+        put(w, "ss_mixed_precision", info->mixed_precision);
+    else
+        setting(w, "ss_mixed_precision", "mixed_precision", 0);
     setting(w, "ss_full_fp16", "full_fp16", 0);
     setting(w, "ss_clip_skip", "clip_skip", 1);
     setting(w, "ss_max_token_length", "max_token_length", 1);
     setting(w, "ss_cache_latents", "cache_latents", 0);
     setting(w, "ss_seed", "seed", 0);
     put(w, "ss_lowram", "False");
-    setting(w, "ss_noise_offset", "noise_offset", 1);
-    setting(w, "ss_multires_noise_iterations", "multires_noise_iterations", 1);
+    zero_is_none(w, "ss_noise_offset", "noise_offset");
+    zero_is_none(w, "ss_multires_noise_iterations", "multires_noise_iterations");
     setting(w, "ss_multires_noise_discount", "multires_noise_discount", 0);
-    setting(w, "ss_adaptive_noise_scale", "adaptive_noise_scale", 1);
+    zero_is_none(w, "ss_adaptive_noise_scale", "adaptive_noise_scale");
     setting(w, "ss_zero_terminal_snr", "zero_terminal_snr", 0);
     const char *comment = sdt_lora_cfg_str(w->cfg, "training_comment");
     put(w, "ss_training_comment", *comment ? comment : "None");
@@ -223,9 +247,9 @@ static void training_keys(writer *w, const sdt_lora_run_info *info)
     setting(w, "ss_caption_tag_dropout_rate", "caption_tag_dropout_rate", 0);
     setting(w, "ss_face_crop_aug_range", "face_crop_aug_range", 1);
     setting(w, "ss_prior_loss_weight", "prior_loss_weight", 0);
-    setting(w, "ss_min_snr_gamma", "min_snr_gamma", 1);
-    setting(w, "ss_scale_weight_norms", "scale_weight_norms", 1);
-    setting(w, "ss_ip_noise_gamma", "ip_noise_gamma", 1);
+    zero_is_none(w, "ss_min_snr_gamma", "min_snr_gamma");
+    zero_is_none(w, "ss_scale_weight_norms", "scale_weight_norms");
+    zero_is_none(w, "ss_ip_noise_gamma", "ip_noise_gamma");
     setting(w, "ss_debiased_estimation", "debiased_estimation_loss", 0);
     setting(w, "ss_noise_offset_random_strength", "noise_offset_random_strength", 0);
     setting(w, "ss_ip_noise_gamma_random_strength", "ip_noise_gamma_random_strength", 0);
@@ -237,11 +261,16 @@ static void training_keys(writer *w, const sdt_lora_run_info *info)
     setting(w, "ss_fp8_base_unet", "fp8_base_unet", 0);
     setting(w, "ss_validation_seed", "validation_seed", 1);
     setting(w, "ss_validation_split", "validation_split", 0);
-    setting(w, "ss_max_validation_steps", "max_validation_steps", 1);
-    setting(w, "ss_validate_every_n_epochs", "validate_every_n_epochs", 1);
-    setting(w, "ss_validate_every_n_steps", "validate_every_n_steps", 1);
+    zero_is_none(w, "ss_max_validation_steps", "max_validation_steps");
+    zero_is_none(w, "ss_validate_every_n_epochs", "validate_every_n_epochs");
+    zero_is_none(w, "ss_validate_every_n_steps", "validate_every_n_steps");
     setting(w, "ss_resize_interpolation", "resize_interpolation", 1);
     const char *model = sdt_lora_cfg_str(w->cfg, "pretrained_model_name_or_path");
+    /* kohya hashes the model only when the path exists (model_hash, calculate_sha256) */
+    if (info->sd_model_hash)
+        put(w, "ss_sd_model_hash", info->sd_model_hash);
+    if (info->new_sd_model_hash)
+        put(w, "ss_new_sd_model_hash", info->new_sd_model_hash);
     if (*model)
         put(w, "ss_sd_model_name", base_name(model));
     else if (info->base_model_name)
@@ -277,8 +306,8 @@ static void dataset_keys(writer *w, const sdt_lora_run_info *info)
     put(w, "ss_dataset_dirs", info->dataset_dirs_json ? info->dataset_dirs_json : "{}");
     put(w, "ss_reg_dataset_dirs", info->reg_dataset_dirs_json ? info->reg_dataset_dirs_json : "{}");
     put(w, "ss_tag_frequency", info->tag_frequency_json ? info->tag_frequency_json : "{}");
-    if (info->bucket_info_json)
-        put(w, "ss_bucket_info", info->bucket_info_json);
+    /* json.dumps(None) when bucketing is off: kohya's dataset leaves bucket_info None then */
+    put(w, "ss_bucket_info", info->bucket_info_json ? info->bucket_info_json : "null");
 }
 
 int sdt_lora_metadata(const struct sdt_config *cfg, const sdt_lora_network *net,

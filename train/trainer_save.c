@@ -12,8 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lora_internal.h"
+#include "run_metadata.h"
 #include "sdtune/atomic_file.h"
 #include "sdtune/safetensors.h"
+#include "sdtune/sha256.h"
 #include "trainer_internal.h"
 
 static char *model_file_name(const sdt_trainer *t, sdt_save_kind kind, int64_t number)
@@ -120,16 +123,73 @@ static sdt_dtype save_dtype(const sdt_trainer *t)
     return SDT_F32;
 }
 
-static int save_lora(sdt_trainer *t, const char *path, int final, int64_t epoch, char **error)
+/* ---- what the LoRA metadata reports (sdt_lora_run_info) ---- */
+
+/* kohya's optimizer_name, optimizer_class.__module__ + "." + __name__, and the keyword arguments it adds
+ * to the user's (*defaults, NULL-terminated). NULL for a kind without a kohya class here: its name is
+ * used. */
+static const char *kohya_optimizer_class(const sdt_optim_config *c, const char *const **defaults)
 {
-    sdt_lora_run_info info = {0};
-    char *base = sdt_strdup(t->s.model_path);
-    char *opt = sdt_format("torch.optim.%s()", sdt_optim_kind_name(t->optim.cfg.kind));
-    char date[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    static const char *const nesterov_defaults[] = {"momentum=0.9", NULL};
+    *defaults = NULL;
+    switch (c->kind) {
+    case SDT_OPTIM_ADAMW: return "torch.optim.adamw.AdamW";
+    case SDT_OPTIM_LION: return "lion_pytorch.lion_pytorch.Lion";
+    case SDT_OPTIM_SGD:
+        /* SGDNesterov is torch's SGD with nesterov=True (not a keyword argument kohya reports) and
+         * momentum 0.9 added unless given */
+        if (c->nesterov)
+            *defaults = nesterov_defaults;
+        return "torch.optim.sgd.SGD";
+    default: return NULL;
+    }
+}
+
+static double unix_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* kohya's training_started_at is time.time() at the start, a float. The run keeps whole seconds (they go
+ * into the state); the fraction comes from the monotonic clock when it agrees with them, and is 0 for a
+ * resumed run, whose start was in another process. */
+static double started_at(const sdt_trainer *t)
+{
+    double precise = unix_seconds() - (sdt_trainer_now() - t->run_started);
+    return (int64_t)precise == t->training_started_at ? precise : (double)t->training_started_at;
+}
+
+/* kohya's model_hash (stable-diffusion-webui's old hash): the first 8 hex digits of the SHA-256 of the 64 KiB
+ * at offset 1 MiB (fewer or none when the file is shorter), "IsADirectory" for a folder, "NOFILE" when it
+ * does not exist. */
+static void legacy_model_hash(const char *path, char out[16])
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(out, 16, "NOFILE");
+        return;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(out, 16, "IsADirectory");
+        return;
+    }
+    unsigned char *chunk = malloc(0x10000); /* [65536] bytes of the file */
+    int fd = open(path, O_RDONLY);
+    ssize_t got = chunk && fd >= 0 ? pread(fd, chunk, 0x10000, 0x100000) : -1;
+    if (fd >= 0)
+        close(fd);
+    char hex[65];
+    sdt_sha256_hex(chunk, got > 0 ? (size_t)got : 0, hex);
+    free(chunk);
+    snprintf(out, 16, "%.8s", got >= 0 ? hex : "NOFILE");
+}
+
+/* The file name of the base model without folder and extension. Caller frees. */
+static char *base_model_name(const char *path)
+{
+    char *base = sdt_strdup(path);
     if (base) {
         char *slash = strrchr(base, '/');
         if (slash && slash[1])
@@ -138,29 +198,85 @@ static int save_lora(sdt_trainer *t, const char *path, int final, int64_t epoch,
         if (dot && dot != base)
             *dot = '\0';
     }
+    return base;
+}
+
+/* kohya's ss_epoch: the epoch counted from 1 for epoch saves, num_epochs for the final one, and for step
+ * saves the 0-based index of the epoch the step belongs to (train_network.py passes its loop variable). */
+static int64_t metadata_epoch(const sdt_trainer *t, sdt_save_kind kind, int64_t number)
+{
+    if (kind == SDT_SAVE_EPOCH)
+        return number;
+    if (kind == SDT_SAVE_FINAL)
+        return t->total_epochs;
+    int step_epoch = t->cursor.batch == 0 ? t->cursor.epoch - 1 : t->cursor.epoch; /* 1-based */
+    return step_epoch > 0 ? step_epoch - 1 : 0;
+}
+
+static int save_lora(sdt_trainer *t, const char *path, sdt_save_kind kind, int64_t number, char **error)
+{
+    sdt_lora_run_info info = {0};
+    const char *model = t->s.model_path && *t->s.model_path ? t->s.model_path : NULL;
+    char *base = model ? base_model_name(model) : NULL;
+    const char *const *optimizer_defaults = NULL;
+    const char *optimizer_class = kohya_optimizer_class(&t->optim.cfg, &optimizer_defaults);
+    char *optimizer = sdt_lora_optimizer_text(
+        t->cfg, optimizer_class ? optimizer_class : sdt_optim_kind_name(t->optim.cfg.kind),
+        optimizer_defaults);
+    char *tag_frequency = NULL, *bucket_info = NULL;
+    char legacy_hash[16], date[32];
+    double now = unix_seconds();
+    time_t whole = (time_t)now;
+    struct tm tm;
+    /* modelspec.date: datetime.fromtimestamp(int(time.time())).isoformat(), local time */
+    localtime_r(&whole, &tm);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    int rc = -1;
+    if ((model && !base) || !optimizer) {
+        sdt_set_error(error, "out of memory");
+        goto done;
+    }
+    if (sdt_run_tag_frequency_json(&t->data, &tag_frequency, error) != 0 ||
+        sdt_run_bucket_info_json(&t->data, &bucket_info, error) != 0)
+        goto done;
+    if (model) {
+        /* The whole-file SHA-256 (ss_new_sd_model_hash) would read the whole checkpoint at every save; it is
+         * left out, as kohya leaves it out when it cannot hash the model. */
+        legacy_model_hash(model, legacy_hash);
+        /* kohya hashes only a path that exists */
+        info.sd_model_hash = strcmp(legacy_hash, "NOFILE") == 0 ? NULL : legacy_hash;
+        if (strcmp(legacy_hash, "IsADirectory") == 0)
+            info.new_sd_model_hash = legacy_hash;
+    }
     info.session_id = t->session_id;
-    info.training_started_at = t->training_started_at;
-    info.training_finished_at = final ? (int64_t)now : 0;
+    info.training_started_at = started_at(t);
+    info.training_finished_at = now; /* kohya sets it at every save, intermediate ones too */
     info.num_train_images = (int64_t)t->data.num_train_images;
     info.num_reg_images = (int64_t)t->data.num_reg_images;
     info.num_batches_per_epoch = (int64_t)t->data.batches_per_epoch;
     info.num_epochs = t->total_epochs;
-    info.epoch = epoch;
+    info.epoch = metadata_epoch(t, kind, number);
     info.steps = t->global_step;
     info.max_train_steps = t->total_steps;
     info.lr_warmup_steps = t->lr_schedule.warmup_steps;
     info.base_model_name = base;
     info.dataset_dirs_json = t->data.dataset_dirs_json;
     info.reg_dataset_dirs_json = t->data.reg_dataset_dirs_json;
-    info.optimizer_text = opt;
+    info.tag_frequency_json = tag_frequency;
+    info.bucket_info_json = bucket_info;
+    info.optimizer_text = optimizer;
     info.datetime_iso = date;
+    info.mixed_precision = "no"; /* the training loop computes in fp32 whatever the config asks */
     sdt_kv_list md = {0};
-    int rc = sdt_lora_metadata(t->cfg, &t->lora, &info, &md, error);
+    rc = sdt_lora_metadata(t->cfg, &t->lora, &info, &md, error);
     if (rc == 0)
         rc = sdt_lora_save(t->e, &t->lora, path, save_dtype(t), &md, error);
     sdt_kv_list_free(&md);
+done:
     free(base);
-    free(opt);
+    free(optimizer);
+    free(tag_frequency);
+    free(bucket_info);
     return rc;
 }
 
@@ -171,11 +287,8 @@ int sdt_trainer_save_model(sdt_trainer *t, sdt_save_kind kind, int number, char 
         return sdt_set_error(error, "out of memory");
     sdt_trainer_phase(t, SDT_PHASE_SAVING);
     int rc;
-    int64_t epoch = kind == SDT_SAVE_EPOCH ? number
-                    : t->cursor.batch == 0 ? t->cursor.epoch - 1
-                                           : t->cursor.epoch;
     if (t->has_lora) {
-        rc = save_lora(t, path, kind == SDT_SAVE_FINAL, epoch, error);
+        rc = save_lora(t, path, kind, number, error);
     } else {
         sdt_model_save_options so = {.format = SDT_CKPT_LDM, .dtype = save_dtype(t)};
         rc = sdt_model_save(t->e, &t->model, path, &so, error);
@@ -268,9 +381,17 @@ int sdt_trainer_save_state(sdt_trainer *t, sdt_save_kind kind, int number, char 
         sdt_set_error(error, "out of memory");
         goto done;
     }
+    /* train_state.json last: a folder without it is never taken for a state (and the folder only gets its
+     * name once everything is written) */
     if (write_weights(t, weights, error) != 0 || write_optimizer(t, optimizer, error) != 0 ||
-        sdt_atomic_write(json_path, json, strlen(json), error) != 0)
+        sdt_atomic_write(json_path, json, strlen(json), error) != 0) {
+        char *why = error && *error ? *error : NULL;
+        if (error)
+            *error = NULL;
+        sdt_set_error(error, "cannot save the state %s: %s", final, why ? why : "write failed");
+        free(why);
         goto done;
+    }
     if (fsync_path(tmp) != 0) {
         sdt_set_error(error, "%s: fsync: %s", tmp, strerror(errno));
         goto done;
@@ -324,6 +445,23 @@ int sdt_trainer_load_state(sdt_trainer *t, const char *dir, char **error)
         sdt_set_error(error, "out of memory");
         goto done;
     }
+    /* A folder missing any of the three files is not a state: saving writes them in a temporary folder
+     * and renames it whole, so this is a folder cut short some other way (copied in part, edited). */
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        sdt_set_error(error, "resume: the state folder %s: %s", dir, strerror(errno));
+        goto done;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        sdt_set_error(error, "resume: %s is not a state folder", dir);
+        goto done;
+    }
+    const char *const parts[] = {json_path, weights, optimizer};
+    for (size_t i = 0; i < 3; i++)
+        if (stat(parts[i], &st) != 0) {
+            sdt_set_error(error, "resume: %s is not a complete state folder: %s is missing", dir, parts[i]);
+            goto done;
+        }
     char *why = NULL;
     if (sdt_read_file(json_path, 1 << 24, &json, &len, &why) != 0) {
         sdt_set_error(error, "resume: %s: %s", json_path, why ? why : "cannot read");

@@ -263,5 +263,43 @@ expect "planned setting, protocol" 2 '^\{"t":"config_error".*"field":"precision_
 printf '[training\nmax_train_steps = 5\n' >"$work/malformed.toml"
 expect "malformed config" 2 'malformed.toml:1:[0-9]+: error: ' "$engine" train "$work/malformed.toml"
 
+# ---- faults during a run: a full disk, a state that is not one (exit 1, nothing half-written) ---------
+# A run that saves its state, then a disk that fills up (ulimit -f, SIGXFSZ ignored so writes fail with
+# EFBIG) while the final LoRA replaces that run's file: exit 1 naming the file, the old file unchanged,
+# no temporary file left.
+cfg=$(make_config faults 2)
+set_key "$cfg" saving save_state true
+"$engine" train --quiet "$cfg" >/dev/null 2>"$work/faults.stderr"
+status=$?
+check "faults: first run exits 0 (got $status)" [ "$status" = 0 ]
+lora=$work/faults/demo.safetensors
+cp "$lora" "$work/faults-before.safetensors"
+blocks=$(($(stat -c %s "$lora") / 1024 - 8))
+(
+    ulimit -f "$blocks"
+    trap '' XFSZ
+    exec "$engine" train --quiet "$cfg"
+) >/dev/null 2>"$work/diskfull.stderr"
+status=$?
+check "disk full: exit 1 (got $status)" [ "$status" = 1 ]
+check "disk full: names the file" grep -q "demo.safetensors" "$work/diskfull.stderr"
+check "disk full: old LoRA unchanged" cmp -s "$lora" "$work/faults-before.safetensors"
+no_tmp() { ! compgen -G "$1/*.tmp.*" >/dev/null && ! compgen -G "$1/.state-tmp*" >/dev/null; }
+check "disk full: no temporary file" no_tmp "$work/faults"
+check "disk full: state kept" [ -s "$work/faults/demo-state/train_state.json" ]
+
+# resume at a state folder with a file missing (exit 1) and at no folder (a config error, exit 2).
+mkdir -p "$work/partial-state"
+cp "$work/faults/demo-state/train_state.json" "$work/faults/demo-state/weights.safetensors" \
+    "$work/partial-state/"
+cfg=$(make_config resume-partial 4)
+set_key "$cfg" saving resume "\"$work/partial-state\""
+expect "resume: incomplete state" 1 "partial-state is not a complete state folder: .*optimizer.safetensors" \
+    "$engine" train --quiet "$cfg"
+check "resume: incomplete state writes no model" [ ! -e "$work/resume-partial/demo.safetensors" ]
+cfg=$(make_config resume-missing 4)
+set_key "$cfg" saving resume "\"$work/no-state\""
+expect "resume: missing state" 2 "resume = \"$work/no-state\" does not exist" "$engine" train --quiet "$cfg"
+
 printf '%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" = 0 ]
