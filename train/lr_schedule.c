@@ -11,12 +11,15 @@
 #include <strings.h>
 
 static const char *const kind_names[] = {
-    "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
+    "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial", "adafactor",
 };
 
 /* kohya accepts these too; they are recognised so that a config naming one gets a clear message. */
 static const char *const unimplemented[] = {
-    "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay", "piecewise_constant", "adafactor",
+    "inverse_sqrt",
+    "cosine_with_min_lr",
+    "warmup_stable_decay",
+    "piecewise_constant",
 };
 
 void sdt_lr_schedule_default(sdt_lr_schedule *s, sdt_lr_kind kind, int64_t training_steps, double lr_init)
@@ -48,7 +51,7 @@ int sdt_lr_kind_parse(const char *name, sdt_lr_kind *out, char **error)
         }
     sdt_set_error(error,
                   "unknown learning-rate scheduler \"%s\" (known: constant, constant_with_warmup, linear, "
-                  "cosine, cosine_with_restarts, polynomial)",
+                  "cosine, cosine_with_restarts, polynomial, adafactor)",
                   name);
     return -1;
 }
@@ -97,7 +100,8 @@ double sdt_lr_factor(const sdt_lr_schedule *s, int64_t step)
 {
     const int64_t w = s->warmup_steps, t = s->training_steps;
     switch (s->kind) {
-    case SDT_LR_CONSTANT: return 1.0;
+    case SDT_LR_CONSTANT:
+    case SDT_LR_ADAFACTOR: return 1.0;
     case SDT_LR_CONSTANT_WITH_WARMUP: return step < w ? warmup(s, step) : 1.0;
     case SDT_LR_LINEAR: {
         if (step < w)

@@ -17,6 +17,8 @@ typedef enum sdt_lr_kind {
     SDT_LR_COSINE,
     SDT_LR_COSINE_WITH_RESTARTS,
     SDT_LR_POLYNOMIAL,
+    SDT_LR_ADAFACTOR, /* transformers' AdafactorSchedule: constant; only with the Adafactor optimizer, whose
+                         own step size (relative_step) it stands for */
 } sdt_lr_kind;
 
 typedef struct sdt_lr_schedule {

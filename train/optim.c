@@ -1,7 +1,9 @@
-/* Optimizers. Each update follows the reference implementation's element operations in the same order
- * and precision (F32 tensors, scalars computed in double and applied as F32) so a run matches PyTorch to
- * rounding; see docs/training.md. */
+/* Optimizers. Each update follows the reference implementation's element
+ * operations in the same order and precision (F32 tensors, scalars computed in
+ * double and applied as F32) so a run matches PyTorch to rounding; see
+ * docs/training.md. */
 #include "optim.h"
+#include "optim_internal.h"
 #include "sdtune/strutil.h"
 
 #include <math.h>
@@ -27,16 +29,43 @@ void sdt_optim_config_default(sdt_optim_config *c, sdt_optim_kind kind)
         c->beta1 = 0.9;
         c->beta2 = 0.99;
         break;
+    case SDT_OPTIM_ADAMW8BIT: /* bitsandbytes.optim.AdamW8bit */
+        c->beta1 = 0.9;
+        c->beta2 = 0.999;
+        c->eps = 1e-8;
+        c->weight_decay = 0.01;
+        c->min_8bit_size = 4096;
+        break;
+    case SDT_OPTIM_ADAFACTOR: /* transformers.optimization.Adafactor */
+        c->eps1 = 1e-30;
+        c->eps2 = 1e-3;
+        c->clip_threshold = 1.0;
+        c->decay_rate = -0.8;
+        c->scale_parameter = 1;
+        c->relative_step = 1;
+        break;
+    case SDT_OPTIM_PRODIGY: /* prodigyopt.Prodigy 1.0 */
+        c->beta1 = 0.9;
+        c->beta2 = 0.999;
+        c->beta3 = -1.0;
+        c->eps = 1e-8;
+        c->decouple = 1;
+        c->d0 = 1e-6;
+        c->d_coef = 1.0;
+        c->growth_rate = INFINITY;
+        break;
     }
 }
 
 /* Optimizer names kohya accepts that this trainer does not (yet) provide. */
 static const char *const unimplemented[] = {
-    "AdamW8bit",     "PagedAdamW",      "PagedAdamW8bit",    "PagedAdamW32bit",    "Lion8bit",
-    "PagedLion8bit", "SGDNesterov8bit", "DAdaptation",       "DAdaptAdamPreprint", "DAdaptAdaGrad",
-    "DAdaptAdam",    "DAdaptAdan",      "DAdaptAdanIP",      "DAdaptLion",         "DAdaptSGD",
-    "Prodigy",       "Adafactor",       "RAdamScheduleFree", "AdamWScheduleFree",  "SGDScheduleFree",
+    "PagedAdamW",        "PagedAdamW8bit",  "PagedAdamW32bit",    "Lion8bit",      "PagedLion8bit",
+    "SGDNesterov8bit",   "DAdaptation",     "DAdaptAdamPreprint", "DAdaptAdaGrad", "DAdaptAdam",
+    "DAdaptAdan",        "DAdaptAdanIP",    "DAdaptLion",         "DAdaptSGD",     "RAdamScheduleFree",
+    "AdamWScheduleFree", "SGDScheduleFree",
 };
+
+#define AVAILABLE "AdamW, AdamW8bit, Lion, SGD, SGDNesterov, Adafactor, Prodigy"
 
 int sdt_optim_parse_name(const char *name, sdt_optim_config *out, char **error)
 {
@@ -52,8 +81,21 @@ int sdt_optim_parse_name(const char *name, sdt_optim_config *out, char **error)
         sdt_optim_config_default(out, SDT_OPTIM_SGD);
         return 0;
     }
+    if (strcasecmp(name, "AdamW8bit") == 0) {
+        sdt_optim_config_default(out, SDT_OPTIM_ADAMW8BIT);
+        return 0;
+    }
+    if (strcasecmp(name, "Adafactor") == 0) {
+        sdt_optim_config_default(out, SDT_OPTIM_ADAFACTOR);
+        return 0;
+    }
+    if (strcasecmp(name, "Prodigy") == 0) {
+        sdt_optim_config_default(out, SDT_OPTIM_PRODIGY);
+        return 0;
+    }
     if (strcasecmp(name, "SGDNesterov") == 0) {
-        /* kohya: torch SGD with nesterov=True and momentum 0.9 unless optimizer_args say otherwise. */
+        /* kohya: torch SGD with nesterov=True and momentum 0.9 unless
+         * optimizer_args say otherwise. */
         sdt_optim_config_default(out, SDT_OPTIM_SGD);
         out->momentum = 0.9;
         out->nesterov = 1;
@@ -61,12 +103,11 @@ int sdt_optim_parse_name(const char *name, sdt_optim_config *out, char **error)
     }
     for (size_t i = 0; i < sizeof unimplemented / sizeof unimplemented[0]; i++)
         if (strcasecmp(name, unimplemented[i]) == 0) {
-            sdt_set_error(error,
-                          "optimizer %s is not implemented yet (available: AdamW, Lion, SGD, SGDNesterov)",
+            sdt_set_error(error, "optimizer %s is not implemented yet (available: " AVAILABLE ")",
                           unimplemented[i]);
             return -1;
         }
-    sdt_set_error(error, "unknown optimizer \"%s\" (available: AdamW, Lion, SGD, SGDNesterov)", name);
+    sdt_set_error(error, "unknown optimizer \"%s\" (available: " AVAILABLE ")", name);
     return -1;
 }
 
@@ -76,6 +117,9 @@ const char *sdt_optim_kind_name(sdt_optim_kind kind)
     case SDT_OPTIM_ADAMW: return "AdamW";
     case SDT_OPTIM_SGD: return "SGD";
     case SDT_OPTIM_LION: return "Lion";
+    case SDT_OPTIM_ADAMW8BIT: return "AdamW8bit";
+    case SDT_OPTIM_ADAFACTOR: return "Adafactor";
+    case SDT_OPTIM_PRODIGY: return "Prodigy";
     }
     return "?";
 }
@@ -86,14 +130,45 @@ int sdt_optim_config_check(const sdt_optim_config *c, char **error)
 {
     switch (c->kind) {
     case SDT_OPTIM_ADAMW:
+    case SDT_OPTIM_ADAMW8BIT:
+    case SDT_OPTIM_PRODIGY:
     case SDT_OPTIM_LION:
         if (!beta_ok(c->beta1) || !beta_ok(c->beta2)) {
             sdt_set_error(error, "%s: betas must be in [0, 1), got (%g, %g)", sdt_optim_kind_name(c->kind),
                           c->beta1, c->beta2);
             return -1;
         }
-        if (c->kind == SDT_OPTIM_ADAMW && !(c->eps >= 0.0)) {
-            sdt_set_error(error, "AdamW: eps must be >= 0, got %g", c->eps);
+        if (c->kind != SDT_OPTIM_LION && !(c->eps >= 0.0)) {
+            sdt_set_error(error, "%s: eps must be >= 0, got %g", sdt_optim_kind_name(c->kind), c->eps);
+            return -1;
+        }
+        if (c->kind == SDT_OPTIM_ADAMW8BIT && c->min_8bit_size < 0) {
+            sdt_set_error(error, "AdamW8bit: min_8bit_size must be >= 0");
+            return -1;
+        }
+        if (c->kind == SDT_OPTIM_PRODIGY) {
+            if (!(c->beta3 < 1.0) || !(c->d0 > 0.0) || !(c->d_coef > 0.0) || !(c->growth_rate >= 1.0)) {
+                sdt_set_error(error,
+                              "Prodigy: needs beta3 < 1 (or None), d0 > 0, d_coef > 0, "
+                              "growth_rate >= 1 "
+                              "(got %g, %g, %g, %g)",
+                              c->beta3, c->d0, c->d_coef, c->growth_rate);
+                return -1;
+            }
+        }
+        break;
+    case SDT_OPTIM_ADAFACTOR:
+        if (c->use_first_moment && !beta_ok(c->beta1)) {
+            sdt_set_error(error, "Adafactor: beta1 must be in [0, 1) or None, got %g", c->beta1);
+            return -1;
+        }
+        if (!(c->eps1 >= 0.0) || !(c->eps2 >= 0.0) || !(c->clip_threshold > 0.0) || !(c->decay_rate < 0.0)) {
+            sdt_set_error(error, "Adafactor: needs eps >= 0, clip_threshold > 0, decay_rate < 0");
+            return -1;
+        }
+        /* transformers refuses the same combination. */
+        if (c->warmup_init && !c->relative_step) {
+            sdt_set_error(error, "Adafactor: warmup_init=True requires relative_step=True");
             return -1;
         }
         break;
@@ -134,6 +209,8 @@ int sdt_optim_init(sdt_optimizer *o, const sdt_optim_config *cfg, int groups, ch
         return -1;
     }
     o->groups = groups;
+    if (cfg->kind == SDT_OPTIM_PRODIGY)
+        sdt_prodigy_init(o);
     return 0;
 }
 
@@ -141,32 +218,80 @@ void sdt_optim_free(sdt_optimizer *o)
 {
     for (size_t i = 0; i < o->count; i++) {
         free(o->entries[i].name);
-        free(o->entries[i].state[0]);
-        free(o->entries[i].state[1]);
+        for (int s = 0; s < 4; s++)
+            free(o->entries[i].state[s]);
     }
     free(o->entries);
     free(o->lr);
     memset(o, 0, sizeof *o);
 }
 
-static int state_slots(sdt_optim_kind kind)
+void sdt_optim_layout(const sdt_optim_config *c, sdt_optim_entry *e)
 {
-    switch (kind) {
-    case SDT_OPTIM_ADAMW: return 2;
-    case SDT_OPTIM_SGD: return 1;
-    case SDT_OPTIM_LION: return 1;
+    memset(e->state_names, 0, sizeof e->state_names);
+    memset(e->state_count, 0, sizeof e->state_count);
+    int n = 0;
+#define BUFFER(label, floats) (e->state_names[n] = (label), e->state_count[n++] = (floats))
+    switch (c->kind) {
+    case SDT_OPTIM_ADAMW:
+        BUFFER("exp_avg", e->count);
+        BUFFER("exp_avg_sq", e->count);
+        break;
+    case SDT_OPTIM_SGD:
+        /* SGD without momentum keeps no state. */
+        if (c->momentum != 0.0)
+            BUFFER("momentum_buffer", e->count);
+        break;
+    case SDT_OPTIM_LION: BUFFER("exp_avg", e->count); break;
+    case SDT_OPTIM_ADAMW8BIT:
+        if ((int64_t)e->count >= c->min_8bit_size) {
+            size_t blocks = (e->count + SDT_OPTIM_8BIT_BLOCK - 1) / SDT_OPTIM_8BIT_BLOCK;
+            BUFFER("state1", (e->count + 3) / 4);
+            BUFFER("absmax1", blocks);
+            BUFFER("state2", (e->count + 3) / 4);
+            BUFFER("absmax2", blocks);
+        } else {
+            BUFFER("exp_avg", e->count);
+            BUFFER("exp_avg_sq", e->count);
+        }
+        break;
+    case SDT_OPTIM_ADAFACTOR:
+        if (c->use_first_moment)
+            BUFFER("exp_avg", e->count);
+        if (e->rows) {
+            BUFFER("exp_avg_sq_row", e->outer * e->rows);
+            BUFFER("exp_avg_sq_col", e->outer * e->cols);
+        } else {
+            BUFFER("exp_avg_sq", e->count);
+        }
+        break;
+    case SDT_OPTIM_PRODIGY:
+        BUFFER("exp_avg", e->count);
+        BUFFER("exp_avg_sq", e->count);
+        BUFFER("s", e->count);
+        BUFFER("p0", e->count);
+        break;
     }
-    return 0;
+#undef BUFFER
 }
 
-static const char *state_name(sdt_optim_kind kind, int slot)
+/* (Re)allocates the state buffers of e from its layout, zeroed; Prodigy's p0
+ * starts as the value. */
+static int allocate_state(const sdt_optim_config *c, sdt_optim_entry *e)
 {
-    switch (kind) {
-    case SDT_OPTIM_ADAMW: return slot == 0 ? "exp_avg" : "exp_avg_sq";
-    case SDT_OPTIM_SGD: return "momentum_buffer";
-    case SDT_OPTIM_LION: return "exp_avg";
+    for (int s = 0; s < 4; s++) {
+        free(e->state[s]);
+        e->state[s] = NULL;
     }
-    return "?";
+    sdt_optim_layout(c, e);
+    for (int s = 0; s < 4 && e->state_names[s]; s++) {
+        e->state[s] = calloc(e->state_count[s] ? e->state_count[s] : 1, sizeof(float));
+        if (!e->state[s])
+            return -1;
+        if (c->kind == SDT_OPTIM_PRODIGY && strcmp(e->state_names[s], "p0") == 0)
+            memcpy(e->state[s], e->value, e->count * sizeof(float));
+    }
+    return 0;
 }
 
 int sdt_optim_add(sdt_optimizer *o, const char *name, float *value, float *grad, size_t count, int group,
@@ -199,21 +324,43 @@ int sdt_optim_add(sdt_optimizer *o, const char *name, float *value, float *grad,
     e->grad = grad;
     e->count = count;
     e->group = group;
-    int ok = e->name != NULL;
-    /* SGD without momentum keeps no state. */
-    int slots = (o->cfg.kind == SDT_OPTIM_SGD && o->cfg.momentum == 0.0) ? 0 : state_slots(o->cfg.kind);
-    for (int s = 0; s < slots && ok; s++) {
-        e->state[s] = calloc(count ? count : 1, sizeof(float));
-        ok = e->state[s] != NULL;
-    }
-    if (!ok) {
+    e->outer = 1;
+    if (!e->name || allocate_state(&o->cfg, e) != 0) {
         free(e->name);
-        free(e->state[0]);
-        free(e->state[1]);
+        for (int s = 0; s < 4; s++)
+            free(e->state[s]);
         sdt_set_error(error, "optimizer: out of memory");
         return -1;
     }
     o->count++;
+    return 0;
+}
+
+int sdt_optim_set_shape(sdt_optimizer *o, const char *name, int ndim, const int64_t *shape, char **error)
+{
+    sdt_optim_entry *e = NULL;
+    for (size_t i = 0; i < o->count && !e; i++)
+        if (strcmp(o->entries[i].name, name) == 0)
+            e = &o->entries[i];
+    if (!e)
+        return sdt_set_error(error, "optimizer: no entry \"%s\"", name);
+    size_t numel = 1;
+    for (int d = 0; d < ndim; d++)
+        numel *= (size_t)shape[d];
+    if (ndim < 1 || numel != e->count)
+        return sdt_set_error(error, "optimizer: %s: shape of %zu values given for %zu", name, numel,
+                             e->count);
+    if (o->step > 0)
+        return sdt_set_error(error, "optimizer: %s: shape set after the first step", name);
+    e->outer = 1;
+    e->rows = e->cols = 0;
+    if (ndim >= 2) {
+        e->rows = (size_t)shape[ndim - 2];
+        e->cols = (size_t)shape[ndim - 1];
+        e->outer = e->rows * e->cols > 0 ? e->count / (e->rows * e->cols) : 1;
+    }
+    if (allocate_state(&o->cfg, e) != 0)
+        return sdt_set_error(error, "optimizer: out of memory");
     return 0;
 }
 
@@ -241,6 +388,8 @@ int sdt_optim_add_table(sdt_optimizer *o, sdt_param_table *t, int group, char **
         snprintf(name, len, "%s.%s", t->component, p->name);
         int rc = sdt_optim_add(o, name, p->value.data, p->grad.data, (size_t)sdt_tensor_numel(&p->value),
                                group, error);
+        if (rc == 0)
+            rc = sdt_optim_set_shape(o, name, p->value.ndim, p->value.shape, error);
         free(name);
         if (rc != 0)
             return -1;
@@ -258,7 +407,8 @@ int sdt_optim_set_lr(sdt_optimizer *o, int group, double lr, char **error)
     return 0;
 }
 
-/* torch.optim.AdamW (single-tensor path) for one buffer; `step` is the count after this update. */
+/* torch.optim.AdamW (single-tensor path) for one buffer; `step` is the count
+ * after this update. */
 static void adamw(const sdt_optim_config *c, sdt_optim_entry *e, double lr, int64_t step)
 {
     const float decay = (float)(1.0 - lr * c->weight_decay);
@@ -283,8 +433,9 @@ static void adamw(const sdt_optim_config *c, sdt_optim_entry *e, double lr, int6
     }
 }
 
-/* torch.optim.SGD (single-tensor path). The momentum buffer starts as a copy of the first update. Each
- * add-with-alpha is fused as PyTorch's CPU kernel fuses it, which keeps the result identical to rounding. */
+/* torch.optim.SGD (single-tensor path). The momentum buffer starts as a copy of
+ * the first update. Each add-with-alpha is fused as PyTorch's CPU kernel fuses
+ * it, which keeps the result identical to rounding. */
 static void sgd(const sdt_optim_config *c, sdt_optim_entry *e, double lr, int first)
 {
     const float wd = (float)c->weight_decay, mom = (float)c->momentum;
@@ -305,7 +456,8 @@ static void sgd(const sdt_optim_config *c, sdt_optim_entry *e, double lr, int fi
 
 static float signf(float x) { return (float)((x > 0.0f) - (x < 0.0f)); }
 
-/* Lion: decoupled decay, p -= lr * sign(b1*m + (1-b1)*g), then m = b2*m + (1-b2)*g. */
+/* Lion: decoupled decay, p -= lr * sign(b1*m + (1-b1)*g), then m = b2*m +
+ * (1-b2)*g. */
 static void lion(const sdt_optim_config *c, sdt_optim_entry *e, double lr)
 {
     const float decay = (float)(1.0 - lr * c->weight_decay), neg_lr = (float)(-lr);
@@ -327,6 +479,12 @@ int sdt_optim_step(sdt_optimizer *o, char **error)
             sdt_set_error(error, "optimizer: invalid learning rate %g for group %d", o->lr[gi], gi);
             return -1;
         }
+    if (o->cfg.kind == SDT_OPTIM_PRODIGY) {
+        if (sdt_prodigy_step(o, error) != 0)
+            return -1;
+        o->step++;
+        return 0;
+    }
     const int64_t step = o->step + 1;
     for (size_t i = 0; i < o->count; i++) {
         sdt_optim_entry *e = &o->entries[i];
@@ -335,6 +493,13 @@ int sdt_optim_step(sdt_optimizer *o, char **error)
         case SDT_OPTIM_ADAMW: adamw(&o->cfg, e, lr, step); break;
         case SDT_OPTIM_SGD: sgd(&o->cfg, e, lr, step == 1); break;
         case SDT_OPTIM_LION: lion(&o->cfg, e, lr); break;
+        case SDT_OPTIM_ADAMW8BIT: sdt_adamw8bit_update(&o->cfg, e, lr, step); break;
+        case SDT_OPTIM_ADAFACTOR:
+            /* an entry cut short leaves the others of this step updated: the run stops on the error */
+            if (sdt_adafactor_update(&o->cfg, e, lr, step) != 0)
+                return sdt_set_error(error, "optimizer: out of memory");
+            break;
+        case SDT_OPTIM_PRODIGY: break;
         }
     }
     o->step = step;
@@ -370,94 +535,8 @@ void sdt_optim_clip_grad_norm(sdt_optimizer *o, double max_norm, double *total_n
     if (!(max_norm > 0.0))
         return;
     double coef = max_norm / (norm + 1e-6);
-    /* PyTorch clamps the coefficient at 1; skipping the multiply by 1 changes nothing. */
+    /* PyTorch clamps the coefficient at 1; skipping the multiply by 1 changes
+     * nothing. */
     if (coef < 1.0)
         sdt_optim_scale_grads(o, (float)coef);
-}
-
-static int entry_slots(const sdt_optimizer *o, const sdt_optim_entry *e)
-{
-    (void)o;
-    return e->state[1] ? 2 : e->state[0] ? 1 : 0;
-}
-
-int sdt_optim_state_list(const sdt_optimizer *o, sdt_optim_state *out, char **error)
-{
-    memset(out, 0, sizeof *out);
-    size_t n = 0, chars = 0;
-    for (size_t i = 0; i < o->count; i++) {
-        int slots = entry_slots(o, &o->entries[i]);
-        for (int s = 0; s < slots; s++) {
-            n++;
-            chars += strlen(o->entries[i].name) + strlen(state_name(o->cfg.kind, s)) + 2;
-        }
-    }
-    out->items = calloc(n ? n : 1, sizeof *out->items);
-    out->names = malloc(chars ? chars : 1);
-    if (!out->items || !out->names) {
-        sdt_optim_state_free(out);
-        sdt_set_error(error, "optimizer: out of memory");
-        return -1;
-    }
-    char *w = out->names;
-    for (size_t i = 0; i < o->count; i++) {
-        const sdt_optim_entry *e = &o->entries[i];
-        int slots = entry_slots(o, e);
-        for (int s = 0; s < slots; s++) {
-            int len = sprintf(w, "%s.%s", e->name, state_name(o->cfg.kind, s));
-            out->items[out->count++] = (sdt_optim_buffer){w, e->state[s], e->count};
-            w += len + 1;
-        }
-    }
-    return 0;
-}
-
-void sdt_optim_state_free(sdt_optim_state *s)
-{
-    free(s->items);
-    free(s->names);
-    memset(s, 0, sizeof *s);
-}
-
-int sdt_optim_state_set(sdt_optimizer *o, const char *name, const float *data, size_t count, char **error)
-{
-    for (size_t i = 0; i < o->count; i++) {
-        sdt_optim_entry *e = &o->entries[i];
-        size_t len = strlen(e->name);
-        if (strncmp(name, e->name, len) != 0 || name[len] != '.')
-            continue;
-        int slots = entry_slots(o, e);
-        for (int s = 0; s < slots; s++) {
-            if (strcmp(name + len + 1, state_name(o->cfg.kind, s)) != 0)
-                continue;
-            if (count != e->count) {
-                sdt_set_error(error, "optimizer state %s: %zu values, expected %zu", name, count, e->count);
-                return -1;
-            }
-            memcpy(e->state[s], data, count * sizeof(float));
-            return 0;
-        }
-    }
-    sdt_set_error(error, "optimizer state %s: no such buffer for %s", name, sdt_optim_kind_name(o->cfg.kind));
-    return -1;
-}
-
-int sdt_optim_state_import(sdt_optimizer *o, const sdt_optim_state *s, int64_t step, char **error)
-{
-    size_t expected = 0;
-    for (size_t i = 0; i < o->count; i++)
-        expected += (size_t)entry_slots(o, &o->entries[i]);
-    if (s->count != expected) {
-        sdt_set_error(error, "optimizer state: %zu buffers, expected %zu", s->count, expected);
-        return -1;
-    }
-    if (step < 0) {
-        sdt_set_error(error, "optimizer state: negative step count %lld", (long long)step);
-        return -1;
-    }
-    for (size_t i = 0; i < s->count; i++)
-        if (sdt_optim_state_set(o, s->items[i].name, s->items[i].data, s->items[i].count, error) != 0)
-            return -1;
-    o->step = step;
-    return 0;
 }

@@ -15,39 +15,79 @@ extern "C" {
 #endif
 
 typedef enum sdt_optim_kind {
-    SDT_OPTIM_ADAMW, /* torch.optim.AdamW */
-    SDT_OPTIM_SGD,   /* torch.optim.SGD (kohya's SGDNesterov is this with nesterov and momentum 0.9) */
-    SDT_OPTIM_LION,  /* the published Lion update (lion-pytorch) */
+    SDT_OPTIM_ADAMW,     /* torch.optim.AdamW */
+    SDT_OPTIM_SGD,       /* torch.optim.SGD (kohya's SGDNesterov is this with nesterov and momentum 0.9) */
+    SDT_OPTIM_LION,      /* the published Lion update (lion-pytorch) */
+    SDT_OPTIM_ADAMW8BIT, /* bitsandbytes' AdamW8bit: block-wise 8-bit moments (optim_adamw8bit.c) */
+    SDT_OPTIM_ADAFACTOR, /* transformers.optimization.Adafactor (optim_adafactor.c) */
+    SDT_OPTIM_PRODIGY,   /* prodigyopt.Prodigy 1.0 (optim_prodigy.c) */
 } sdt_optim_kind;
 
 typedef struct sdt_optim_config {
     sdt_optim_kind kind;
-    double beta1, beta2; /* AdamW (0.9, 0.999), Lion (0.9, 0.99) */
-    double eps;          /* AdamW 1e-8, added after the square root */
+    double beta1, beta2; /* AdamW(8bit) (0.9, 0.999), Lion (0.9, 0.99), Prodigy (0.9, 0.999); Adafactor:
+                            beta1 only when use_first_moment */
+    double eps;          /* AdamW 1e-8, added after the square root; Prodigy 1e-8 (times d) */
     double weight_decay; /* AdamW 0.01, SGD 0, Lion 0; decoupled (lr*wd*p) for AdamW and Lion, added to
                             the gradient for SGD */
     double momentum;     /* SGD */
     double dampening;    /* SGD */
     int nesterov;        /* SGD; needs momentum > 0 and dampening 0 */
+    /* AdamW8bit */
+    int64_t min_8bit_size; /* smaller tensors keep F32 moments (bitsandbytes' 4096) */
+    /* Adafactor */
+    int use_first_moment;  /* beta1 is not None */
+    double eps1, eps2;     /* eps=(1e-30, 1e-3): added to g^2; floor of the parameter RMS */
+    double clip_threshold; /* 1.0: the update's RMS is clipped to this */
+    double decay_rate;     /* -0.8: beta2_t = 1 - t^decay_rate */
+    int scale_parameter;   /* step size times max(eps2, RMS(p)) */
+    int relative_step;     /* step size min(1e-2, 1/sqrt(t)) instead of the learning rate */
+    int warmup_init;       /* relative step min(1e-6 t, 1/sqrt(t)) */
+    /* Prodigy */
+    double beta3;                   /* < 0: sqrt(beta2) (prodigyopt's None) */
+    double d0, d_coef, growth_rate; /* 1e-6, 1.0, inf */
+    int decouple;                   /* 1: AdamW-style decay; 0: added to the gradient */
+    int use_bias_correction;        /* 0 */
+    int safeguard_warmup;           /* 0 */
 } sdt_optim_config;
 
 /* PyTorch's (and lion-pytorch's) defaults for `kind`. */
 void sdt_optim_config_default(sdt_optim_config *c, sdt_optim_kind kind);
 
-/* kohya's optimizer_type (case-insensitive; "" is AdamW): AdamW, Lion, SGDNesterov and torch's SGD fill
- * *out with their defaults. The other names kohya knows (AdamW8bit, Adafactor, Prodigy, DAdapt*, ...)
- * return -1 with "optimizer X is not implemented yet"; anything else is unknown. *error: caller frees. */
+/* kohya's optimizer_type (case-insensitive; "" is AdamW): AdamW, AdamW8bit, Lion, SGDNesterov, torch's
+ * SGD, Adafactor and Prodigy fill *out with their defaults. The other names kohya knows (DAdapt*, paged,
+ * schedule-free, ...) return -1 with "optimizer X is not implemented yet"; anything else is unknown.
+ * *error: caller frees. */
 int sdt_optim_parse_name(const char *name, sdt_optim_config *out, char **error);
 const char *sdt_optim_kind_name(sdt_optim_kind kind);
 int sdt_optim_config_check(const sdt_optim_config *c, char **error);
 
+/* kohya's optimizer_args: "key=value" strings whose values are Python literals (numbers, True/False,
+ * None, tuples such as "betas=(0.9,0.99)"), applied over the defaults in *c (optim_args.c). An unknown key
+ * or a bad value is an error naming the key and the value. */
+int sdt_optim_apply_args(sdt_optim_config *c, const char *const *args, size_t count, char **error);
+
+/* kohya's ss_optimizer text: "<module>.<Class>(<args>)", e.g.
+ * "transformers.optimization.Adafactor(scale_parameter=False,relative_step=False,warmup_init=False)";
+ * args are the optimizer_args as given, joined with ",". NULL when out of memory; caller frees. */
+char *sdt_optim_describe(const sdt_optim_config *c, const char *const *args, size_t count);
+
 typedef struct sdt_optim_entry {
-    char *name;      /* unique; the state buffers are named "<name>.<buffer>" */
-    float *value;    /* F32 master copy, updated in place */
-    float *grad;     /* F32 gradient (scaled/clipped in place by the helpers below) */
-    size_t count;    /* elements */
-    int group;       /* index into the optimizer's learning rates */
-    float *state[2]; /* AdamW: exp_avg, exp_avg_sq; SGD: momentum_buffer; Lion: exp_avg */
+    char *name;   /* unique; the state buffers are named "<name>.<buffer>" */
+    float *value; /* F32 master copy, updated in place */
+    float *grad;  /* F32 gradient (scaled/clipped in place by the helpers below) */
+    size_t count; /* elements */
+    int group;    /* index into the optimizer's learning rates */
+    /* State buffers, named by state_names; each state_count[s] floats. AdamW: exp_avg, exp_avg_sq; SGD:
+     * momentum_buffer; Lion: exp_avg; AdamW8bit: state1, absmax1, state2, absmax2 (8-bit codes packed
+     * four to a float) or exp_avg, exp_avg_sq below min_8bit_size; Adafactor: [exp_avg],
+     * exp_avg_sq_row, exp_avg_sq_col (factored) or exp_avg_sq; Prodigy: exp_avg, exp_avg_sq, s, p0. */
+    float *state[4];
+    size_t state_count[4];
+    const char *state_names[4]; /* static strings; NULL past the last buffer */
+    /* The tensor's shape seen as [outer, rows, cols] over its last two dimensions (Adafactor factors
+     * over them); rows 0 for a 1-D tensor. */
+    size_t outer, rows, cols;
 } sdt_optim_entry;
 
 typedef struct sdt_optimizer {
@@ -57,14 +97,23 @@ typedef struct sdt_optimizer {
     double *lr; /* per group; set before every step (the schedule's value) */
     int groups;
     int64_t step; /* optimizer steps taken */
+    /* State of the whole optimizer (Prodigy: d, d_max, d_numerator, k as doubles), exported as the
+     * buffer "optimizer.scalars" so a resumed run continues bit for bit. */
+    double scalars[4];
+    int scalar_count;
+    double last_d; /* Prodigy: d after the last step (d * lr is the effective learning rate) */
 } sdt_optimizer;
 
 int sdt_optim_init(sdt_optimizer *o, const sdt_optim_config *cfg, int groups, char **error);
 void sdt_optim_free(sdt_optimizer *o);
 
-/* Registers a buffer pair (the optimizer keeps pointers, not copies). State is zero-initialised. */
+/* Registers a buffer pair (the optimizer keeps pointers, not copies). State is zero-initialised (Prodigy's
+ * p0 is the value, taken again at the first step). */
 int sdt_optim_add(sdt_optimizer *o, const char *name, float *value, float *grad, size_t count, int group,
                   char **error);
+/* Declares the shape of a registered buffer (its element count must match); needed before the first step
+ * by Adafactor, which factors the second moment over the last two dimensions of >= 2-D tensors. */
+int sdt_optim_set_shape(sdt_optimizer *o, const char *name, int ndim, const int64_t *shape, char **error);
 /* Registers every trainable entry of an allocated table as "<component>.<name>" (F32 values only). */
 int sdt_optim_add_table(sdt_optimizer *o, sdt_param_table *t, int group, char **error);
 
@@ -82,8 +131,9 @@ void sdt_optim_zero_grads(sdt_optimizer *o);
  * max_norm / (norm + 1e-6). max_norm <= 0 only measures. */
 void sdt_optim_clip_grad_norm(sdt_optimizer *o, double max_norm, double *total_norm);
 
-/* The state as named buffers, for saving: "<name>.exp_avg", "<name>.exp_avg_sq",
- * "<name>.momentum_buffer" per entry; the step count is o->step. */
+/* The state as named buffers, for saving: "<name>.<state_names[s]>" per entry and "optimizer.scalars"
+ * when o->scalar_count > 0 (doubles, two floats each); the step count is o->step. Every buffer is F32 by
+ * count, some hold other bits (8-bit codes, doubles): copy them as bytes. */
 typedef struct sdt_optim_buffer {
     const char *name; /* owned by the list */
     float *data;      /* points into the optimizer's state */

@@ -7,6 +7,7 @@
 
 #include "lr_schedule.h"
 #include "optim.h"
+#include "optim_settings.h"
 #include "sample.h"
 #include "sdtune/schema.h"
 #include "sdtune/strutil.h"
@@ -47,10 +48,16 @@ static void check_parsed(support_check *c, const char *key, int (*parse)(const c
     free(error);
 }
 
-static int parse_optimizer(const char *name, char **error)
+/* Refuses optimizer_type (a name not implemented) or optimizer_args (a key or value the optimizer does not
+ * take), whichever is at fault. */
+static void check_optimizer(support_check *c)
 {
     sdt_optim_config config;
-    return sdt_optim_parse_name(name, &config, error);
+    const char *bad_key = "optimizer_type";
+    char *error = NULL;
+    if (sdt_optim_from_settings(c->cfg, &config, &bad_key, &error) != 0)
+        refuse(c, sdt_schema_find(bad_key), error ? error : "not implemented yet");
+    free(error);
 }
 
 static int parse_lr_scheduler(const char *name, char **error)
@@ -104,7 +111,7 @@ static void check_values(support_check *c)
                        "not implemented yet for full checkpoints (only LoRA files carry metadata)");
     }
 
-    check_parsed(c, "optimizer_type", parse_optimizer);
+    check_optimizer(c);
     check_parsed(c, "lr_scheduler", parse_lr_scheduler);
     check_parsed(c, "sample_sampler", parse_sampler);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "optim_settings.h"
 #include "trainer_internal.h"
 
 /* ---- models ---- */
@@ -229,12 +230,32 @@ static int setup_lora(sdt_trainer *t, char **error)
     return sdt_lora_add_to_optimizer(&t->lora, &t->optim, t->unet_group, t->text_encoder_group, error);
 }
 
+/* Adafactor factors over the last two dimensions of each tensor: give the optimizer the LoRA shapes. */
+static int set_lora_shapes(sdt_trainer *t, char **error)
+{
+    for (size_t i = 0; i < t->lora.count; i++) {
+        const sdt_lora_module *mod = &t->lora.modules[i];
+        const sdt_tensor *parts[2] = {&mod->adapter.down, &mod->adapter.up};
+        const char *suffix[2] = {"lora_down.weight", "lora_up.weight"};
+        for (int k = 0; k < 2; k++) {
+            char name[400];
+            snprintf(name, sizeof name, "%s.%s", mod->name, suffix[k]);
+            int found = 0;
+            for (size_t e = 0; e < t->optim.count && !found; e++)
+                found = strcmp(t->optim.entries[e].name, name) == 0;
+            if (found && sdt_optim_set_shape(&t->optim, name, parts[k]->ndim, parts[k]->shape, error) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 int sdt_trainer_setup_training(sdt_trainer *t, char **error)
 {
     if (setup_objective(t, error) != 0)
         return -1;
     sdt_optim_config oc;
-    if (sdt_optim_parse_name(t->s.optimizer_type, &oc, error) != 0)
+    if (sdt_optim_from_settings(t->cfg, &oc, NULL, error) != 0)
         return -1;
     double lr = t->s.learning_rate;
     t->unet_lr = t->s.unet_lr > 0 ? t->s.unet_lr : lr;
@@ -250,8 +271,20 @@ int sdt_trainer_setup_training(sdt_trainer *t, char **error)
     if (sdt_optim_init(&t->optim, &oc, groups, error) != 0)
         return -1;
     sdt_trainer_log(t, SDT_LOG_INFO, "use %s optimizer", sdt_optim_kind_name(oc.kind));
+    if (oc.kind == SDT_OPTIM_ADAFACTOR && oc.relative_step)
+        sdt_trainer_log(t, SDT_LOG_INFO,
+                        "Adafactor with relative_step=True computes its own step size: the learning rate and "
+                        "its schedule are not used");
+    /* prodigyopt refuses groups whose learning rates differ (other than 0): say so before training. */
+    if (oc.kind == SDT_OPTIM_PRODIGY && groups == 2 && t->unet_lr != t->text_encoder_lr && t->unet_lr != 0 &&
+        t->text_encoder_lr != 0)
+        return sdt_set_error(
+            error,
+            "Prodigy needs the same learning rate for the U-Net and the text encoder (or 0 for "
+            "one of them); got unet_lr %g and text_encoder_lr %g",
+            t->unet_lr, t->text_encoder_lr);
     if (t->training_type == SDT_KIND_LORA) {
-        if (setup_lora(t, error) != 0)
+        if (setup_lora(t, error) != 0 || set_lora_shapes(t, error) != 0)
             return -1;
     } else {
         if (sdt_optim_add_table(&t->optim, &t->model.unet, t->unet_group, error) != 0)
@@ -263,6 +296,9 @@ int sdt_trainer_setup_training(sdt_trainer *t, char **error)
     sdt_lr_kind kind;
     if (sdt_lr_kind_parse(t->s.lr_scheduler, &kind, error) != 0)
         return -1;
+    if (kind == SDT_LR_ADAFACTOR && oc.kind != SDT_OPTIM_ADAFACTOR)
+        return sdt_set_error(error, "lr_scheduler adafactor needs optimizer_type Adafactor (got %s)",
+                             sdt_optim_kind_name(oc.kind));
     sdt_lr_schedule_default(&t->lr_schedule, kind, t->total_steps, lr);
     t->lr_schedule.warmup_steps = sdt_lr_resolve_warmup(t->s.lr_warmup_steps, t->total_steps);
     t->lr_schedule.num_cycles = (double)t->s.lr_scheduler_num_cycles;

@@ -272,7 +272,7 @@ static const sdt_setting settings[] = {
      HELP("SDXL full: learning rate of text encoder 1 (CLIP ViT-L); 0 = learning_rate")},
     {ROW(OPTIMIZER, "learning_rate_te2", FLOAT, "0"), RANGE(0, 1), REL(SDXL),
      HELP("SDXL full: learning rate of text encoder 2 (OpenCLIP bigG); 0 = learning_rate")},
-    {ROW(OPTIMIZER, "optimizer_args", LIST, "[]"), ITEMS(STRING, 0, 0),
+    {ROW(OPTIMIZER, "optimizer_args", LIST, "[]"), DONE, ITEMS(STRING, 0, 0),
      HELP("extra optimizer options as \"k=v\" strings, e.g. [\"weight_decay=0.01\"]")},
     {ROW(OPTIMIZER, "max_grad_norm", FLOAT, "1.0"), DONE, AT_LEAST(0),
      HELP("clip the gradient norm to this value; 0 = no clipping")},

@@ -64,6 +64,17 @@ static void test_helpers(void)
     sdt_lr_kind kind;
     EXPECT(sdt_lr_kind_parse("", &kind, &error) == 0 && kind == SDT_LR_CONSTANT, "default is constant");
     EXPECT(sdt_lr_kind_parse("Cosine", &kind, &error) == 0 && kind == SDT_LR_COSINE, "case-insensitive");
+    EXPECT(sdt_lr_kind_parse("adafactor", &kind, &error) == 0 && kind == SDT_LR_ADAFACTOR, "adafactor");
+    {
+        /* AdafactorSchedule is a constant factor, warmup or not */
+        sdt_lr_schedule a;
+        sdt_lr_schedule_default(&a, SDT_LR_ADAFACTOR, 100, 1e-3);
+        a.warmup_steps = 10;
+        EXPECT(sdt_lr_schedule_check(&a, NULL) == 0 && sdt_lr_at(&a, 1e-3, 0) == 1e-3 &&
+                   sdt_lr_at(&a, 1e-3, 99) == 1e-3 &&
+                   strcmp(sdt_lr_kind_name(SDT_LR_ADAFACTOR), "adafactor") == 0,
+               "adafactor schedule is constant");
+    }
     EXPECT(sdt_lr_kind_parse("inverse_sqrt", &kind, &error) != 0 && error &&
                strstr(error, "not implemented yet") != NULL,
            "inverse_sqrt: %s", error ? error : "(no message)");

@@ -185,7 +185,16 @@ static void test_helpers(void)
            "Lion");
     EXPECT(sdt_optim_parse_name("SGDNesterov", &cfg, &error) == 0 && cfg.nesterov && cfg.momentum == 0.9,
            "SGDNesterov");
-    const char *later[] = {"AdamW8bit", "adafactor", "Prodigy"};
+    EXPECT(sdt_optim_parse_name("adamw8bit", &cfg, &error) == 0 && cfg.kind == SDT_OPTIM_ADAMW8BIT &&
+               cfg.min_8bit_size == 4096,
+           "AdamW8bit");
+    EXPECT(sdt_optim_parse_name("Adafactor", &cfg, &error) == 0 && cfg.kind == SDT_OPTIM_ADAFACTOR &&
+               cfg.relative_step && cfg.scale_parameter && !cfg.use_first_moment,
+           "Adafactor");
+    EXPECT(sdt_optim_parse_name("prodigy", &cfg, &error) == 0 && cfg.kind == SDT_OPTIM_PRODIGY &&
+               cfg.decouple && cfg.d0 == 1e-6 && isinf(cfg.growth_rate),
+           "Prodigy");
+    const char *later[] = {"DAdaptAdam", "PagedAdamW8bit", "Lion8bit"};
     for (int i = 0; i < 3; i++) {
         EXPECT(sdt_optim_parse_name(later[i], &cfg, &error) != 0 && error &&
                    strstr(error, "is not implemented yet") != NULL,

@@ -139,9 +139,10 @@ static void expect_accepted_if_done(test_state *t, const char *section, const ch
 
 static void test_value_refusals(test_state *t)
 {
-    expect_refused(t, "optimizer", "optimizer_type", "\"AdamW8bit\"");
-    expect_refused(t, "optimizer", "optimizer_type", "\"Prodigy\"");
-    expect_refused(t, "lr_scheduler", "lr_scheduler", "\"adafactor\"");
+    expect_refused(t, "optimizer", "optimizer_type", "\"PagedAdamW8bit\"");
+    expect_refused(t, "optimizer", "optimizer_type", "\"DAdaptAdam\"");
+    expect_refused(t, "lr_scheduler", "lr_scheduler", "\"inverse_sqrt\"");
+    expect_refused(t, "optimizer", "optimizer_args", "[\"amsgrad=True\"]");
     expect_refused(t, "sampling", "sample_sampler", "\"pndm\"");
     expect_refused(t, "saving", "save_model_as", "\"ckpt\"");
     expect_refused(t, "model", "model_family", "\"sdxl\"");
@@ -196,7 +197,7 @@ static void test_every_problem_reported(test_state *t)
     char text[320];
     snprintf(text, sizeof text,
              "[%s]\n%s = true\n[saving]\nsave_model_as = "
-             "\"ckpt\"\n[lr_scheduler]\nlr_scheduler = \"adafactor\"\n",
+             "\"ckpt\"\n[lr_scheduler]\nlr_scheduler = \"inverse_sqrt\"\n",
              sdt_section_name(s->section), s->key);
     sdt_diag_list diags;
     sdt_diag_list_init(&diags);
