@@ -4,18 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lora_internal.h"
 #include "sdtune/config.h"
 #include "sdtune/strutil.h"
 
-/* Declared in lora_internal.h, which cannot be included here (see there). */
-int sdt_lora_cfg_is_set(const struct sdt_config *cfg, const char *key);
-char *sdt_lora_cfg_python(const struct sdt_config *cfg, const char *key);
-char *sdt_lora_cfg_python_or_none(const struct sdt_config *cfg, const char *key);
-const char *sdt_lora_cfg_str(const struct sdt_config *cfg, const char *key);
-int sdt_lora_cfg_bool(const struct sdt_config *cfg, const char *key);
-void sdt_lora_cfg_resolution(const struct sdt_config *cfg, long long *width, long long *height);
-const char *sdt_lora_cfg_family(const struct sdt_config *cfg);
-void sdt_lora_python_float(double value, char *buf, size_t size);
 char *sdt_lora_optimizer_text(const struct sdt_config *cfg, const char *class_path,
                               const char *const *default_args);
 
@@ -155,126 +147,4 @@ void sdt_lora_cfg_resolution(const struct sdt_config *cfg, long long *width, lon
 const char *sdt_lora_cfg_family(const struct sdt_config *cfg)
 {
     return sdt_family_name(sdt_config_family(cfg));
-}
-
-/* ---- ss_optimizer ---- */
-
-static int is_space(char c) { return c == ' ' || c == '\t'; }
-
-/* One scalar of an optimizer_args value as str() prints what ast.literal_eval makes of it: ints as
- * written, floats in repr form ("1e-2" -> "0.01"), True/False/None, a quoted string without its quotes
- * (inside a tuple with them, as repr does). Anything else is kept as written. */
-static void append_literal_scalar(sdt_buf *out, const char *s, size_t n, int in_tuple)
-{
-    while (n && is_space(*s))
-        s++, n--;
-    while (n && is_space(s[n - 1]))
-        n--;
-    char text[128];
-    if (n == 0 || n >= sizeof text) {
-        sdt_buf_append(out, s, n);
-        return;
-    }
-    memcpy(text, s, n);
-    text[n] = '\0';
-    if (n >= 2 && (text[0] == '\'' || text[0] == '"') && text[n - 1] == text[0]) {
-        if (in_tuple)
-            sdt_buf_printf(out, "'%.*s'", (int)(n - 2), text + 1);
-        else
-            sdt_buf_append(out, text + 1, n - 2);
-        return;
-    }
-    char *end = NULL;
-    long long integer = strtoll(text, &end, 10);
-    if (*end == '\0') {
-        sdt_buf_printf(out, "%lld", integer);
-        return;
-    }
-    double number = strtod(text, &end);
-    if (*end == '\0' && strpbrk(text, "0123456789")) {
-        char repr[64];
-        sdt_lora_python_float(number, repr, sizeof repr);
-        sdt_buf_puts(out, repr);
-        return;
-    }
-    sdt_buf_puts(out, text);
-}
-
-/* A whole value: "0.9,0.999" and "(0.9, 0.999)" are tuples, printed "(0.9, 0.999)". */
-static void append_literal(sdt_buf *out, const char *value)
-{
-    size_t n = strlen(value);
-    const char *s = value;
-    while (n && is_space(*s))
-        s++, n--;
-    while (n && is_space(s[n - 1]))
-        n--;
-    int bracketed = n >= 2 && ((s[0] == '(' && s[n - 1] == ')') || (s[0] == '[' && s[n - 1] == ']'));
-    if (!bracketed && !memchr(s, ',', n)) {
-        append_literal_scalar(out, s, n, 0);
-        return;
-    }
-    char open = bracketed && s[0] == '[' ? '[' : '(', close = open == '[' ? ']' : ')';
-    if (bracketed)
-        s++, n -= 2;
-    sdt_buf_append(out, &open, 1);
-    size_t items = 0;
-    while (n) {
-        const char *comma = memchr(s, ',', n);
-        size_t len = comma ? (size_t)(comma - s) : n;
-        int blank = 1;
-        for (size_t i = 0; i < len; i++)
-            blank &= is_space(s[i]);
-        if (!blank) {
-            if (items++)
-                sdt_buf_puts(out, ", ");
-            append_literal_scalar(out, s, len, 1);
-        }
-        if (!comma)
-            break;
-        s = comma + 1;
-        n -= len + 1;
-    }
-    if (items == 1 && open == '(')
-        sdt_buf_puts(out, ",");
-    sdt_buf_append(out, &close, 1);
-}
-
-char *sdt_lora_optimizer_text(const struct sdt_config *cfg, const char *class_path,
-                              const char *const *default_args)
-{
-    int index = sdt_schema_find("optimizer_args");
-    const sdt_value *v = index >= 0 ? sdt_config_get(cfg, index) : NULL;
-    sdt_buf args;
-    sdt_buf_init(&args);
-    size_t count = 0;
-    for (size_t i = 0; v && i < v->count; i++) {
-        const char *arg = v->items[i].s ? v->items[i].s : "";
-        const char *eq = strchr(arg, '=');
-        if (!eq)
-            continue; /* the trainer's own check reports it */
-        size_t key_len = (size_t)(eq - arg);
-        while (key_len && is_space(arg[key_len - 1]))
-            key_len--;
-        while (key_len && is_space(*arg))
-            arg++, key_len--;
-        sdt_buf_printf(&args, "%s%.*s=", count++ ? "," : "", (int)key_len, arg);
-        append_literal(&args, eq + 1);
-    }
-    /* kohya adds some defaults to the keyword arguments after the user's (SGDNesterov's momentum) */
-    for (size_t d = 0; default_args && default_args[d]; d++) {
-        const char *eq = strchr(default_args[d], '=');
-        size_t key_len = eq ? (size_t)(eq - default_args[d]) : strlen(default_args[d]);
-        int given = 0;
-        for (size_t i = 0; v && i < v->count; i++) {
-            const char *arg = v->items[i].s ? v->items[i].s : "";
-            given |= strncmp(arg, default_args[d], key_len) == 0 && arg[key_len] == '=';
-        }
-        if (!given)
-            sdt_buf_printf(&args, "%s%s", count++ ? "," : "", default_args[d]);
-    }
-    char *text =
-        count ? sdt_format("%s(%s)", class_path, args.data ? args.data : "") : sdt_strdup(class_path);
-    sdt_buf_free(&args);
-    return text;
 }

@@ -42,11 +42,5 @@ void sdt_lora_cfg_resolution(const struct sdt_config *cfg, long long *width, lon
 const char *sdt_lora_cfg_family(const struct sdt_config *cfg);
 /* Python's repr of a float ("0.0001", "1e-05", "16.0", "1e+16") into buf (at least 32 bytes). */
 void sdt_lora_python_float(double value, char *buf, size_t size);
-/* kohya's ss_optimizer: class_path ("torch.optim.adamw.AdamW"), then "(k=v,...)" from optimizer_args with
- * every value as str() prints its ast.literal_eval ("betas=0.9,0.999" -> "betas=(0.9, 0.999)"), then the
- * "k=v" of default_args (NULL-terminated; may be NULL) whose key the user did not give; no parentheses
- * without arguments. Caller frees; NULL when out of memory. */
-char *sdt_lora_optimizer_text(const struct sdt_config *cfg, const char *class_path,
-                              const char *const *default_args);
 
 #endif

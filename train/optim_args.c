@@ -54,6 +54,26 @@ static int parse_number(const char *s, double *out, int *is_int, const char **en
     return 0;
 }
 
+/* The numbers of a tuple between p and end ("0.9, 0.999", a trailing comma allowed) into out. */
+static int parse_tuple_items(const char *p, const char *end, literal *out)
+{
+    out->kind = LIT_TUPLE;
+    p = skip_space(p);
+    while (p < end) {
+        if (out->count == 4)
+            return -1;
+        if (parse_number(p, &out->number[out->count], &out->is_int[out->count], &p) != 0)
+            return -1;
+        out->count++;
+        p = skip_space(p);
+        if (p < end && *p == ',')
+            p = skip_space(p + 1);
+        else if (p != end)
+            return -1;
+    }
+    return out->count > 0 ? 0 : -1;
+}
+
 static int parse_literal(const char *text, literal *out)
 {
     memset(out, 0, sizeof *out);
@@ -79,22 +99,11 @@ static int parse_literal(const char *text, literal *out)
         char close = *s == '(' ? ')' : ']';
         if (end[-1] != close)
             return -1;
-        out->kind = LIT_TUPLE;
-        const char *p = skip_space(s + 1);
-        while (p < end - 1) {
-            if (out->count == 4)
-                return -1;
-            if (parse_number(p, &out->number[out->count], &out->is_int[out->count], &p) != 0)
-                return -1;
-            out->count++;
-            p = skip_space(p);
-            if (*p == ',')
-                p = skip_space(p + 1);
-            else if (p != end - 1)
-                return -1;
-        }
-        return out->count > 0 ? 0 : -1;
+        return parse_tuple_items(s + 1, end - 1, out);
     }
+    /* A bare "0.9,0.999" is a tuple to Python's ast.literal_eval too. */
+    if (memchr(s, ',', len))
+        return parse_tuple_items(s, end, out);
     const char *stop;
     out->kind = LIT_NUMBER;
     out->count = 1;

@@ -6,11 +6,8 @@
 #include "buckets.h"
 #include "captions.h"
 #include "dataset.h"
+#include "lora_internal.h"
 #include "run_metadata.h"
-
-/* Python's repr of a float (lora_config.c; declared in lora_internal.h, which cannot be included beside the
- * config's header). */
-void sdt_lora_python_float(double value, char *buf, size_t size);
 
 /* One code point from UTF-8 at *p (advancing it); U+FFFD for a byte that starts no valid sequence. */
 static uint32_t next_code_point(const unsigned char **p)

@@ -1,6 +1,5 @@
-/* The settings a training run reads from its config, as plain values. The config's header (through
- * sdtune/schema.h) cannot be included beside the model headers, so trainer_config.c reads every setting
- * once and the rest of the trainer works from this struct. */
+/* The settings a training run reads from its config, as plain values: trainer_config.c reads every setting
+ * once (with its kohya meaning of 0 / empty) and the rest of the trainer works from this struct. */
 #ifndef SDTUNE_TRAIN_TRAINER_CONFIG_H
 #define SDTUNE_TRAIN_TRAINER_CONFIG_H
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lora_internal.h"
+#include "optim_settings.h"
 #include "run_metadata.h"
 #include "sdtune/atomic_file.h"
 #include "sdtune/safetensors.h"
@@ -128,23 +129,6 @@ static sdt_dtype save_dtype(const sdt_trainer *t)
 /* kohya's optimizer_name, optimizer_class.__module__ + "." + __name__, and the keyword arguments it adds
  * to the user's (*defaults, NULL-terminated). NULL for a kind without a kohya class here: its name is
  * used. */
-static const char *kohya_optimizer_class(const sdt_optim_config *c, const char *const **defaults)
-{
-    static const char *const nesterov_defaults[] = {"momentum=0.9", NULL};
-    *defaults = NULL;
-    switch (c->kind) {
-    case SDT_OPTIM_ADAMW: return "torch.optim.adamw.AdamW";
-    case SDT_OPTIM_LION: return "lion_pytorch.lion_pytorch.Lion";
-    case SDT_OPTIM_SGD:
-        /* SGDNesterov is torch's SGD with nesterov=True (not a keyword argument kohya reports) and
-         * momentum 0.9 added unless given */
-        if (c->nesterov)
-            *defaults = nesterov_defaults;
-        return "torch.optim.sgd.SGD";
-    default: return NULL;
-    }
-}
-
 static double unix_seconds(void)
 {
     struct timespec ts;
@@ -218,11 +202,7 @@ static int save_lora(sdt_trainer *t, const char *path, sdt_save_kind kind, int64
     sdt_lora_run_info info = {0};
     const char *model = t->s.model_path && *t->s.model_path ? t->s.model_path : NULL;
     char *base = model ? base_model_name(model) : NULL;
-    const char *const *optimizer_defaults = NULL;
-    const char *optimizer_class = kohya_optimizer_class(&t->optim.cfg, &optimizer_defaults);
-    char *optimizer = sdt_lora_optimizer_text(
-        t->cfg, optimizer_class ? optimizer_class : sdt_optim_kind_name(t->optim.cfg.kind),
-        optimizer_defaults);
+    char *optimizer = sdt_optim_settings_text(t->cfg); /* kohya's "<module>.<Class>(<args>)" */
     char *tag_frequency = NULL, *bucket_info = NULL;
     char legacy_hash[16], date[32];
     double now = unix_seconds();

@@ -17,11 +17,8 @@
 #include "unit/check.h"
 #include "unit/test_engine.h"
 
-/* config.h cannot be included next to lora.h (the models' and the schema's family enums share names). */
-struct sdt_config *sdt_config_load_text(const char *text, size_t len, const char *name, sdt_diag_list *diags);
-void sdt_config_free(struct sdt_config *cfg);
-/* Python's float repr, from train/lora_config.c (internal). */
-void sdt_lora_python_float(double value, char *buf, size_t size);
+#include "lora_internal.h"
+#include "sdtune/config.h"
 
 #define TMP_DIR "/tmp"
 

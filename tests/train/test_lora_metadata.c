@@ -1,6 +1,6 @@
 /* kohya's LoRA metadata value by value (train_network.py, the form without dataset_config): a config and a
  * run info into sdt_lora_metadata, and kohya's optimizer text. The dataset keys and a real run are in
- * test_lora_metadata_run.c (config.h and lora.h cannot be included together). */
+ * test_lora_metadata_run.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,12 +9,8 @@
 #include "sdtune/diag.h"
 #include "unit/check.h"
 
-/* config.h cannot be included next to lora.h (the models' and the schema's family enums share names). */
-typedef struct sdt_config sdt_config;
-sdt_config *sdt_config_load_text(const char *text, size_t len, const char *name, sdt_diag_list *diags);
-void sdt_config_free(sdt_config *cfg);
-/* train/lora_config.c (lora_internal.h) */
-char *sdt_lora_optimizer_text(const sdt_config *cfg, const char *class_path, const char *const *default_args);
+#include "optim_settings.h"
+#include "sdtune/config.h"
 
 static sdt_config *load_config(test_state *t, const char *text)
 {
@@ -127,35 +123,28 @@ static void values_from_run_info(test_state *t)
     free(error);
 }
 
+/* ss_optimizer: kohya's "<module>.<Class>(<args>)" with every value as Python's str() of its literal. */
 static void optimizer_text(test_state *t)
 {
-    sdt_config *cfg = load_config(t, "[optimizer]\noptimizer_args = [\"weight_decay=0.01\", "
-                                     "\"betas=0.9,0.999\", \"eps = 1e-8\", \"amsgrad=True\"]\n");
-    sdt_config *plain = load_config(t, "[optimizer]\nlearning_rate = 0.0001\n");
-    sdt_config *momentum = load_config(t, "[optimizer]\noptimizer_args = [\"momentum=0.5\"]\n");
-    if (!cfg || !plain || !momentum)
-        goto done;
-    char *s = sdt_lora_optimizer_text(cfg, "torch.optim.adamw.AdamW", NULL);
-    CHECK_MSG(t,
-              s && strcmp(s, "torch.optim.adamw.AdamW(weight_decay=0.01,betas=(0.9, 0.999),eps=1e-08,"
-                             "amsgrad=True)") == 0,
-              "%s", s ? s : "");
-    free(s);
-    s = sdt_lora_optimizer_text(plain, "torch.optim.adamw.AdamW", NULL);
-    CHECK(t, s && strcmp(s, "torch.optim.adamw.AdamW") == 0);
-    free(s);
-    /* SGDNesterov: kohya adds momentum=0.9 unless given */
-    static const char *const nesterov[] = {"momentum=0.9", NULL};
-    s = sdt_lora_optimizer_text(plain, "torch.optim.sgd.SGD", nesterov);
-    CHECK(t, s && strcmp(s, "torch.optim.sgd.SGD(momentum=0.9)") == 0);
-    free(s);
-    s = sdt_lora_optimizer_text(momentum, "torch.optim.sgd.SGD", nesterov);
-    CHECK_MSG(t, s && strcmp(s, "torch.optim.sgd.SGD(momentum=0.5)") == 0, "%s", s ? s : "");
-    free(s);
-done:
-    sdt_config_free(cfg);
-    sdt_config_free(plain);
-    sdt_config_free(momentum);
+    static const struct {
+        const char *config, *expected;
+    } cases[] = {
+        {"[optimizer]\noptimizer_args = [\"weight_decay=0.01\", \"betas=0.9,0.999\", \"eps = 1e-8\"]\n",
+         "torch.optim.adamw.AdamW(weight_decay=0.01,betas=(0.9, 0.999),eps=1e-08)"},
+        {"[optimizer]\nlearning_rate = 0.0001\n", "torch.optim.adamw.AdamW"},
+        /* SGDNesterov: kohya adds momentum=0.9 unless given */
+        {"[optimizer]\noptimizer_type = \"SGDNesterov\"\n", "torch.optim.sgd.SGD(momentum=0.9)"},
+        {"[optimizer]\noptimizer_type = \"SGDNesterov\"\noptimizer_args = [\"momentum=0.5\"]\n",
+         "torch.optim.sgd.SGD(momentum=0.5)"},
+        {"[optimizer]\noptimizer_type = \"Lion\"\n", "lion_pytorch.lion_pytorch.Lion"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sdt_config *cfg = load_config(t, cases[i].config);
+        char *s = cfg ? sdt_optim_settings_text(cfg) : NULL;
+        CHECK_MSG(t, s && strcmp(s, cases[i].expected) == 0, "case %zu: %s", i, s ? s : "(null)");
+        free(s);
+        sdt_config_free(cfg);
+    }
 }
 
 TEST_MAIN("lora_metadata", TEST(values_from_run_info), TEST(optimizer_text))

@@ -35,6 +35,9 @@ static void test_values(void)
                  "amsgrad=False") == 0,
            "AdamW args: %s", msg);
     EXPECT(c.beta1 == 0.8 && c.beta2 == 0.99 && c.eps == 1e-6 && c.weight_decay == 0.0, "AdamW values");
+    /* ast.literal_eval("0.6,0.7") is a tuple: kohya configs write betas that way. */
+    EXPECT(APPLY(SDT_OPTIM_ADAMW, &c, "betas=0.6,0.7") == 0 && c.beta1 == 0.6 && c.beta2 == 0.7,
+           "bare tuple");
     EXPECT(APPLY(SDT_OPTIM_ADAMW, &c, "betas=[0.5, 0.75]") == 0 && c.beta1 == 0.5 && c.beta2 == 0.75,
            "a list is a pair too: %s", msg);
     EXPECT(APPLY(SDT_OPTIM_SGD, &c, "momentum=0.9", "dampening=0.1", "nesterov=False", "weight_decay=1e-4") ==
