@@ -186,13 +186,17 @@ check "abort: done with exit code 3" ev '^\{"t":"done".*"exit_code":3'
 
 
 # ---- signals ------------------------------------------------------------------------------------------
+# The engine's own pid, from the hello event: $pid is timeout's, which passes a signal on to its child and
+# to its process group, so the engine would see it twice (or once, when the two merge while pending).
+engine_pid() { grep -o '"pid":[0-9]*' "$1" | head -n 1 | cut -d: -f2; }
+
 cfg=$(make_config sigterm 100000)
 timeout 120 "$engine" train "$cfg" >/dev/null 2>"$work/s.err" &
 pid=$!
 pids+=("$pid")
 journal=$work/sigterm/demo.events.jsonl
 check "SIGTERM: training" wait_for "$journal" '^\{"t":"progress"' 30 "$pid"
-kill -TERM "$pid"
+kill -TERM "$(engine_pid "$journal")"
 wait "$pid"
 status=$?
 check "SIGTERM: exit 0 (got $status)" [ "$status" = 0 ]
@@ -204,8 +208,9 @@ timeout 120 "$engine" train "$cfg" >/dev/null 2>"$work/s.err" &
 pid=$!
 pids+=("$pid")
 check "second signal: training" wait_for "$work/sig2/demo.events.jsonl" '^\{"t":"progress"' 30 "$pid"
-kill -TERM "$pid"
-kill -INT "$pid"
+epid=$(engine_pid "$work/sig2/demo.events.jsonl")
+kill -TERM "$epid"
+kill -INT "$epid"
 wait "$pid"
 status=$?
 check "second signal: exit 3 (got $status)" [ "$status" = 3 ]
