@@ -40,24 +40,6 @@ static void test_lora_loss_falls(test_state *t)
     trainer_fixture_close(&f);
 }
 
-/* Runs the fixture with extra settings; returns the result, events in log, error in *error. */
-static sdt_train_result run_with(test_state *t, trainer_fixture *f, const char *training, const char *extra,
-                                 event_log *log, sdt_run_control *control, char **error)
-{
-    sdt_config *cfg = trainer_fixture_config(t, f, training, extra);
-    sdt_train_result r = cfg ? trainer_fixture_run(cfg, log, control, error) : SDT_TRAIN_FAILED;
-    sdt_config_free(cfg);
-    return r;
-}
-
-static int has_log(const event_log *l, const char *needle)
-{
-    for (size_t i = 0; i < l->count; i++)
-        if (l->items[i].type == SDT_EV_LOG && l->items[i].text && strstr(l->items[i].text, needle))
-            return 1;
-    return 0;
-}
-
 /* Events come in the documented order and the files are where kohya puts them. */
 static void test_events_and_files(test_state *t)
 {
@@ -66,10 +48,11 @@ static void test_events_and_files(test_state *t)
         event_log log = {0};
         char *error = NULL;
         /* 2 images x 2 repeats, batch 1: 4 batches per epoch; 2 epochs = 8 steps */
-        sdt_train_result r = run_with(t, &f, NULL,
-                                      "[training]\nmax_train_epochs = 2\n"
-                                      "[saving]\nsave_every_n_epochs = 1\nsave_state = true\n",
-                                      &log, NULL, &error);
+        sdt_train_result r =
+            trainer_fixture_run_with(t, &f, NULL,
+                                     "[training]\nmax_train_epochs = 2\n"
+                                     "[saving]\nsave_every_n_epochs = 1\nsave_state = true\n",
+                                     &log, NULL, &error);
         CHECK_MSG(t, r == SDT_TRAIN_DONE, "%s", error ? error : "");
         CHECK(t,
               log.count > 3 && log.items[0].type == SDT_EV_PHASE && log.items[0].phase == SDT_PHASE_LOADING);
@@ -95,9 +78,9 @@ static void test_events_and_files(test_state *t)
         CHECK(t, order_ok && step == 8);
         CHECK(t, event_log_count(&log, SDT_EV_PROGRESS) == 8);
         CHECK(t, event_log_count(&log, SDT_EV_MEMORY) >= 1);
-        CHECK(t, has_log(&log, "total optimization steps: 8"));
-        CHECK(t, has_log(&log, "num train images * repeats: 4"));
-        CHECK(t, has_log(&log, "num batches per epoch: 4"));
+        CHECK(t, event_log_has_text(&log, "total optimization steps: 8"));
+        CHECK(t, event_log_has_text(&log, "num train images * repeats: 4"));
+        CHECK(t, event_log_has_text(&log, "num batches per epoch: 4"));
         /* epoch 1 saved (not the last epoch), then the final model and state */
         const char *const expected[] = {"tiny.config.toml",
                                         "tiny-000001.safetensors",
@@ -155,7 +138,7 @@ static void test_refuses_pickle_formats(test_state *t)
         event_log log = {0};
         char *error = NULL;
         sdt_train_result r =
-            run_with(t, &f, NULL, "[saving]\nsave_model_as = \"ckpt\"\n", &log, NULL, &error);
+            trainer_fixture_run_with(t, &f, NULL, "[saving]\nsave_model_as = \"ckpt\"\n", &log, NULL, &error);
         CHECK(t, r == SDT_TRAIN_CONFIG_ERROR);
         CHECK_STR_CONTAINS(t, error, "save_model_as");
         CHECK(t, event_log_count(&log, SDT_EV_CONFIG_ERROR) == 1);

@@ -218,6 +218,27 @@ static inline sdt_train_result trainer_fixture_run(const sdt_config *cfg, event_
     return sdt_train_run(&o, error);
 }
 
+/* Runs the fixture with extra settings; returns the result, events in log, error in *error. */
+static inline sdt_train_result trainer_fixture_run_with(test_state *t, trainer_fixture *f,
+                                                        const char *training, const char *extra,
+                                                        event_log *log, sdt_run_control *control,
+                                                        char **error)
+{
+    sdt_config *cfg = trainer_fixture_config(t, f, training, extra);
+    sdt_train_result r = cfg ? trainer_fixture_run(cfg, log, control, error) : SDT_TRAIN_FAILED;
+    sdt_config_free(cfg);
+    return r;
+}
+
+/* Whether a log event's text contains needle. */
+static inline int event_log_has_text(const event_log *l, const char *needle)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (l->items[i].type == SDT_EV_LOG && l->items[i].text && strstr(l->items[i].text, needle))
+            return 1;
+    return 0;
+}
+
 static inline int file_exists(const char *path)
 {
     struct stat st;
