@@ -1,13 +1,21 @@
-/* The config browser's state and event loop (see app.h). Drawing is in draw.c and help.c. */
+/* The UI's state and event loop (see app.h). Drawing is in draw.c, draw_run.c and help.c.
+ *
+ * The loop polls the terminal and, while an engine is attached, its stdout and stderr with a 100 ms
+ * timeout, so the engine's lines are read as they come and the client's tick (reaping, abort escalation)
+ * runs a few times a second; without an engine it blocks on the terminal. */
 #include "app.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "draw.h"
+#include "sdtune/strutil.h"
 #include "sdtune/value.h"
 
 static const glyphs utf8_glyphs = {
@@ -102,6 +110,7 @@ int app_init(app *a, const char *path, const sdt_config *cfg, const sdt_diag_lis
     a->diags = diags;
     a->count = sdt_schema_count();
     a->g = utf8 ? utf8_glyphs : ascii_glyphs;
+    a->utf8 = utf8;
     a->focus = FOCUS_SECTIONS;
     index_sections(a);
     if (load_values(a) != 0)
@@ -121,6 +130,19 @@ void app_free(app *a)
     free(a->value_text);
     free(a->default_text);
     free(a->changed);
+    engine_client_free(a->client); /* a detached engine is left running */
+    if (a->have_run) {
+        run_state_free(&a->run);
+        sb_free(&a->log);
+    }
+    free(a->notice);
+    free(a->message);
+    free(a->preview_path);
+    free(a->preview_error);
+    preview_image_free(&a->preview);
+    free(a->preview_cells);
+    a->preview_cells = NULL;
+    free(a->pair_of);
     memset(a, 0, sizeof *a);
 }
 
@@ -141,6 +163,134 @@ const sdt_diag *app_setting_diag(const app *a, int setting, int *count)
     return first;
 }
 
+bool app_engine_running(const app *a)
+{
+    return a->client && engine_client_phase_of(a->client) == ENGINE_CLIENT_RUNNING;
+}
+
+static void set_message(app *a, char *text)
+{
+    free(a->message);
+    a->message = text;
+}
+
+static void log_problem(app *a, const char *what, char *error)
+{
+    char *text = sdt_format("%s: %s", what, error ? error : "unknown error");
+    if (text && a->have_run)
+        run_state_log_add(&a->run, SDT_LOG_ERROR, text);
+    set_message(a, text);
+    free(error);
+}
+
+/* "Cannot start: N errors" and every error of the config, for the notice box. */
+static char *refusal_text(const app *a)
+{
+    sdt_buf buf;
+    sdt_buf_init(&buf);
+    size_t errors = sdt_diag_count(a->diags, SDT_SEV_ERROR);
+    sdt_buf_printf(&buf, "Cannot start: the config has %zu error%s. Fix them and restart sdtune.\n", errors,
+                   errors == 1 ? "" : "s");
+    const sdt_setting *settings = sdt_schema_settings();
+    for (size_t i = 0; i < a->diags->count; i++) {
+        const sdt_diag *d = &a->diags->items[i];
+        if (d->severity != SDT_SEV_ERROR)
+            continue;
+        if (d->setting >= 0 && (size_t)d->setting < a->count)
+            sdt_buf_printf(&buf, "%s %s: %s\n", a->g.error, settings[d->setting].key, d->message);
+        else
+            sdt_buf_printf(&buf, "%s %s\n", a->g.error, d->message);
+    }
+    return sdt_buf_take(&buf);
+}
+
+/* Forgets the previous run (its state, log and preview) before a new one. */
+static void clear_run(app *a)
+{
+    engine_client_free(a->client);
+    a->client = NULL;
+    if (a->have_run) {
+        run_state_free(&a->run);
+        sb_free(&a->log);
+        a->have_run = false;
+    }
+    a->log_pushed = 0;
+    a->sample = 0;
+    free(a->preview_path);
+    a->preview_path = NULL;
+    free(a->preview_error);
+    a->preview_error = NULL;
+    preview_image_free(&a->preview);
+    free(a->preview_cells);
+    a->preview_cells = NULL;
+    a->have_preview = false;
+}
+
+static void start_run(app *a)
+{
+    if (app_engine_running(a)) {
+        set_message(a, sdt_format("A run is going already: F6 stops it, F8 aborts it"));
+        a->view = VIEW_RUN;
+        return;
+    }
+    if (sdt_diag_count(a->diags, SDT_SEV_ERROR) > 0) {
+        free(a->notice);
+        a->notice = refusal_text(a);
+        return;
+    }
+    clear_run(a);
+    char *error = NULL;
+    if (run_state_init(&a->run, NULL, &error) != 0) {
+        log_problem(a, "cannot start", error);
+        return;
+    }
+    if (sb_init(&a->log, RUN_STATE_LOG_LINES_DEFAULT) != 0) {
+        run_state_free(&a->run);
+        set_message(a, sdt_format("cannot start: out of memory"));
+        return;
+    }
+    a->have_run = true;
+    a->view = VIEW_RUN;
+    char *engine = engine_client_find_engine(NULL, &error);
+    if (!engine) {
+        log_problem(a, "cannot start", error);
+        return;
+    }
+    /* The engine resolves the config and writes the resolved copy next to its outputs itself. */
+    engine_client_options options = {.engine_path = engine, .config_path = a->path};
+    if (engine_client_start(&options, &a->client, &error) != 0)
+        log_problem(a, "cannot start", error);
+    else
+        set_message(a, sdt_format("started %s (pid %ld)", engine, (long)engine_client_pid(a->client)));
+    free(engine);
+}
+
+static void send_command(app *a, sdt_command_type type)
+{
+    if (!app_engine_running(a)) {
+        set_message(a, sdt_format("No engine is running (F5 starts one)"));
+        return;
+    }
+    char *error = NULL;
+    if (engine_client_send(a->client, type, NULL, &error) != 0)
+        log_problem(a, "command not sent", error);
+}
+
+static void toggle_pause(app *a)
+{
+    bool paused = a->have_run && (a->run.pause == RUN_PAUSED || a->run.pause == RUN_PAUSE_ACKED);
+    send_command(a, paused ? SDT_CMD_RESUME : SDT_CMD_PAUSE);
+}
+
+static void ask(app *a, prompt p)
+{
+    if (!app_engine_running(a)) {
+        set_message(a, sdt_format("No engine is running (F5 starts one)"));
+        return;
+    }
+    a->prompt = p;
+}
+
 static int clamp(long value, int lo, int hi)
 {
     if (hi < lo)
@@ -153,6 +303,16 @@ static void move_by(app *a, long delta)
 {
     if (a->help_open) {
         a->help_top = clamp((long)a->help_top + delta, 0, 1 << 20); /* the draw clamps the end */
+    } else if (a->view == VIEW_RUN) {
+        if (!a->have_run)
+            return;
+        if (delta <= -(1L << 30))
+            sb_top(&a->log);
+        else if (delta >= 1L << 30)
+            sb_bottom(&a->log);
+        else
+            sb_scroll(&a->log, (int)delta, a->log_rows > 0 ? a->log_rows : 1,
+                      a->log_cols > 0 ? a->log_cols : 1);
     } else if (a->focus == FOCUS_SECTIONS) {
         a->section = clamp((long)a->section + delta, 0, SDT_SEC_COUNT - 1);
     } else {
@@ -163,12 +323,24 @@ static void move_by(app *a, long delta)
 
 static int page(const app *a)
 {
-    int rows = a->help_open ? a->help_rows : a->focus == FOCUS_SECTIONS ? a->list_rows : a->form_rows;
+    int rows = a->help_open                 ? a->help_rows
+               : a->view == VIEW_RUN        ? a->log_rows
+               : a->focus == FOCUS_SECTIONS ? a->list_rows
+                                            : a->form_rows;
     return rows > 1 ? rows - 1 : 1;
+}
+
+/* Left/Right in the run view: the newer or older sample. */
+static void pick_sample(app *a, int delta)
+{
+    if (!a->have_run || a->run.n_samples == 0)
+        return;
+    a->sample = clamp((long)a->sample + delta, 0, (int)a->run.n_samples - 1);
 }
 
 void app_do(app *a, action act)
 {
+    bool run_view = a->view == VIEW_RUN && !a->help_open;
     switch (act) {
     case ACT_UP: move_by(a, -1); break;
     case ACT_DOWN: move_by(a, 1); break;
@@ -177,11 +349,15 @@ void app_do(app *a, action act)
     case ACT_HOME: move_by(a, -(1L << 30)); break;
     case ACT_END: move_by(a, 1L << 30); break;
     case ACT_FOCUS_FORM:
-        if (!a->help_open)
+        if (run_view)
+            pick_sample(a, 1);
+        else if (!a->help_open)
             a->focus = FOCUS_FORM;
         break;
     case ACT_FOCUS_SECTIONS:
-        if (!a->help_open)
+        if (run_view)
+            pick_sample(a, -1);
+        else if (!a->help_open)
             a->focus = FOCUS_SECTIONS;
         break;
     case ACT_HELP:
@@ -189,14 +365,144 @@ void app_do(app *a, action act)
         a->help_top = 0;
         break;
     case ACT_CLOSE: a->help_open = false; break;
-    case ACT_QUIT: a->quit = true; break;
+    case ACT_QUIT:
+        if (app_engine_running(a))
+            a->prompt = PROMPT_QUIT;
+        else
+            a->quit = true;
+        break;
+    case ACT_RUN: a->view = a->view == VIEW_RUN ? VIEW_CONFIG : VIEW_RUN; break;
+    case ACT_START: start_run(a); break;
+    case ACT_STOP: ask(a, PROMPT_STOP); break;
+    case ACT_ABORT: ask(a, PROMPT_ABORT); break;
+    case ACT_PAUSE: toggle_pause(a); break;
+    case ACT_SAMPLE_NOW: send_command(a, SDT_CMD_SAMPLE_NOW); break;
+    case ACT_SAVE_NOW: send_command(a, SDT_CMD_SAVE_NOW); break;
     case ACT_SAVE:
-    case ACT_FIND:
-    case ACT_RUN:
-    case ACT_START:
-    case ACT_STOP:
-    case ACT_ABORT: break; /* not available yet: shown dimmed in the key bar */
+    case ACT_FIND: break; /* not available yet: shown dimmed in the key bar */
     }
+}
+
+/* A key while a question is on the prompt line: its answer, or anything else (Esc) to cancel. */
+static void answer(app *a, int key)
+{
+    prompt p = a->prompt;
+    a->prompt = PROMPT_NONE;
+    char *error = NULL;
+    if (!app_engine_running(a))
+        return; /* the engine ended while the question was up */
+    if ((p == PROMPT_STOP && (key == 'y' || key == 'Y')) || (p == PROMPT_QUIT && key == 's')) {
+        if (engine_client_stop(a->client, &error) != 0) {
+            log_problem(a, "stop not sent", error);
+            return;
+        }
+        if (p == PROMPT_QUIT) {
+            /* It saves and exits on its own; closing the pipes does not interrupt that. */
+            engine_client_detach(a->client);
+            a->quit = true;
+        }
+    } else if (p == PROMPT_ABORT && (key == 'y' || key == 'Y')) {
+        if (engine_client_abort(a->client, engine_client_now(), &error) != 0)
+            log_problem(a, "abort not sent (SIGTERM follows)", error);
+    } else if (p == PROMPT_QUIT && key == 'l') {
+        engine_client_detach(a->client);
+        a->quit = true;
+    }
+}
+
+static void on_key(app *a, int key)
+{
+    if (key == KEY_RESIZE)
+        return; /* only a redraw */
+    if (a->notice) {
+        free(a->notice);
+        a->notice = NULL;
+        return;
+    }
+    set_message(a, NULL);
+    if (a->prompt != PROMPT_NONE) {
+        answer(a, key);
+        return;
+    }
+    const key_binding *b = keys_find(key);
+    if (b)
+        app_do(a, b->action);
+}
+
+/* Copies the log lines the run state gained since the last call into the scrollback, each with its time
+ * and a level prefix so the levels read without colour. */
+static void sync_log(app *a)
+{
+    const run_log *log = &a->run.log;
+    static const char *const prefix[] = {"debug: ", "", "warning: ", "error: "};
+    static const sb_level level[] = {SB_DEBUG, SB_INFO, SB_WARNING, SB_ERROR};
+    uint64_t oldest = log->total - log->count;
+    if (a->log_pushed < oldest)
+        a->log_pushed = oldest;
+    for (; a->log_pushed < log->total; a->log_pushed++) {
+        const run_log_entry *e = run_state_log_at(&a->run, (size_t)(a->log_pushed - oldest));
+        if (!e)
+            break;
+        char stamp[16] = "";
+        if (e->time > 0) {
+            time_t t = (time_t)e->time;
+            struct tm tm;
+            if (localtime_r(&t, &tm))
+                strftime(stamp, sizeof stamp, "%H:%M:%S ", &tm);
+        }
+        int lv = e->level >= SDT_LOG_DEBUG && e->level <= SDT_LOG_ERROR ? (int)e->level : SDT_LOG_INFO;
+        char *text = sdt_format("%s%s%s", stamp, prefix[lv], e->text ? e->text : "");
+        if (text)
+            sb_push(&a->log, level[lv], e->time, text);
+        free(text);
+    }
+}
+
+/* Reads what the engine wrote, reaps it when it ended, escalates an abort. */
+static void service_engine(app *a)
+{
+    if (!a->client)
+        return;
+    char *error = NULL;
+    if (engine_client_pump(a->client, run_state_on_line, &a->run, &error) < 0)
+        log_problem(a, "reading the engine", error);
+    if (engine_client_tick(a->client, engine_client_now()) == ENGINE_CLIENT_EXITED && !a->run.engine_exited) {
+        engine_exit status;
+        if (engine_client_exit(a->client, &status))
+            run_state_engine_exited(&a->run, &status);
+        if (a->prompt != PROMPT_NONE)
+            a->prompt = PROMPT_NONE;
+    }
+    if (a->run.n_samples > 0 && a->sample >= (int)a->run.n_samples)
+        a->sample = (int)a->run.n_samples - 1;
+    sync_log(a);
+}
+
+static int event_loop(app *a)
+{
+    nodelay(stdscr, TRUE);
+    while (!a->quit) {
+        draw_screen(a);
+        struct pollfd fds[3] = {{.fd = STDIN_FILENO, .events = POLLIN}};
+        int n = 1, engine_fds[2] = {-1, -1};
+        if (a->client && engine_client_fds(a->client, engine_fds) > 0)
+            for (int i = 0; i < 2; i++)
+                if (engine_fds[i] >= 0)
+                    fds[n++] = (struct pollfd){.fd = engine_fds[i], .events = POLLIN};
+        /* Ticks while a client exists (a detached engine is still reaped); blocks when idle. */
+        bool ticking = a->client && !(a->have_run && a->run.engine_exited);
+        int ready = poll(fds, (nfds_t)n, ticking ? 100 : -1);
+        if (ready < 0 && errno != EINTR)
+            return -1;
+        service_engine(a);
+        bool input_gone = ready > 0 && (fds[0].revents & (POLLHUP | POLLERR | POLLNVAL));
+        int got = 0;
+        for (int key; (key = getch()) != ERR; got++)
+            on_key(a, key);
+        if (input_gone && got == 0)
+            return -1;
+    }
+    return 0;
 }
 
 int app_run(app *a)
@@ -205,6 +511,8 @@ int app_run(app *a)
         fprintf(stderr, "sdtune: the terminal UI needs a terminal on stdin and stdout\n");
         return -1;
     }
+    /* A command written to an engine that died is then an EPIPE error, not a signal that kills the UI. */
+    signal(SIGPIPE, SIG_IGN);
     SCREEN *screen = newterm(NULL, stdout, stdin);
     if (!screen) {
         const char *term = getenv("TERM");
@@ -218,21 +526,11 @@ int app_run(app *a)
         curs_set(0); /* ERR only means the terminal cannot hide the cursor */
         set_escdelay(25);
         draw_init_theme(a);
-        while (!a->quit) {
-            draw_screen(a);
-            int key = getch();
-            if (key == ERR) {
-                if (errno == EINTR)
-                    continue;
-                rc = -1; /* input closed */
-                break;
-            }
-            const key_binding *b = keys_find(key);
-            if (b)
-                app_do(a, b->action);
-            /* KEY_RESIZE and unbound keys only redraw. */
-        }
+        rc = event_loop(a);
     }
+    /* A lost terminal (a dropped SSH session) leaves the engine training, as a hangup would. */
+    if (rc != 0 && app_engine_running(a))
+        engine_client_detach(a->client);
     endwin();
     delscreen(screen);
     if (rc != 0)

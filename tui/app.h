@@ -1,7 +1,8 @@
-/* The state of the config browser, and its event loop.
+/* The state of the UI (the config view and the run view), and its event loop.
  *
  * Everything the UI knows lives in one `app` passed around; nothing else is global but what ncurses
- * holds. The config and its diagnostics belong to the caller and are only read. */
+ * holds. The config and its diagnostics belong to the caller and are only read; the engine client, the
+ * run's state and its log belong to the app. */
 #ifndef SDTUNE_TUI_APP_H
 #define SDTUNE_TUI_APP_H
 
@@ -10,11 +11,18 @@
 #include <stddef.h>
 
 #include "keys.h"
+#include "run/engine_client.h"
+#include "run/run_state.h"
 #include "sdtune/config.h"
 #include "sdtune/diag.h"
 #include "sdtune/schema.h"
+#include "widgets/image_preview.h"
+#include "widgets/scrollback.h"
 
 typedef enum focus { FOCUS_SECTIONS, FOCUS_FORM } focus;
+typedef enum view { VIEW_CONFIG, VIEW_RUN } view;
+/* A question on the prompt line; keys answer it before the key table sees them. */
+typedef enum prompt { PROMPT_NONE, PROMPT_STOP, PROMPT_ABORT, PROMPT_QUIT } prompt;
 
 /* The characters that differ between a UTF-8 terminal and plain ASCII. */
 typedef struct glyphs {
@@ -26,6 +34,7 @@ typedef struct glyphs {
 typedef struct theme {
     bool color;
     attr_t error, warning, changed, bar_key, bar_label, bar_off, title, title_problem;
+    attr_t good, debug; /* a run that ended well; debug log lines */
 } theme;
 
 /* Where the cursor and the first visible row of one section's form are. */
@@ -63,6 +72,29 @@ typedef struct app {
     /* Page sizes as of the last draw, for PgUp/PgDn. */
     int list_rows, form_rows, help_rows;
     bool quit;
+    bool utf8;
+
+    /* The run: at most one engine; client and run stay after it ended, until the next start. */
+    view view;
+    prompt prompt;
+    char *notice;  /* a message box (e.g. why a start was refused); any key closes it; NULL: none */
+    char *message; /* one line above the key bar until the next key; NULL: none */
+    engine_client *client;
+    bool have_run; /* run and log are initialised */
+    run_state run;
+    scrollback log;
+    uint64_t log_pushed;    /* run.log.total already copied into log */
+    int log_rows, log_cols; /* the log pane as of the last draw */
+    int sample;             /* selected sample, 0 the newest */
+    /* The preview of the selected sample, decoded once per path. */
+    char *preview_path;
+    bool have_preview;
+    preview_image preview;
+    char *preview_error;
+    preview_cell *preview_cells; /* [preview_cols * preview_rows] mapped once per image, size and mode */
+    int preview_cols, preview_rows, preview_mode;
+    short *pair_of; /* [256 * 256] colour pair of (fg, bg) for previews; 0 not allocated yet */
+    int next_pair;  /* the next free pair number */
 } app;
 
 /* Fills a from the config and its diagnostics (both must outlive a). utf8: whether the locale's
@@ -71,12 +103,16 @@ typedef struct app {
 int app_init(app *a, const char *path, const sdt_config *cfg, const sdt_diag_list *diags, bool utf8);
 void app_free(app *a);
 
-/* Runs the UI on the terminal until the user quits. Returns 0, or -1 (with a message on stderr) when
- * the terminal cannot be used. */
+/* Runs the UI on the terminal until the user quits. Ignores SIGPIPE for the rest of the process (see
+ * engine_client.h). Returns 0, or -1 (with a message on stderr) when the terminal cannot be used; an engine
+ * still training is then detached, not killed. */
 int app_run(app *a);
 
 /* Applies one action of the key table to the view state. */
 void app_do(app *a, action act);
+
+/* True while an engine runs attached to the UI (not ended, not detached). */
+bool app_engine_running(const app *a);
 
 /* The first diagnostic about setting (errors before warnings), and how many there are; NULL when none. */
 const sdt_diag *app_setting_diag(const app *a, int setting, int *count);

@@ -14,7 +14,7 @@
 #include "sdtune/value.h"
 #include "text.h"
 
-enum { PAIR_ERROR = 1, PAIR_WARNING, PAIR_BAR_LABEL };
+enum { PAIR_ERROR = 1, PAIR_WARNING, PAIR_BAR_LABEL, PAIR_GOOD };
 
 void draw_init_theme(app *a)
 {
@@ -25,8 +25,10 @@ void draw_init_theme(app *a)
         short bg = use_default_colors() == OK ? -1 : COLOR_BLACK;
         t->color = init_pair(PAIR_ERROR, COLOR_RED, bg) == OK &&
                    init_pair(PAIR_WARNING, COLOR_YELLOW, bg) == OK &&
-                   init_pair(PAIR_BAR_LABEL, COLOR_BLACK, COLOR_CYAN) == OK;
+                   init_pair(PAIR_BAR_LABEL, COLOR_BLACK, COLOR_CYAN) == OK &&
+                   init_pair(PAIR_GOOD, COLOR_GREEN, bg) == OK;
     }
+    a->next_pair = PAIR_GOOD + 1; /* preview colours are allocated from here on (draw_run.c) */
     /* Without colour every mark still reads: errors are bold, the markers (x, !, *) carry the meaning. */
     t->error = t->color ? COLOR_PAIR(PAIR_ERROR) | A_BOLD : A_BOLD;
     t->warning = t->color ? COLOR_PAIR(PAIR_WARNING) : A_NORMAL;
@@ -36,6 +38,8 @@ void draw_init_theme(app *a)
     t->bar_off = A_DIM;
     t->title = A_REVERSE;
     t->title_problem = A_REVERSE | A_BOLD | (t->color ? COLOR_PAIR(PAIR_ERROR) : A_NORMAL);
+    t->good = t->color ? COLOR_PAIR(PAIR_GOOD) | A_BOLD : A_BOLD;
+    t->debug = A_DIM;
 }
 
 static void hline_glyph(int y, int x, const char *glyph, int n)
@@ -82,7 +86,8 @@ static void draw_title(const app *a, int width)
 {
     attrset(a->theme.title);
     text_fill(0, 0, width);
-    const char *right = "engine: idle ";
+    char right[48];
+    snprintf(right, sizeof right, "engine: %s ", draw_engine_word(a));
     int right_w = text_width(right);
     int left_room = width - right_w - 1;
     int used = text_put(0, 0, " sdtune  ", left_room);
@@ -406,26 +411,101 @@ static void draw_help_line(const app *a, int y, int width)
     free(text);
 }
 
-static void draw_key_bar(const app *a, int y, int width)
+const char *draw_engine_word(const app *a)
 {
+    if (!a->have_run)
+        return "idle";
+    if (a->client && engine_client_phase_of(a->client) == ENGINE_CLIENT_DETACHED)
+        return "detached";
+    if (!a->client && !a->run.engine_exited)
+        return "not started";
+    return run_state_status_text(&a->run);
+}
+
+void draw_prompt_line(const app *a, int y, int width)
+{
+    const char *text = NULL;
+    switch (a->prompt) {
+    case PROMPT_STOP: text = "Stop the run and save? y/n"; break;
+    case PROMPT_ABORT: text = "Abort the run (no save; SIGTERM, then SIGKILL, if it hangs)? y/n"; break;
+    case PROMPT_QUIT:
+        text = "Leave the engine training (it keeps its journal), stop it, or cancel? l/s/c";
+        break;
+    case PROMPT_NONE: break;
+    }
+    if (text) {
+        attrset(A_REVERSE | A_BOLD);
+        text_fill(y, 0, width);
+        text_put(y, 1, text, width - 1);
+    } else if (a->message) {
+        attrset(A_BOLD);
+        text_put(y, 1, a->message, width - 1);
+    }
+    attrset(A_NORMAL);
+}
+
+/* The message box of a->notice, centred, one line per line of the text (word-wrapped). */
+static void draw_notice(const app *a, int width, int height)
+{
+    int w = width - 8 > 100 ? 100 : width - 8, inner = w - 4;
+    int lines = 0;
+    for (const char *s = a->notice; *s;) {
+        const char *nl = strchr(s, '\n');
+        size_t len = nl ? (size_t)(nl - s) : strlen(s);
+        char *line = sdt_format("%.*s", (int)len, s);
+        lines += line && line[0] ? text_wrap_count(line, inner, 2) : 1;
+        free(line);
+        s += len + (nl ? 1 : 0);
+    }
+    int max = height - 6, h = (lines < max ? lines : max) + 2;
+    int y = (height - h) / 2, x = (width - w) / 2, row = 0;
+    for (int r = 0; r < h; r++) {
+        attrset(A_NORMAL);
+        text_fill(y + r, x, w);
+    }
+    draw_box(a, y, x, h, w, "Cannot start", true, "any key closes");
+    for (const char *s = a->notice; *s && row < h - 2;) {
+        const char *nl = strchr(s, '\n');
+        size_t len = nl ? (size_t)(nl - s) : strlen(s);
+        char *line = sdt_format("%.*s", (int)len, s);
+        attrset(row == 0 ? A_BOLD : a->theme.error);
+        for (const char *p = line ? line : "", *next; *p && row < h - 2; p = next) {
+            size_t n = text_wrap(p, inner - (p == line ? 0 : 2), &next);
+            text_put_n(y + 1 + row, x + 2 + (p == line ? 0 : 2), p, n, inner);
+            row++;
+        }
+        free(line);
+        s += len + (nl ? 1 : 0);
+    }
+    attrset(A_NORMAL);
+}
+
+void draw_key_bar(const app *a, int y, int width)
+{
+    bool run_view = a->view == VIEW_RUN;
     size_t count;
     const key_binding *keys = keys_table(&count);
     int x = 0;
     move(y, 0);
     for (size_t i = 0; i < count; i++) {
         const key_binding *b = &keys[i];
-        if (!b->bar || b->key < KEY_F(0) || b->key > KEY_F(63))
+        const char *label = run_view ? b->run_bar : b->bar;
+        bool fkey = b->key >= KEY_F(0) && b->key <= KEY_F(63);
+        if (!label || (!fkey && !run_view))
             continue;
         char digits[8];
-        snprintf(digits, sizeof digits, "%d", b->key - KEY_F(0));
+        if (fkey)
+            snprintf(digits, sizeof digits, "%d", b->key - KEY_F(0));
+        else
+            snprintf(digits, sizeof digits, "%s", b->name);
         bool on = action_available(b->action);
-        int need = text_width(digits) + text_width(b->bar);
+        int need = text_width(digits) + text_width(label);
         if (x + need > width)
             break;
         attrset(on ? a->theme.bar_key : a->theme.bar_off);
         x += text_put(y, x, digits, width - x);
         attrset(on ? a->theme.bar_label : a->theme.bar_off);
-        x += text_put(y, x, b->bar, width - x);
+        x += text_put(y, x, label, width - x);
         attrset(A_NORMAL);
         if (x < width)
             x += text_put(y, x, " ", 1);
@@ -451,13 +531,22 @@ void draw_screen(app *a)
         refresh();
         return;
     }
-    int list_w = width >= 110 ? 28 : width >= 80 ? 24 : 20;
-    draw_title(a, width);
-    draw_sections(a, 1, 0, height - 3, list_w);
-    draw_form(a, 1, list_w, height - 3, width - list_w);
-    draw_help_line(a, height - 2, width);
+    if (a->view == VIEW_RUN) {
+        draw_run_view(a, width, height);
+    } else {
+        int list_w = width >= 110 ? 28 : width >= 80 ? 24 : 20;
+        draw_title(a, width);
+        draw_sections(a, 1, 0, height - 3, list_w);
+        draw_form(a, 1, list_w, height - 3, width - list_w);
+        if (a->prompt != PROMPT_NONE || a->message)
+            draw_prompt_line(a, height - 2, width);
+        else
+            draw_help_line(a, height - 2, width);
+    }
     draw_key_bar(a, height - 1, width);
     if (a->help_open)
         help_draw(a);
+    if (a->notice)
+        draw_notice(a, width, height);
     refresh();
 }

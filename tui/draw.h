@@ -1,5 +1,6 @@
-/* Drawing the config view: title bar, section list, settings form, help line, key bar, and the help
- * overlay (help.c). Drawing also settles the scroll positions for the current terminal size. */
+/* Drawing the config view (and the parts the run view shares): title bar, section list, settings form, help
+ * line, key bar, and the help overlay (help.c). Drawing also settles the scroll positions for the current
+ * terminal size. */
 #ifndef SDTUNE_TUI_DRAW_H
 #define SDTUNE_TUI_DRAW_H
 
@@ -21,5 +22,14 @@ void draw_box(const app *a, int y, int x, int h, int w, const char *title, bool 
 
 /* The help overlay: every key from the key table, then the problems not tied to a setting. */
 void help_draw(app *a);
+
+/* The key bar of the current view: F-keys as digits ("5Start"), letters in the run view ("sSample"). */
+void draw_key_bar(const app *a, int y, int width);
+/* The prompt line: a question being asked, else the message of the last action. */
+void draw_prompt_line(const app *a, int y, int width);
+/* The run view (draw_run.c): everything above the prompt line and the key bar. */
+void draw_run_view(app *a, int width, int height);
+/* The engine's state in a few words for the title bars: "idle", "training", "exited", ... */
+const char *draw_engine_word(const app *a);
 
 #endif

@@ -37,15 +37,26 @@ static void emit(help_out *o, const char *text, attr_t attr, int hang)
 
 enum { KEY_COLUMN = 21 };
 
+/* The actions that drive a run: spelled out in the run view's help, one short line in the config
+ * view's (so the config view's help keeps its problems on the first page at 80x24). */
+static bool run_action(action act)
+{
+    return act == ACT_RUN || act == ACT_START || act == ACT_STOP || act == ACT_PAUSE || act == ACT_ABORT ||
+           act == ACT_SAMPLE_NOW || act == ACT_SAVE_NOW;
+}
+
 /* One line per available action: its keys, then what it does. The actions that come later share one
- * line, named as in the key bar. */
+ * line, named as in the key bar; so do the run's actions in the config view. */
 static void emit_keys(const app *a, help_out *o)
 {
     size_t count;
     const key_binding *keys = keys_table(&count);
-    sdt_buf later;
+    sdt_buf later, run;
     sdt_buf_init(&later);
+    sdt_buf_init(&run);
     sdt_buf_puts(&later, "  Not available yet:");
+    sdt_buf_puts(&run, "  Training (F4 shows all):");
+    size_t run_start = run.len;
     emit(o, "Keys", A_BOLD, 0);
     for (size_t i = 0, end; i < count; i = end) {
         for (end = i; end < count && keys[end].action == keys[i].action; end++) {
@@ -53,6 +64,12 @@ static void emit_keys(const app *a, help_out *o)
         if (!action_available(keys[i].action)) {
             sdt_buf_printf(&later, "%s %s %s", i > 0 && later.len > 20 ? "," : "", keys[i].name,
                            keys[i].bar ? keys[i].bar : keys[i].label);
+            continue;
+        }
+        if (a->view == VIEW_CONFIG && run_action(keys[i].action)) {
+            const char *label = keys[i].bar ? keys[i].bar : keys[i].run_bar;
+            sdt_buf_printf(&run, "%s %s %s", run.len > run_start ? "," : "", keys[i].name,
+                           label ? label : keys[i].label);
             continue;
         }
         sdt_buf buf;
@@ -69,7 +86,11 @@ static void emit_keys(const app *a, help_out *o)
         emit(o, line ? line : "(out of memory)", A_NORMAL, KEY_COLUMN);
         free(line);
     }
-    char *line = sdt_buf_take(&later);
+    char *line = sdt_buf_take(&run);
+    if (a->view == VIEW_CONFIG)
+        emit(o, line ? line : "(out of memory)", A_NORMAL, 4);
+    free(line);
+    line = sdt_buf_take(&later);
     emit(o, line ? line : "(out of memory)", a->theme.bar_off, 4);
     free(line);
 }

@@ -18,13 +18,16 @@ typedef enum action {
     ACT_HELP,
     ACT_CLOSE,
     ACT_QUIT,
-    /* Shown in the key bar, not available yet in this read-only version. */
-    ACT_SAVE,
-    ACT_FIND,
-    ACT_RUN,
+    ACT_RUN, /* switch between the config view and the run view */
     ACT_START,
     ACT_STOP,
     ACT_ABORT,
+    ACT_PAUSE, /* pause or resume */
+    ACT_SAMPLE_NOW,
+    ACT_SAVE_NOW,
+    /* Shown in the key bar, not available yet in this read-only version. */
+    ACT_SAVE,
+    ACT_FIND,
 } action;
 
 typedef struct key_binding {
@@ -32,14 +35,15 @@ typedef struct key_binding {
     const char *name;  /* how the help screen spells the key */
     const char *label; /* what the action does; the same for every key of one action */
     action action;
-    const char *bar; /* the key bar's label (on the F-key entry of an action); NULL when not in the bar */
+    const char *bar; /* the config view's key bar label (on the F-key entry of an action); NULL: not there */
+    const char *run_bar; /* the run view's key bar label (F-keys and letters); NULL when not in that bar */
 } key_binding;
 
 /* The table. Keys of one action are adjacent, the action's main key first. */
 const key_binding *keys_table(size_t *count);
 /* The binding of a key; NULL when the key does nothing. */
 const key_binding *keys_find(int key);
-/* False for the actions that come with the editing UI and the engine. */
+/* False for the actions that come with the editing UI. */
 bool action_available(action a);
 
 #endif

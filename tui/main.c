@@ -1,5 +1,6 @@
-/* sdtune: the terminal UI of the trainer. This first version is a read-only browser of a config file:
- * main parses the command line, loads and validates the config, and hands it to the app (app.c). */
+/* sdtune: the terminal UI of the trainer. It browses a config file (read-only for now) and trains it with
+ * sdtune-engine in the run view: main parses the command line, loads and validates the config, and hands
+ * it to the app (app.c). */
 #include <langinfo.h>
 #include <locale.h>
 #include <stdbool.h>
@@ -14,7 +15,8 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: sdtune [OPTIONS] [CONFIG]\n"
                  "\n"
-                 "Browse a training config (default ./config.toml) with its problems marked.\n"
+                 "Browse a training config (default ./config.toml) with its problems marked, and\n"
+                 "train it: F5 starts sdtune-engine, F4 switches to the run view.\n"
                  "\n"
                  "options:\n"
                  "  -h, --help     show this help\n"

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Drives sdtune's run view in tmux (tests/tui/tui-drive) with the real engine on copies of the repository's
+# config.toml: a start refused for a config with an error; a run (progress, sparkline, pause and resume,
+# sample now, stop: done, the LoRA file); an abort with its confirmation; an engine killed with SIGKILL and
+# a new run started after it, a resize mid-run; quitting while training (cancel, then leave the engine
+# running); whole 12-step runs with samples at TERM=xterm (8 colours) and with NO_COLOR.
+#
+# usage: test_run_view.sh SDTUNE_BINARY SOURCE_DIR        (exit 77: skipped, tmux is not installed)
+set -euo pipefail
+
+[ $# -eq 2 ] || { echo "usage: $0 SDTUNE_BINARY SOURCE_DIR" >&2; exit 2; }
+sdtune=$1
+src=$2
+drive=$src/tests/tui/tui-drive
+command -v tmux >/dev/null || { echo "skipped: tmux is not installed"; exit 77; }
+
+tmp=$(mktemp -d)
+export SDTUNE_CACHE_DIR=$tmp/cache
+sessions=()
+
+# The pids of the engines this test started: their command lines name configs in $tmp.
+engine_pids() {
+    if command -v pgrep >/dev/null; then
+        pgrep -f "sdtune-engine train --protocol $tmp/" || true
+    else
+        for d in /proc/[0-9]*; do
+            tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -q "sdtune-engine train --protocol $tmp/" &&
+                echo "${d#/proc/}"
+        done
+        true
+    fi
+}
+cleanup() {
+    for s in "${sessions[@]}"; do "$drive" "$s" stop; done
+    for pid in $(engine_pids); do kill -KILL "$pid" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap "exit 1" TERM INT HUP # so that cleanup runs when ctest gives up on the test
+
+# make_config NAME STEPS SAMPLE_EVERY: a copy of config.toml training STEPS steps of batch 1 into
+# $tmp/NAME-out, sampling every SAMPLE_EVERY steps; prints its path.
+make_config() {
+    local name=$1 steps=$2 every=$3 path=$tmp/$1.toml
+    awk -v out="\"$tmp/$name-out\"" -v steps="$steps" -v every="$every" '
+        function set(key, value) { pending[key] = value }
+        BEGIN { set("output_dir", out) }
+        /^(# )?(output_dir|max_train_steps|train_batch_size|sample_every_n_steps|cache_latents_to_disk) = / { next }
+        { print }
+        /^\[folders\]$/ { print "output_dir = " out }
+        /^\[training\]$/ { print "max_train_steps = " steps; print "train_batch_size = 1" }
+        /^\[sampling\]$/ { print "sample_every_n_steps = " every }
+        /^\[dataset\]$/ { print "cache_latents_to_disk = true" }
+    ' "$src/config.toml" >"$path"
+    echo "$path"
+}
+
+passed=0 failed=0
+session=""
+
+start() { # start SIZE CMD...
+    local size=$1
+    shift
+    session=sdtune-run-$$-${#sessions[@]}
+    sessions+=("$session")
+    "$drive" "$session" start "$size" "$@"
+}
+
+report_failure() {
+    echo "FAIL: $1"
+    echo "----- screen ($session) -----"
+    "$drive" "$session" shot || true
+    echo "-----------------------------"
+    failed=$((failed + 1))
+}
+
+expect() { # expect DESCRIPTION REGEX [SECONDS]: the screen shows REGEX (grep -E) in time
+    if "$drive" "$session" wait-for "$2" "${3:-10}" 2>/dev/null; then
+        passed=$((passed + 1))
+    else
+        report_failure "$1: expected /$2/ on the screen"
+    fi
+}
+
+check() { # check DESCRIPTION COMMAND...
+    local what=$1
+    shift
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        echo "FAIL: $what"
+        failed=$((failed + 1))
+    fi
+}
+
+# Braille is U+2800..U+28FF: the bytes e2 a0..a3 in UTF-8.
+has_braille() { "$drive" "$session" shot | LC_ALL=C grep -q $'\xe2[\xa0-\xa3]'; }
+
+wait_exit() { # the program ends within 5 seconds
+    local end=$((SECONDS + 5))
+    while "$drive" "$session" alive; do
+        ((SECONDS < end)) || return 1
+        sleep 0.2
+    done
+}
+
+# ---- a config with an error: the start is refused with the list of errors --------------------------
+bad=$tmp/bad.toml
+printf '[training]\nmax_train_steps = -1\n' >"$bad"
+start 80x24 "$sdtune" "$bad"
+expect "the config view shows" '^ sdtune  bad\.toml'
+"$drive" "$session" keys F5
+expect "F5 refuses a config with errors" 'Cannot start: the config has 1 error'
+expect "the refusal lists the error" 'max_train_steps: max_train_steps = -1 is not allowed'
+check "no engine started for it" test -z "$(engine_pids)"
+"$drive" "$session" keys Escape q
+check "q quits when no engine runs" wait_exit
+
+# ---- a run: progress, sparkline, pause and resume, sample now, stop and save -----------------------
+config=$(make_config long 100000 0)
+start 80x24 "$sdtune" "$config"
+expect "the config view shows" 'engine: idle'
+"$drive" "$session" keys 5
+expect "5 starts the run and shows the run view" '^ sdtune  long\.toml +(STARTING|LOADING|CACHING|TRAINING)' 5
+expect "the title shows a step count" 'step [1-9][0-9]*/100000' 30
+expect "the progress bar shows the whole run's ETA" 'ETA [0-9:?d ]+ \(run\)'
+expect "the memory gauge shows RAM on the CPU" 'RAM [0-9.]+'
+check "the loss sparkline draws braille" has_braille
+"$drive" "$session" keys p
+expect "p pauses" '^ sdtune  long\.toml +PAUSED' 15
+shot1=$("$drive" "$session" shot | grep -Eo 'step [0-9]+/100000')
+sleep 0.6
+shot2=$("$drive" "$session" shot | grep -Eo 'step [0-9]+/100000')
+check "no step while paused ($shot1, $shot2)" test "$shot1" = "$shot2"
+"$drive" "$session" keys F7
+expect "F7 resumes" '^ sdtune  long\.toml +(RESUMING|TRAINING)' 15
+"$drive" "$session" keys s
+expect "s makes samples, listed with a preview" 'step [0-9]+ #0' 60
+"$drive" "$session" keys F6
+expect "F6 asks first" 'Stop the run and save\? y/n'
+"$drive" "$session" keys y
+expect "y stops: the engine saves and exits 0" 'engine exited with code 0 \(done\)' 60
+expect "the last log lines stay" 'engine ended: exit code 0'
+check "the LoRA file exists" test -s "$tmp/long-out/last.safetensors"
+"$drive" "$session" keys F4
+expect "F4 switches to the config view" 'engine: done'
+"$drive" "$session" keys q
+check "q quits after the run" wait_exit
+
+# ---- abort with confirmation -------------------------------------------------------------------
+start 80x24 "$sdtune" "$config"
+expect "the config view shows" 'engine: idle'
+"$drive" "$session" keys F5
+expect "the run trains" 'step [1-9][0-9]*/100000' 30
+"$drive" "$session" keys F8
+expect "F8 asks first" 'Abort the run .*y/n'
+"$drive" "$session" keys n
+expect "n keeps it training" '^ sdtune  long\.toml +TRAINING'
+"$drive" "$session" keys 8 y
+expect "y aborts and the exit shows" 'engine exited with code 3' 30
+"$drive" "$session" keys q
+check "q quits after the abort" wait_exit
+
+# ---- SIGKILL: the death shows, a new run starts; quit while training -------------------------------
+start 80x24 "$sdtune" "$config"
+"$drive" "$session" keys F5
+expect "the run trains" 'step [1-9][0-9]*/100000' 30
+pids=$(engine_pids)
+check "one engine runs ($pids)" test "$(echo "$pids" | wc -w)" -eq 1
+kill -KILL $pids
+expect "the death shows" 'engine killed by signal 9 \(died\)' 5
+expect "the log keeps the last lines" 'engine ended: killed by signal 9'
+"$drive" "$session" keys F5
+expect "F5 starts a new run" 'step [1-9][0-9]*/100000' 30
+"$drive" "$session" resize 120x40
+sleep 0.5
+width=$("$drive" "$session" shot | sed -n 5p | LC_ALL=C.UTF-8 wc -m)
+check "a resize mid-run redraws the sparkline box 120 wide (got $((width - 1)))" test "$width" -eq 121
+"$drive" "$session" resize 80x24
+expect "and back at 80x24" '^└─+┘└─+┘$'
+"$drive" "$session" keys q
+expect "q asks while training" 'Leave the engine training .* l/s/c'
+"$drive" "$session" keys c
+expect "c cancels" '^ sdtune  long\.toml +TRAINING'
+"$drive" "$session" keys F10 l
+check "l leaves the UI" wait_exit
+check "the engine trains on, detached" test -n "$(engine_pids)"
+for pid in $(engine_pids); do kill -KILL "$pid"; done
+
+# ---- 8 colours and no colour ----------------------------------------------------------------------
+small=$(make_config small 12 6)
+for env in TERM=xterm NO_COLOR=1; do
+    start 80x24 env "$env" "$sdtune" "$small"
+    "$drive" "$session" keys F5
+    expect "$env: the run view draws the step count" 'step [1-9][0-9]*/12' 30
+    expect "$env: the run finishes" 'engine exited with code 0 \(done\)' 90
+    "$drive" "$session" keys q
+    check "$env: q quits" wait_exit
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
