@@ -59,29 +59,46 @@ static void index_sections(app *a)
     }
 }
 
-static int load_values(app *a)
+static int alloc_values(app *a)
 {
-    a->value_text = calloc(a->count ? a->count : 1, sizeof *a->value_text);
-    a->default_text = calloc(a->count ? a->count : 1, sizeof *a->default_text);
-    a->changed = calloc(a->count ? a->count : 1, sizeof *a->changed);
-    if (!a->value_text || !a->default_text || !a->changed)
-        return -1;
+    size_t n = a->count ? a->count : 1;
+    a->value_text = calloc(n, sizeof *a->value_text);
+    a->default_text = calloc(n, sizeof *a->default_text);
+    a->changed = calloc(n, sizeof *a->changed);
+    a->edited = calloc(n, sizeof *a->edited);
+    a->bad_text = calloc(n, sizeof *a->bad_text);
+    a->bad_error = calloc(n, sizeof *a->bad_error);
+    return a->value_text && a->default_text && a->changed && a->edited && a->bad_text && a->bad_error ? 0
+                                                                                                      : -1;
+}
+
+/* The shown texts of every setting, again: one edit can change other settings' defaults (the model
+ * family and the training type choose them). A value the type refuses shows as the user typed it. */
+static void refresh_values(app *a)
+{
     for (size_t i = 0; i < a->count; i++) {
         const sdt_value *value = sdt_config_get(a->cfg, (int)i);
         const sdt_value *def = sdt_config_default(a->cfg, (int)i);
-        if (!value || !def)
-            return -1;
-        a->value_text[i] = sdt_value_to_text(value);
-        a->default_text[i] = sdt_value_to_text(def);
-        if (!a->value_text[i] || !a->default_text[i])
-            return -1;
-        a->changed[i] = sdt_config_is_changed(a->cfg, (int)i);
+        free(a->value_text[i]);
+        free(a->default_text[i]);
+        a->value_text[i] = a->bad_text[i] ? sdt_format("%s", a->bad_text[i])
+                           : value        ? sdt_value_to_text(value)
+                                          : NULL;
+        a->default_text[i] = def ? sdt_value_to_text(def) : NULL;
+        /* Out of memory shows an empty field rather than crash the drawing. */
+        if (!a->value_text[i])
+            a->value_text[i] = calloc(1, 1);
+        if (!a->default_text[i])
+            a->default_text[i] = calloc(1, 1);
+        a->changed[i] = sdt_config_is_changed(a->cfg, (int)i) || a->bad_text[i];
     }
-    return 0;
 }
 
 static void count_diags(app *a)
 {
+    memset(a->sec_errors, 0, sizeof a->sec_errors);
+    memset(a->sec_warnings, 0, sizeof a->sec_warnings);
+    a->file_errors = a->file_warnings = 0;
     const sdt_setting *settings = sdt_schema_settings();
     for (size_t i = 0; i < a->diags->count; i++) {
         const sdt_diag *d = &a->diags->items[i];
@@ -100,23 +117,57 @@ static void count_diags(app *a)
     }
 }
 
-int app_init(app *a, const char *path, const sdt_config *cfg, const sdt_diag_list *diags, bool utf8)
+static void copy_diag(sdt_diag_list *to, const sdt_diag *d)
+{
+    sdt_diag_add(to, d->severity, d->file, d->line, d->col, d->setting, "%s", d->message);
+}
+
+void app_revalidate(app *a)
+{
+    sdt_diag_list_clear(&a->live_diags);
+    for (size_t i = 0; i < a->load_diags.count; i++) {
+        const sdt_diag *d = &a->load_diags.items[i];
+        if (d->setting < 0 || (size_t)d->setting >= a->count || !a->edited[d->setting])
+            copy_diag(&a->live_diags, d);
+    }
+    const char *file = sdt_config_source(a->cfg);
+    for (size_t i = 0; i < a->count; i++)
+        if (a->bad_text[i])
+            sdt_diag_add(&a->live_diags, SDT_SEV_ERROR, file, 0, 0, (int)i, "%s", a->bad_error[i]);
+    sdt_config_validate(a->cfg, &(sdt_validate_options){.check_filesystem = true}, &a->live_diags);
+    sdt_diag_list_sort(&a->live_diags);
+    count_diags(a);
+    refresh_values(a);
+}
+
+int app_init(app *a, const char *path, sdt_config *cfg, const sdt_diag_list *load_diags, bool utf8)
 {
     memset(a, 0, sizeof *a);
     a->path = path;
     const char *slash = strrchr(path, '/');
     a->name = slash && slash[1] ? slash + 1 : path;
     a->cfg = cfg;
-    a->diags = diags;
+    sdt_diag_list_init(&a->live_diags);
+    sdt_diag_list_init(&a->load_diags);
+    a->diags = &a->live_diags;
     a->count = sdt_schema_count();
     a->g = utf8 ? utf8_glyphs : ascii_glyphs;
     a->utf8 = utf8;
     a->focus = FOCUS_SECTIONS;
     index_sections(a);
-    if (load_values(a) != 0)
+    if (alloc_values(a) != 0)
         return -1;
-    count_diags(a);
-    return 0;
+    for (size_t i = 0; load_diags && i < load_diags->count; i++)
+        copy_diag(&a->load_diags, &load_diags->items[i]);
+    app_revalidate(a);
+    return a->live_diags.truncated || a->load_diags.truncated ? -1 : 0;
+}
+
+void app_clear_bad(app *a, int setting)
+{
+    free(a->bad_text[setting]);
+    free(a->bad_error[setting]);
+    a->bad_text[setting] = a->bad_error[setting] = NULL;
 }
 
 void app_free(app *a)
@@ -126,10 +177,23 @@ void app_free(app *a)
             free(a->value_text[i]);
         if (a->default_text)
             free(a->default_text[i]);
+        if (a->bad_text)
+            app_clear_bad(a, (int)i);
     }
     free(a->value_text);
     free(a->default_text);
     free(a->changed);
+    free(a->edited);
+    free(a->bad_text);
+    free(a->bad_error);
+    line_edit_free(&a->edit);
+    free(a->undo_text);
+    free(a->undo_bad);
+    free(a->undo_bad_error);
+    sdt_value_free(&a->undo_value);
+    sdt_diag_list_free(&a->live_diags);
+    sdt_diag_list_free(&a->load_diags);
+    sdt_config_free(a->cfg);
     engine_client_free(a->client); /* a detached engine is left running */
     if (a->have_run) {
         run_state_free(&a->run);
@@ -168,7 +232,7 @@ bool app_engine_running(const app *a)
     return a->client && engine_client_phase_of(a->client) == ENGINE_CLIENT_RUNNING;
 }
 
-static void set_message(app *a, char *text)
+void app_set_message(app *a, char *text)
 {
     free(a->message);
     a->message = text;
@@ -179,7 +243,7 @@ static void log_problem(app *a, const char *what, char *error)
     char *text = sdt_format("%s: %s", what, error ? error : "unknown error");
     if (text && a->have_run)
         run_state_log_add(&a->run, SDT_LOG_ERROR, text);
-    set_message(a, text);
+    app_set_message(a, text);
     free(error);
 }
 
@@ -189,7 +253,7 @@ static char *refusal_text(const app *a)
     sdt_buf buf;
     sdt_buf_init(&buf);
     size_t errors = sdt_diag_count(a->diags, SDT_SEV_ERROR);
-    sdt_buf_printf(&buf, "Cannot start: the config has %zu error%s. Fix them and restart sdtune.\n", errors,
+    sdt_buf_printf(&buf, "Cannot start: the config has %zu error%s. Fix them first.\n", errors,
                    errors == 1 ? "" : "s");
     const sdt_setting *settings = sdt_schema_settings();
     for (size_t i = 0; i < a->diags->count; i++) {
@@ -229,13 +293,18 @@ static void clear_run(app *a)
 static void start_run(app *a)
 {
     if (app_engine_running(a)) {
-        set_message(a, sdt_format("A run is going already: F6 stops it, F8 aborts it"));
+        app_set_message(a, sdt_format("A run is going already: F6 stops it, F8 aborts it"));
         a->view = VIEW_RUN;
         return;
     }
     if (sdt_diag_count(a->diags, SDT_SEV_ERROR) > 0) {
         free(a->notice);
         a->notice = refusal_text(a);
+        return;
+    }
+    if (a->dirty) {
+        /* The engine trains the file, not what is on screen. */
+        app_set_message(a, sdt_format("Save the config first (F2 or w): the engine trains %s", a->name));
         return;
     }
     clear_run(a);
@@ -246,7 +315,7 @@ static void start_run(app *a)
     }
     if (sb_init(&a->log, RUN_STATE_LOG_LINES_DEFAULT) != 0) {
         run_state_free(&a->run);
-        set_message(a, sdt_format("cannot start: out of memory"));
+        app_set_message(a, sdt_format("cannot start: out of memory"));
         return;
     }
     a->have_run = true;
@@ -261,14 +330,14 @@ static void start_run(app *a)
     if (engine_client_start(&options, &a->client, &error) != 0)
         log_problem(a, "cannot start", error);
     else
-        set_message(a, sdt_format("started %s (pid %ld)", engine, (long)engine_client_pid(a->client)));
+        app_set_message(a, sdt_format("started %s (pid %ld)", engine, (long)engine_client_pid(a->client)));
     free(engine);
 }
 
 static void send_command(app *a, sdt_command_type type)
 {
     if (!app_engine_running(a)) {
-        set_message(a, sdt_format("No engine is running (F5 starts one)"));
+        app_set_message(a, sdt_format("No engine is running (F5 starts one)"));
         return;
     }
     char *error = NULL;
@@ -285,7 +354,7 @@ static void toggle_pause(app *a)
 static void ask(app *a, prompt p)
 {
     if (!app_engine_running(a)) {
-        set_message(a, sdt_format("No engine is running (F5 starts one)"));
+        app_set_message(a, sdt_format("No engine is running (F5 starts one)"));
         return;
     }
     a->prompt = p;
@@ -338,6 +407,15 @@ static void pick_sample(app *a, int delta)
     a->sample = clamp((long)a->sample + delta, 0, (int)a->run.n_samples - 1);
 }
 
+/* Quitting: first the unsaved edits, then a running engine. */
+static void quit_after_saving(app *a)
+{
+    if (app_engine_running(a))
+        a->prompt = PROMPT_QUIT;
+    else
+        a->quit = true;
+}
+
 void app_do(app *a, action act)
 {
     bool run_view = a->view == VIEW_RUN && !a->help_open;
@@ -366,10 +444,10 @@ void app_do(app *a, action act)
         break;
     case ACT_CLOSE: a->help_open = false; break;
     case ACT_QUIT:
-        if (app_engine_running(a))
-            a->prompt = PROMPT_QUIT;
+        if (a->dirty)
+            a->prompt = PROMPT_SAVE;
         else
-            a->quit = true;
+            quit_after_saving(a);
         break;
     case ACT_RUN: a->view = a->view == VIEW_RUN ? VIEW_CONFIG : VIEW_RUN; break;
     case ACT_START: start_run(a); break;
@@ -378,7 +456,16 @@ void app_do(app *a, action act)
     case ACT_PAUSE: toggle_pause(a); break;
     case ACT_SAMPLE_NOW: send_command(a, SDT_CMD_SAMPLE_NOW); break;
     case ACT_SAVE_NOW: send_command(a, SDT_CMD_SAVE_NOW); break;
-    case ACT_SAVE:
+    case ACT_EDIT:
+        if (run_view)
+            pick_sample(a, 1);
+        else if (!a->help_open && a->focus == FOCUS_SECTIONS)
+            a->focus = FOCUS_FORM;
+        else if (!a->help_open)
+            app_begin_edit(a);
+        break;
+    case ACT_DEFAULT: app_restore_default(a); break;
+    case ACT_SAVE: app_save(a); break;
     case ACT_FIND: break; /* not available yet: shown dimmed in the key bar */
     }
 }
@@ -389,6 +476,11 @@ static void answer(app *a, int key)
     prompt p = a->prompt;
     a->prompt = PROMPT_NONE;
     char *error = NULL;
+    if (p == PROMPT_SAVE) {
+        if ((key == 'y' || key == 'Y') ? app_save(a) : key == 'n' || key == 'N')
+            quit_after_saving(a);
+        return;
+    }
     if (!app_engine_running(a))
         return; /* the engine ended while the question was up */
     if ((p == PROMPT_STOP && (key == 'y' || key == 'Y')) || (p == PROMPT_QUIT && key == 's')) {
@@ -419,9 +511,17 @@ static void on_key(app *a, int key)
         a->notice = NULL;
         return;
     }
-    set_message(a, NULL);
+    app_set_message(a, NULL);
     if (a->prompt != PROMPT_NONE) {
         answer(a, key);
+        return;
+    }
+    if (a->editing) {
+        app_edit_key(a, key);
+        return;
+    }
+    if (a->picking) {
+        app_pick_key(a, key);
         return;
     }
     const key_binding *b = keys_find(key);
@@ -470,7 +570,7 @@ static void service_engine(app *a)
         engine_exit status;
         if (engine_client_exit(a->client, &status))
             run_state_engine_exited(&a->run, &status);
-        if (a->prompt != PROMPT_NONE)
+        if (a->prompt != PROMPT_NONE && a->prompt != PROMPT_SAVE)
             a->prompt = PROMPT_NONE;
     }
     if (a->run.n_samples > 0 && a->sample >= (int)a->run.n_samples)

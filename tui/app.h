@@ -1,8 +1,8 @@
 /* The state of the UI (the config view and the run view), and its event loop.
  *
  * Everything the UI knows lives in one `app` passed around; nothing else is global but what ncurses
- * holds. The config and its diagnostics belong to the caller and are only read; the engine client, the
- * run's state and its log belong to the app. */
+ * holds. The app owns the config it edits, its diagnostics (re-made by validating after every edit), the
+ * engine client, the run's state and its log. */
 #ifndef SDTUNE_TUI_APP_H
 #define SDTUNE_TUI_APP_H
 
@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "edit.h"
 #include "keys.h"
 #include "run/engine_client.h"
 #include "run/run_state.h"
@@ -22,7 +23,7 @@
 typedef enum focus { FOCUS_SECTIONS, FOCUS_FORM } focus;
 typedef enum view { VIEW_CONFIG, VIEW_RUN } view;
 /* A question on the prompt line; keys answer it before the key table sees them. */
-typedef enum prompt { PROMPT_NONE, PROMPT_STOP, PROMPT_ABORT, PROMPT_QUIT } prompt;
+typedef enum prompt { PROMPT_NONE, PROMPT_STOP, PROMPT_ABORT, PROMPT_QUIT, PROMPT_SAVE } prompt;
 
 /* The characters that differ between a UTF-8 terminal and plain ASCII. */
 typedef struct glyphs {
@@ -43,12 +44,31 @@ typedef struct form_pos {
 } form_pos;
 
 typedef struct app {
-    const char *path; /* the config file as given */
-    const char *name; /* its last path component (points into path) */
-    const sdt_config *cfg;
-    const sdt_diag_list *diags;
+    const char *path;           /* the config file as given */
+    const char *name;           /* its last path component (points into path) */
+    sdt_config *cfg;            /* owned */
+    const sdt_diag_list *diags; /* &live_diags: what the config view shows and Start checks */
+    sdt_diag_list live_diags;   /* the load's diagnostics still current, bad values, then validation */
+    sdt_diag_list load_diags;   /* what loading the file found (syntax, unknown keys, bad values) */
+    bool *edited;               /* per setting: edited since the load (its load diagnostics are stale) */
+    /* Per setting: text the user committed that the setting's type or range refuses (the config keeps
+     * its previous value), and why; NULL when none. Saving is refused while there is one. */
+    char **bad_text, **bad_error;
+    bool dirty; /* edits not saved yet */
 
-    /* Derived once from the schema, the config and the diagnostics. */
+    /* The field being edited (Enter on a text, number, path or list) or picked (an enum); the setting's
+     * state before, restored by Esc. */
+    bool editing, picking;
+    int edit_setting;
+    line_edit edit;
+    int pick; /* the picker's highlighted enum value */
+    int pick_top;
+    char *undo_text; /* the shown value before the edit */
+    bool undo_set, undo_edited;
+    sdt_value undo_value;
+    char *undo_bad, *undo_bad_error;
+
+    /* Derived from the schema, the config and the diagnostics after every change. */
     size_t count;                 /* settings in the schema */
     int sec_start[SDT_SEC_COUNT]; /* index of the section's first setting (sections are consecutive runs) */
     int sec_len[SDT_SEC_COUNT];
@@ -97,10 +117,11 @@ typedef struct app {
     int next_pair;  /* the next free pair number */
 } app;
 
-/* Fills a from the config and its diagnostics (both must outlive a). utf8: whether the locale's
- * character set is UTF-8 (else ASCII glyphs are used). Returns -1 when out of memory; app_free is
- * safe to call either way. */
-int app_init(app *a, const char *path, const sdt_config *cfg, const sdt_diag_list *diags, bool utf8);
+/* Fills a from the config, which the app owns from then on (app_free frees it, also when app_init fails),
+ * and the diagnostics its load produced (copied); validates it. utf8: whether the locale's character set
+ * is UTF-8 (else ASCII glyphs are used). Returns -1 when out of memory; app_free is safe to call either
+ * way. */
+int app_init(app *a, const char *path, sdt_config *cfg, const sdt_diag_list *load_diags, bool utf8);
 void app_free(app *a);
 
 /* Runs the UI on the terminal until the user quits. Ignores SIGPIPE for the rest of the process (see
@@ -113,6 +134,24 @@ void app_do(app *a, action act);
 
 /* True while an engine runs attached to the UI (not ended, not detached). */
 bool app_engine_running(const app *a);
+
+/* Shows text (owned; NULL: nothing) on the line above the key bar until the next key. */
+void app_set_message(app *a, char *text);
+/* Forgets the refused text held for setting. */
+void app_clear_bad(app *a, int setting);
+
+/* Editing (app_edit.c). Enter on the focused setting: a bool toggles, an enum opens the picker, anything
+ * else the line editor; the keys while either is open go to app_edit_key or app_pick_key. */
+void app_begin_edit(app *a);
+void app_edit_key(app *a, int key);
+void app_pick_key(app *a, int key);
+/* Restores the focused setting's default (unsets it). */
+void app_restore_default(app *a);
+/* Saves the config to a->path atomically; false (with the reason as the message) when it did not. */
+bool app_save(app *a);
+
+/* Re-validates the config (after an edit): the diagnostics, the section counts and every shown value. */
+void app_revalidate(app *a);
 
 /* The first diagnostic about setting (errors before warnings), and how many there are; NULL when none. */
 const sdt_diag *app_setting_diag(const app *a, int setting, int *count);

@@ -92,6 +92,8 @@ static void draw_title(const app *a, int width)
     int left_room = width - right_w - 1;
     int used = text_put(0, 0, " sdtune  ", left_room);
     used += text_put(0, used, a->name, left_room - used);
+    if (a->dirty) /* unsaved changes, as editors mark them */
+        used += text_put(0, used, "*", left_room - used);
     int errors = (int)sdt_diag_count(a->diags, SDT_SEV_ERROR);
     int warnings = (int)sdt_diag_count(a->diags, SDT_SEV_WARNING);
     if ((errors || warnings) && left_room - used > 4) {
@@ -259,8 +261,83 @@ typedef struct form_geometry {
     int x, inner, key_w, value_x, value_w;
 } form_geometry;
 
+/* The line editor in width columns: the visible part of the text underlined, the cursor cell reversed. */
+static void draw_editor(app *a, int row, int x, int width)
+{
+    line_edit *e = &a->edit;
+    int cursor_x = 0;
+    size_t first = line_edit_view(e, width, &cursor_x);
+    attrset(A_UNDERLINE);
+    text_fill(row, x, width);
+    bool secret = sdt_schema_settings()[a->edit_setting].flags & SDT_FLAG_SECRET;
+    if (secret) {
+        /* An API key is typed blind: one mark per character, as a password prompt does. */
+        size_t shown = line_edit_chars(e) - e->scroll;
+        for (size_t i = 0; i < shown && (int)i < width; i++)
+            text_put(row, x + (int)i, a->utf8 ? "\u2022" : "*", 1);
+    } else {
+        text_put_n(row, x, e->text + first, e->len - first, width);
+    }
+    /* The cursor cell: the character under it, or a space at the end. */
+    size_t at = e->cursor, next = at;
+    if (next < e->len)
+        for (next++; next < e->len && ((unsigned char)e->text[next] & 0xC0) == 0x80; next++) {
+        }
+    attrset(A_REVERSE);
+    if (next > at && secret)
+        text_put(row, x + cursor_x, a->utf8 ? "\u2022" : "*", 1);
+    else if (next > at)
+        text_put_n(row, x + cursor_x, e->text + at, next - at, 1);
+    else
+        text_put(row, x + cursor_x, " ", 1);
+    attrset(A_NORMAL);
+}
+
+/* The enum picker: a box of the setting's values under its row (above when there is no room). */
+static void draw_picker(app *a, int row, int x, int top, int bottom, int max_w)
+{
+    const sdt_setting *s = &sdt_schema_settings()[a->edit_setting];
+    int n = 0, w = 0;
+    for (; s->enum_values[n]; n++)
+        if (text_width(s->enum_values[n]) > w)
+            w = text_width(s->enum_values[n]);
+    w += 4;
+    if (w > max_w)
+        w = max_w;
+    int below = bottom - row - 1, above = row - top;
+    int h = n + 2, y = row + 1;
+    if (h > below) {
+        if (above > below) {
+            h = h < above ? h : above;
+            y = row - h;
+        } else {
+            h = below;
+        }
+    }
+    int rows = h - 2;
+    if (rows < 1)
+        return;
+    if (a->pick < a->pick_top)
+        a->pick_top = a->pick;
+    if (a->pick >= a->pick_top + rows)
+        a->pick_top = a->pick - rows + 1;
+    for (int r = 0; r < h; r++) {
+        attrset(A_NORMAL);
+        text_fill(y + r, x, w);
+    }
+    draw_box(a, y, x, h, w, "", true, NULL);
+    hline_glyph(y, x + 1, a->g.hline, w - 2); /* no title: a plain top border */
+    for (int r = 0; r < rows && a->pick_top + r < n; r++) {
+        int i = a->pick_top + r;
+        attrset(i == a->pick ? A_REVERSE | A_BOLD : A_NORMAL);
+        text_fill(y + 1 + r, x + 1, w - 2);
+        text_put(y + 1 + r, x + 2, s->enum_values[i], w - 4);
+    }
+    attrset(A_NORMAL);
+}
+
 /* expanded: the diagnostics are spelled out under the row, so the row only shows their marker. */
-static void draw_row(const app *a, const form_geometry *fg, int row, int setting, bool cursor, bool expanded)
+static void draw_row(app *a, const form_geometry *fg, int row, int setting, bool cursor, bool expanded)
 {
     const sdt_setting *s = &sdt_schema_settings()[setting];
     attr_t base = sdt_config_relevant(a->cfg, setting) ? A_NORMAL : A_DIM;
@@ -273,6 +350,11 @@ static void draw_row(const app *a, const form_geometry *fg, int row, int setting
     if (changed) {
         attrset(base | a->theme.changed);
         text_put(row, fg->x + 1 + fg->key_w + 1, "*", 1);
+    }
+    if (a->editing && setting == a->edit_setting) {
+        draw_editor(a, row, fg->x + fg->value_x, fg->value_w);
+        attrset(A_NORMAL);
+        return; /* the diagnostics are spelled out under the row while editing */
     }
     row_split sp = split_row(a, setting, fg->value_w);
     text_put(row, fg->x + fg->value_x, shown_value(a, setting), sp.value_cols);
@@ -306,7 +388,8 @@ static void draw_form(app *a, int y, int x, int h, int w)
     int cursor_setting = len > 0 ? a->sec_start[sec] + p->cursor : -1;
     int detail_x = fg.x + 3, detail_w = fg.inner - 4;
     int extra = 0;
-    if (focused && cursor_setting >= 0 && split_row(a, cursor_setting, fg.value_w).diag_cut)
+    bool editing_here = a->editing && cursor_setting == a->edit_setting;
+    if (focused && cursor_setting >= 0 && (editing_here || split_row(a, cursor_setting, fg.value_w).diag_cut))
         extra = detail_lines(a, cursor_setting, detail_w);
     if (extra > rows / 2)
         extra = rows / 2;
@@ -328,15 +411,19 @@ static void draw_form(app *a, int y, int x, int h, int w)
         text_put(y + 1, fg.x + 1, "(no settings)", fg.inner - 1);
         attrset(A_NORMAL);
     }
-    int line = 0;
+    int line = 0, cursor_row = -1;
     for (int i = p->top; i < len && line < rows; i++) {
         int setting = a->sec_start[sec] + i;
         bool cursor = focused && i == p->cursor;
+        if (cursor)
+            cursor_row = y + 1 + line;
         draw_row(a, &fg, y + 1 + line, setting, cursor, cursor && extra > 0);
         line++;
         if (i == p->cursor && extra > 0)
             line += draw_details(a, setting, y + 1 + line, detail_x, detail_w, extra);
     }
+    if (a->picking && cursor_row >= 0)
+        draw_picker(a, cursor_row, fg.x + fg.value_x - 1, y + 1, y + h - 1, fg.inner - fg.value_x);
 }
 
 /* `key: help · type allowed · default D · when ...` for the focused setting; *facts gets the offset of
@@ -389,6 +476,12 @@ static void draw_help_line(const app *a, int y, int width)
     size_t facts = 0;
     if (a->help_open)
         text = sdt_format("Esc closes the help%sUp/Down/PgUp/PgDn scroll it", a->g.sep);
+    else if (a->editing)
+        text = sdt_format("%s: Enter keeps%sEsc puts the old value back%sCtrl-U clears",
+                          sdt_schema_settings()[a->edit_setting].key, a->g.sep, a->g.sep);
+    else if (a->picking)
+        text = sdt_format("%s: Up/Down pick%sEnter keeps%sEsc puts the old value back",
+                          sdt_schema_settings()[a->edit_setting].key, a->g.sep, a->g.sep);
     else if (a->focus == FOCUS_FORM && a->sec_len[a->section] > 0)
         text = setting_help(a, a->sec_start[a->section] + a->pos[a->section].cursor, &facts);
     else
@@ -431,6 +524,7 @@ void draw_prompt_line(const app *a, int y, int width)
     case PROMPT_QUIT:
         text = "Leave the engine training (it keeps its journal), stop it, or cancel? l/s/c";
         break;
+    case PROMPT_SAVE: text = "The config has unsaved changes. Save them? y/n/c"; break;
     case PROMPT_NONE: break;
     }
     if (text) {

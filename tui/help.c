@@ -45,6 +45,12 @@ static bool run_action(action act)
            act == ACT_SAMPLE_NOW || act == ACT_SAVE_NOW;
 }
 
+/* The editing actions: one short line in the config view's help, for the same reason; the word each gets. */
+static const char *edit_word(action act)
+{
+    return act == ACT_EDIT ? "edit" : act == ACT_DEFAULT ? "default" : act == ACT_SAVE ? "save" : NULL;
+}
+
 /* One line per available action: its keys, then what it does. The actions that come later share one
  * line, named as in the key bar; so do the run's actions in the config view. */
 static void emit_keys(const app *a, help_out *o)
@@ -56,6 +62,10 @@ static void emit_keys(const app *a, help_out *o)
     sdt_buf_init(&run);
     sdt_buf_puts(&later, "  Not available yet:");
     sdt_buf_puts(&run, "  Training (F4 shows all):");
+    sdt_buf edit;
+    sdt_buf_init(&edit);
+    sdt_buf_puts(&edit, "  Editing:");
+    size_t edit_start = edit.len;
     size_t run_start = run.len;
     emit(o, "Keys", A_BOLD, 0);
     for (size_t i = 0, end; i < count; i = end) {
@@ -72,6 +82,14 @@ static void emit_keys(const app *a, help_out *o)
                            label ? label : keys[i].label);
             continue;
         }
+        if (a->view == VIEW_CONFIG && edit_word(keys[i].action)) {
+            sdt_buf_puts(&edit, edit.len > edit_start ? "," : "");
+            for (size_t k = i; k < end; k++)
+                if (k == i || strcmp(keys[k].name, keys[k - 1].name) != 0)
+                    sdt_buf_printf(&edit, " %s", keys[k].name);
+            sdt_buf_printf(&edit, " %s", edit_word(keys[i].action));
+            continue;
+        }
         sdt_buf buf;
         sdt_buf_init(&buf);
         sdt_buf_puts(&buf, "  ");
@@ -86,13 +104,24 @@ static void emit_keys(const app *a, help_out *o)
         emit(o, line ? line : "(out of memory)", A_NORMAL, KEY_COLUMN);
         free(line);
     }
-    char *line = sdt_buf_take(&run);
-    if (a->view == VIEW_CONFIG)
+    char *later_line = sdt_buf_take(&later);
+    if (a->view == VIEW_CONFIG) {
+        /* The actions still to come join the editing line, to keep the problems on the first page. */
+        size_t prefix = strlen("  Not available yet:");
+        if (later_line && strlen(later_line) > prefix)
+            sdt_buf_printf(&edit, " (not yet:%s)", later_line + prefix);
+        char *line = sdt_buf_take(&edit);
         emit(o, line ? line : "(out of memory)", A_NORMAL, 4);
-    free(line);
-    line = sdt_buf_take(&later);
-    emit(o, line ? line : "(out of memory)", a->theme.bar_off, 4);
-    free(line);
+        free(line);
+        line = sdt_buf_take(&run);
+        emit(o, line ? line : "(out of memory)", A_NORMAL, 4);
+        free(line);
+    } else {
+        sdt_buf_free(&edit);
+        sdt_buf_free(&run);
+        emit(o, later_line ? later_line : "(out of memory)", a->theme.bar_off, 4);
+    }
+    free(later_line);
 }
 
 /* Every diagnostic of the file, in file order: those about no setting (unknown sections, syntax) have no

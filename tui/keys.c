@@ -18,9 +18,18 @@ static const key_binding table[] = {
     {'\t', "Tab", "Focus the settings (run view: older sample)", ACT_FOCUS_FORM, NULL, NULL},
     {KEY_RIGHT, "Right", "Focus the settings (run view: older sample)", ACT_FOCUS_FORM, NULL, NULL},
     {'l', "l", "Focus the settings (run view: older sample)", ACT_FOCUS_FORM, NULL, NULL},
-    {'\n', "Enter", "Focus the settings (run view: older sample)", ACT_FOCUS_FORM, NULL, NULL},
-    {'\r', "Enter", "Focus the settings (run view: older sample)", ACT_FOCUS_FORM, NULL, NULL},
-    {KEY_ENTER, "Enter", "Focus the settings (run view: older sample)", ACT_FOCUS_FORM, NULL, NULL},
+    {'\n', "Enter", "Edit the setting; a bool toggles, an enum opens a list (run view: older sample)",
+     ACT_EDIT, NULL, NULL},
+    {'\r', "Enter", "Edit the setting; a bool toggles, an enum opens a list (run view: older sample)",
+     ACT_EDIT, NULL, NULL},
+    {KEY_ENTER, "Enter", "Edit the setting; a bool toggles, an enum opens a list (run view: older sample)",
+     ACT_EDIT, NULL, NULL},
+    {'e', "e", "Edit the setting; a bool toggles, an enum opens a list (run view: older sample)", ACT_EDIT,
+     NULL, NULL},
+    {' ', "Space", "Edit the setting; a bool toggles, an enum opens a list (run view: older sample)",
+     ACT_EDIT, NULL, NULL},
+    {'d', "d", "Restore the setting's default", ACT_DEFAULT, NULL, NULL},
+    {KEY_DC, "Del", "Restore the setting's default", ACT_DEFAULT, NULL, NULL},
     {KEY_BTAB, "S-Tab", "Focus the sections (run view: newer sample)", ACT_FOCUS_SECTIONS, NULL, NULL},
     {KEY_LEFT, "Left", "Focus the sections (run view: newer sample)", ACT_FOCUS_SECTIONS, NULL, NULL},
     {'h', "h", "Focus the sections (run view: newer sample)", ACT_FOCUS_SECTIONS, NULL, NULL},
@@ -29,6 +38,7 @@ static const key_binding table[] = {
     {'?', "?", "This help", ACT_HELP, NULL, NULL},
     {KEY_F(2), "F2", "Save the config", ACT_SAVE, "Save", NULL},
     {'2', "2", "Save the config", ACT_SAVE, NULL, NULL},
+    {'w', "w", "Save the config", ACT_SAVE, NULL, NULL},
     {KEY_F(3), "F3", "Find a setting", ACT_FIND, "Find", NULL},
     {'3', "3", "Find a setting", ACT_FIND, NULL, NULL},
     {KEY_F(4), "F4", "Switch between the config and the run view", ACT_RUN, "Run", "Config"},
@@ -64,4 +74,4 @@ const key_binding *keys_find(int key)
     return NULL;
 }
 
-bool action_available(action a) { return a != ACT_SAVE && a != ACT_FIND; }
+bool action_available(action a) { return a != ACT_FIND; }

@@ -25,8 +25,10 @@ typedef enum action {
     ACT_PAUSE, /* pause or resume */
     ACT_SAMPLE_NOW,
     ACT_SAVE_NOW,
-    /* Shown in the key bar, not available yet in this read-only version. */
+    ACT_EDIT,    /* edit the focused setting (toggle a bool, pick an enum); sections: focus the form */
+    ACT_DEFAULT, /* restore the focused setting's default */
     ACT_SAVE,
+    /* Shown in the key bar, not available yet. */
     ACT_FIND,
 } action;
 
@@ -43,7 +45,7 @@ typedef struct key_binding {
 const key_binding *keys_table(size_t *count);
 /* The binding of a key; NULL when the key does nothing. */
 const key_binding *keys_find(int key);
-/* False for the actions that come with the editing UI. */
+/* False for the actions not available yet (shown dimmed). */
 bool action_available(action a);
 
 #endif

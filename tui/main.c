@@ -1,6 +1,6 @@
-/* sdtune: the terminal UI of the trainer. It browses a config file (read-only for now) and trains it with
- * sdtune-engine in the run view: main parses the command line, loads and validates the config, and hands
- * it to the app (app.c). */
+/* sdtune: the terminal UI of the trainer. It edits a config file and trains it with sdtune-engine in the
+ * run view: main parses the command line, loads the config, and hands it to the app (app.c), which
+ * validates and edits it. */
 #include <langinfo.h>
 #include <locale.h>
 #include <stdbool.h>
@@ -15,8 +15,9 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: sdtune [OPTIONS] [CONFIG]\n"
                  "\n"
-                 "Browse a training config (default ./config.toml) with its problems marked, and\n"
-                 "train it: F5 starts sdtune-engine, F4 switches to the run view.\n"
+                 "Edit a training config (default ./config.toml) with its problems marked as you\n"
+                 "type, save it (F2), and train it: F5 starts sdtune-engine, F4 switches to the\n"
+                 "run view.\n"
                  "\n"
                  "options:\n"
                  "  -h, --help     show this help\n"
@@ -79,10 +80,8 @@ int main(int argc, char **argv)
         sdt_diag_list_free(&diags);
         return 1;
     }
-    sdt_config_validate(cfg, &(sdt_validate_options){.check_filesystem = true}, &diags);
-    sdt_diag_list_sort(&diags);
 
-    app a;
+    app a; /* owns cfg from here on; copies the load's diagnostics */
     if (app_init(&a, path, cfg, &diags, utf8) != 0) {
         fprintf(stderr, "sdtune: out of memory\n");
         status = 1;
@@ -90,7 +89,6 @@ int main(int argc, char **argv)
         status = 1;
     }
     app_free(&a);
-    sdt_config_free(cfg);
     sdt_diag_list_free(&diags);
     return status;
 }
