@@ -5,6 +5,7 @@
 #include <locale.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
@@ -20,14 +21,16 @@ static void usage(FILE *out)
                  "run view.\n"
                  "\n"
                  "options:\n"
-                 "  -h, --help     show this help\n"
-                 "  -V, --version  show the version\n"
+                 "  -c, --config FILE  the config to edit (the same as giving CONFIG)\n"
+                 "      --no-color     draw without colours (as NO_COLOR=1 does)\n"
+                 "  -h, --help         show this help\n"
+                 "  -V, --version      show the version\n"
                  "\n"
-                 "Inside, F1 or ? lists the keys. Set NO_COLOR to turn colours off.\n");
+                 "Inside, F1 or ? lists the keys.\n");
 }
 
 /* Parses argv; returns -1 to exit 0 (help, version), 2 on a usage error, 0 to go on with *path. */
-static int parse_args(int argc, char **argv, const char **path)
+static int parse_args(int argc, char **argv, const char **path, bool *no_color)
 {
     bool options_done = false;
     for (int i = 1; i < argc; i++) {
@@ -41,6 +44,18 @@ static int parse_args(int argc, char **argv, const char **path)
             } else if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0) {
                 printf("sdtune %s\n", SDTUNE_VERSION);
                 return -1;
+            } else if (strcmp(arg, "--no-color") == 0) {
+                *no_color = true;
+            } else if (strcmp(arg, "--config") == 0 || strcmp(arg, "-c") == 0) {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "sdtune: %s needs a config file\n", arg);
+                    return 2;
+                }
+                if (*path) {
+                    fprintf(stderr, "sdtune: give one config file, not '%s' and '%s'\n", *path, argv[i + 1]);
+                    return 2;
+                }
+                *path = argv[++i];
             } else {
                 fprintf(stderr, "sdtune: unknown option '%s'\n", arg);
                 fprintf(stderr, "Try 'sdtune --help'.\n");
@@ -62,9 +77,14 @@ static int parse_args(int argc, char **argv, const char **path)
 int main(int argc, char **argv)
 {
     const char *path = NULL;
-    int status = parse_args(argc, argv, &path);
+    bool no_color = false;
+    int status = parse_args(argc, argv, &path, &no_color);
     if (status != 0)
         return status < 0 ? 0 : status;
+    /* The drawing code honours the NO_COLOR convention (no-color.org); the option sets it for this process
+     * and the engines it starts. */
+    if (no_color)
+        setenv("NO_COLOR", "1", 1);
 
     /* The terminal's character set for ncursesw. Numbers keep the C spelling (a decimal point, never a
      * comma) in the text forms the library parses and makes. */

@@ -27,6 +27,9 @@ expect "engine no args" 2 'usage:' "$engine"
 expect "engine unknown command" 2 "unknown command 'frobnicate'" "$engine" frobnicate
 expect "tui --help" 0 'usage: sdtune' "$tui" --help
 expect "tui --version" 0 '^sdtune [0-9]+\.[0-9]+\.[0-9]+' "$tui" --version
+expect "tui --config without a file" 2 'needs a config file' "$tui" --config
+expect "tui two configs" 2 'give one config file' "$tui" --config a.toml b.toml
+expect "tui --help lists --no-color" 0 '--no-color' "$tui" --help
 
 # The repository's config.toml is clean.
 (cd "$work" && mkdir -p outputs)
