@@ -8,9 +8,6 @@
 #include "sdtune/config.h"
 #include "sdtune/strutil.h"
 
-char *sdt_lora_optimizer_text(const struct sdt_config *cfg, const char *class_path,
-                              const char *const *default_args);
-
 void sdt_lora_python_float(double value, char *buf, size_t size)
 {
     if (isnan(value)) {
@@ -127,13 +124,6 @@ char *sdt_lora_cfg_python_or_none(const struct sdt_config *cfg, const char *key)
     return sdt_lora_cfg_python(cfg, key);
 }
 
-const char *sdt_lora_cfg_str(const struct sdt_config *cfg, const char *key)
-{
-    return sdt_config_str(cfg, key);
-}
-
-int sdt_lora_cfg_bool(const struct sdt_config *cfg, const char *key) { return sdt_config_bool(cfg, key); }
-
 void sdt_lora_cfg_resolution(const struct sdt_config *cfg, long long *width, long long *height)
 {
     const sdt_value *v = sdt_config_get(cfg, sdt_schema_find("resolution"));
@@ -142,9 +132,4 @@ void sdt_lora_cfg_resolution(const struct sdt_config *cfg, long long *width, lon
         *width = *height = v->items[0].i;
     if (v && v->count >= 2)
         *height = v->items[1].i;
-}
-
-const char *sdt_lora_cfg_family(const struct sdt_config *cfg)
-{
-    return sdt_family_name(sdt_config_family(cfg));
 }

@@ -22,9 +22,8 @@ typedef struct sdt_lora_storage {
 int sdt_lora_target(const sdt_model_arch *arch, int component, const sdt_param *p, int with_conv, char *name,
                     size_t size, int *conv_kernel, char **error);
 
-/* ---- config reads for the metadata (lora_config.c) ------------------------------------------------------
- * lora.h pulls in the models' family enum, which clashes with the schema's, so the config is read through
- * these instead of config.h. Keys must be schema settings. */
+/* ---- config values as kohya's metadata prints them (lora_config.c) ----------------------------------------
+ * Keys must be schema settings. */
 struct sdt_config;
 /* Whether the setting was written in the config (kohya: the argument was given; unset ones are None). */
 int sdt_lora_cfg_is_set(const struct sdt_config *cfg, const char *key);
@@ -33,13 +32,8 @@ int sdt_lora_cfg_is_set(const struct sdt_config *cfg, const char *key);
 char *sdt_lora_cfg_python(const struct sdt_config *cfg, const char *key);
 /* The same, or "None" when the setting is not set. */
 char *sdt_lora_cfg_python_or_none(const struct sdt_config *cfg, const char *key);
-/* The effective string value ("" when none) and boolean value of a setting. */
-const char *sdt_lora_cfg_str(const struct sdt_config *cfg, const char *key);
-int sdt_lora_cfg_bool(const struct sdt_config *cfg, const char *key);
 /* resolution as width, height ([size] means square). */
 void sdt_lora_cfg_resolution(const struct sdt_config *cfg, long long *width, long long *height);
-/* "sd1", "sd2", "sdxl". */
-const char *sdt_lora_cfg_family(const struct sdt_config *cfg);
 /* Python's repr of a float ("0.0001", "1e-05", "16.0", "1e+16") into buf (at least 32 bytes). */
 void sdt_lora_python_float(double value, char *buf, size_t size);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lora_internal.h"
+#include "sdtune/config.h"
 #include "sdtune/strutil.h"
 
 #ifndef SDTUNE_VERSION
@@ -74,11 +75,11 @@ static const char *base_name(const char *path)
 
 static const char *model_version(writer *w)
 {
-    const char *family = sdt_lora_cfg_family(w->cfg);
+    const char *family = sdt_family_name(sdt_config_family(w->cfg));
     if (strcmp(family, "sdxl") == 0)
         return "sdxl_base_v1-0";
     if (strcmp(family, "sd2") == 0)
-        return sdt_lora_cfg_bool(w->cfg, "v_parameterization") ? "sd_v2_v" : "sd_v2";
+        return sdt_config_bool(w->cfg, "v_parameterization") ? "sd_v2_v" : "sd_v2";
     return "sd_v1";
 }
 
@@ -122,10 +123,10 @@ static char *network_args_json(writer *w)
 
 static void network_keys(writer *w)
 {
-    const char *family = sdt_lora_cfg_family(w->cfg);
+    const char *family = sdt_family_name(sdt_config_family(w->cfg));
     put(w, "ss_v2", strcmp(family, "sd2") == 0 ? "True" : "False");
     put(w, "ss_base_model_version", model_version(w));
-    put_owned(w, "ss_network_module", sdt_format("networks.%s", sdt_lora_cfg_str(w->cfg, "network_module")));
+    put_owned(w, "ss_network_module", sdt_format("networks.%s", sdt_config_str(w->cfg, "network_module")));
     setting(w, "ss_network_dim", "network_dim", 0);
     setting(w, "ss_network_alpha", "network_alpha", 0);
     char *args = network_args_json(w);
@@ -135,8 +136,8 @@ static void network_keys(writer *w)
 
 static void modelspec(writer *w, const sdt_lora_run_info *info)
 {
-    const char *family = sdt_lora_cfg_family(w->cfg);
-    int v_pred = sdt_lora_cfg_bool(w->cfg, "v_parameterization");
+    const char *family = sdt_family_name(sdt_config_family(w->cfg));
+    int v_pred = sdt_config_bool(w->cfg, "v_parameterization");
     const char *arch = "stable-diffusion-v1/lora";
     if (strcmp(family, "sd2") == 0)
         arch = v_pred ? "stable-diffusion-v2-768-v/lora" : "stable-diffusion-v2-512/lora";
@@ -146,9 +147,9 @@ static void modelspec(writer *w, const sdt_lora_run_info *info)
     put(w, "modelspec.architecture", arch);
     put(w, "modelspec.implementation",
         strcmp(family, "sdxl") == 0 ? "https://github.com/Stability-AI/generative-models" : "diffusers");
-    const char *title = sdt_lora_cfg_str(w->cfg, "metadata_title");
+    const char *title = sdt_config_str(w->cfg, "metadata_title");
     if (!*title && sdt_lora_cfg_is_set(w->cfg, "output_name"))
-        title = sdt_lora_cfg_str(w->cfg, "output_name");
+        title = sdt_config_str(w->cfg, "output_name");
     if (*title) {
         put(w, "modelspec.title", title);
     } else {
@@ -186,11 +187,11 @@ static void modelspec(writer *w, const sdt_lora_run_info *info)
         {"modelspec.preprocessor", "metadata_preprocessor"},
     };
     for (size_t i = 0; i < sizeof optional / sizeof optional[0]; i++) {
-        const char *value = sdt_lora_cfg_str(w->cfg, optional[i][1]);
+        const char *value = sdt_config_str(w->cfg, optional[i][1]);
         if (*value)
             put(w, optional[i][0], value);
     }
-    if (sdt_lora_cfg_bool(w->cfg, "metadata_is_negative_embedding"))
+    if (sdt_config_bool(w->cfg, "metadata_is_negative_embedding"))
         put(w, "modelspec.is_negative_embedding", "True");
 }
 
@@ -234,7 +235,7 @@ static void training_keys(writer *w, const sdt_lora_run_info *info)
     setting(w, "ss_multires_noise_discount", "multires_noise_discount", 0);
     zero_is_none(w, "ss_adaptive_noise_scale", "adaptive_noise_scale");
     setting(w, "ss_zero_terminal_snr", "zero_terminal_snr", 0);
-    const char *comment = sdt_lora_cfg_str(w->cfg, "training_comment");
+    const char *comment = sdt_config_str(w->cfg, "training_comment");
     put(w, "ss_training_comment", *comment ? comment : "None");
     put(w, "ss_sd_scripts_commit_hash", "sdtune/" SDTUNE_VERSION);
     if (info->optimizer_text)
@@ -265,7 +266,7 @@ static void training_keys(writer *w, const sdt_lora_run_info *info)
     zero_is_none(w, "ss_validate_every_n_epochs", "validate_every_n_epochs");
     zero_is_none(w, "ss_validate_every_n_steps", "validate_every_n_steps");
     setting(w, "ss_resize_interpolation", "resize_interpolation", 1);
-    const char *model = sdt_lora_cfg_str(w->cfg, "pretrained_model_name_or_path");
+    const char *model = sdt_config_str(w->cfg, "pretrained_model_name_or_path");
     /* kohya hashes the model only when the path exists (model_hash, calculate_sha256) */
     if (info->sd_model_hash)
         put(w, "ss_sd_model_hash", info->sd_model_hash);
@@ -275,7 +276,7 @@ static void training_keys(writer *w, const sdt_lora_run_info *info)
         put(w, "ss_sd_model_name", base_name(model));
     else if (info->base_model_name)
         put(w, "ss_sd_model_name", info->base_model_name);
-    const char *vae = sdt_lora_cfg_str(w->cfg, "vae");
+    const char *vae = sdt_config_str(w->cfg, "vae");
     if (*vae)
         put(w, "ss_vae_name", base_name(vae));
 }
@@ -319,7 +320,7 @@ int sdt_lora_metadata(const struct sdt_config *cfg, const sdt_lora_network *net,
     if (!info)
         info = &empty;
     network_keys(&w);
-    if (!sdt_lora_cfg_bool(cfg, "no_metadata")) {
+    if (!sdt_config_bool(cfg, "no_metadata")) {
         training_keys(&w, info);
         dataset_keys(&w, info);
     }

@@ -25,41 +25,8 @@ config=$tmp/edit-me.toml
 cp "$2/config.toml" "$config"
 
 passed=0 failed=0
-report_failure() { # what was expected; the screen follows
-    echo "FAIL: $1"
-    echo "----- screen -----"
-    "$drive" "$session" shot || true
-    echo "------------------"
-    failed=$((failed + 1))
-}
-# expect DESCRIPTION REGEX: the screen shows REGEX (grep -E) within 5 seconds.
-expect() {
-    if "$drive" "$session" wait-for "$2" 5 2>/dev/null; then
-        passed=$((passed + 1))
-    else
-        report_failure "$1: expected /$2/ on the screen"
-    fi
-}
-# expect_not DESCRIPTION REGEX: the screen, as it is now, does not show REGEX.
-expect_not() {
-    if "$drive" "$session" shot | grep -Eq -- "$2"; then
-        report_failure "$1: did not expect /$2/ on the screen"
-    else
-        passed=$((passed + 1))
-    fi
-}
-# check DESCRIPTION COMMAND...: COMMAND succeeds.
-check() {
-    local what=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        echo "FAIL: $what"
-        failed=$((failed + 1))
-    fi
-}
-
+# shellcheck source=screen_checks.sh
+source "$2/tests/tui/screen_checks.sh"
 "$drive" "$session" start 80x24 "$sdtune" "$config"
 expect "title bar names the file" '^ sdtune  edit-me\.toml  .*engine: idle'
 expect_not "a fresh load has no unsaved mark" 'edit-me\.toml\*'

@@ -31,6 +31,8 @@ wandb_api_key = "hunter2-secret"
 EOF
 
 passed=0 failed=0
+# shellcheck source=screen_checks.sh
+source "$2/tests/tui/screen_checks.sh"
 session=""
 
 # start SIZE CMD...: runs CMD in a fresh tui-drive session, which the following checks look at.
@@ -40,56 +42,6 @@ start() {
     session=sdtune-view-$$-${#sessions[@]}
     sessions+=("$session")
     "$drive" "$session" start "$size" "$@"
-}
-
-report_failure() { # what was expected; the screen follows
-    echo "FAIL: $1"
-    echo "----- screen ($session) -----"
-    "$drive" "$session" shot || true
-    echo "-----------------------------"
-    failed=$((failed + 1))
-}
-
-# expect DESCRIPTION REGEX: the screen shows REGEX (grep -E) within 5 seconds.
-expect() {
-    if "$drive" "$session" wait-for "$2" 5 2>/dev/null; then
-        passed=$((passed + 1))
-    else
-        report_failure "$1: expected /$2/ on the screen"
-    fi
-}
-
-# expect_not DESCRIPTION REGEX: the screen, as it is now, does not show REGEX.
-expect_not() {
-    if "$drive" "$session" shot | grep -Eq -- "$2"; then
-        report_failure "$1: did not expect /$2/ on the screen"
-    else
-        passed=$((passed + 1))
-    fi
-}
-
-# expect_exit DESCRIPTION: the program ends within 5 seconds.
-expect_exit() {
-    local end=$((SECONDS + 5))
-    while "$drive" "$session" alive; do
-        if ((SECONDS >= end)); then
-            report_failure "$1: expected the program to have exited"
-            return
-        fi
-        sleep 0.2
-    done
-    passed=$((passed + 1))
-}
-
-check() { # check DESCRIPTION COMMAND...: COMMAND succeeds
-    local what=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        echo "FAIL: $what"
-        failed=$((failed + 1))
-    fi
 }
 
 sections=(Model Folders Dataset Training Optimizer "LR schedule" Network "Noise & loss" Sampling Saving

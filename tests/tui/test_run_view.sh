@@ -56,6 +56,9 @@ make_config() {
 }
 
 passed=0 failed=0
+expect_timeout=10 # the engine may take a while to load and cache
+# shellcheck source=screen_checks.sh
+source "$src/tests/tui/screen_checks.sh"
 session=""
 
 start() { # start SIZE CMD...
@@ -64,33 +67,6 @@ start() { # start SIZE CMD...
     session=sdtune-run-$$-${#sessions[@]}
     sessions+=("$session")
     "$drive" "$session" start "$size" "$@"
-}
-
-report_failure() {
-    echo "FAIL: $1"
-    echo "----- screen ($session) -----"
-    "$drive" "$session" shot || true
-    echo "-----------------------------"
-    failed=$((failed + 1))
-}
-
-expect() { # expect DESCRIPTION REGEX [SECONDS]: the screen shows REGEX (grep -E) in time
-    if "$drive" "$session" wait-for "$2" "${3:-10}" 2>/dev/null; then
-        passed=$((passed + 1))
-    else
-        report_failure "$1: expected /$2/ on the screen"
-    fi
-}
-
-check() { # check DESCRIPTION COMMAND...
-    local what=$1
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-    else
-        echo "FAIL: $what"
-        failed=$((failed + 1))
-    fi
 }
 
 # Braille is U+2800..U+28FF: the bytes e2 a0..a3 in UTF-8.
