@@ -207,6 +207,7 @@ void app_free(app *a)
     free(a->preview_cells);
     a->preview_cells = NULL;
     free(a->pair_of);
+    app_find_free(a);
     memset(a, 0, sizeof *a);
 }
 
@@ -466,7 +467,15 @@ void app_do(app *a, action act)
         break;
     case ACT_DEFAULT: app_restore_default(a); break;
     case ACT_SAVE: app_save(a); break;
-    case ACT_FIND: break; /* not available yet: shown dimmed in the key bar */
+    case ACT_FIND:
+        if (!a->help_open)
+            app_find_open(a);
+        break;
+    case ACT_FIND_NEXT:
+    case ACT_FIND_PREV:
+        if (!a->help_open)
+            app_find_again(a, act == ACT_FIND_NEXT);
+        break;
     }
 }
 
@@ -514,6 +523,10 @@ static void on_key(app *a, int key)
     app_set_message(a, NULL);
     if (a->prompt != PROMPT_NONE) {
         answer(a, key);
+        return;
+    }
+    if (a->find.open) {
+        app_find_key(a, key);
         return;
     }
     if (a->editing) {

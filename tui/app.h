@@ -43,6 +43,20 @@ typedef struct form_pos {
     int cursor, top;
 } form_pos;
 
+/* The search line (`/`, F3) and the last searches, for n/N (app_find.c). */
+typedef struct find_state {
+    bool open;      /* the line is open: keys go to app_find_key */
+    view in;        /* what it searches: the settings (VIEW_CONFIG) or the log (VIEW_RUN) */
+    line_edit line; /* the query being typed */
+    char *last[2];  /* per view: the last query kept with Enter, which n/N repeat; NULL: none */
+    int *matches;   /* settings matching the query, best first (room for every setting) */
+    size_t n_matches, current;
+    /* Where the config view was when the line opened: Esc, or a query that matches nothing, goes back. */
+    int saved_section, saved_list_top;
+    focus saved_focus;
+    form_pos saved_pos[SDT_SEC_COUNT];
+} find_state;
+
 typedef struct app {
     const char *path;           /* the config file as given */
     const char *name;           /* its last path component (points into path) */
@@ -93,6 +107,7 @@ typedef struct app {
     int list_rows, form_rows, help_rows;
     bool quit;
     bool utf8;
+    find_state find;
 
     /* The run: at most one engine; client and run stay after it ended, until the next start. */
     view view;
@@ -149,6 +164,13 @@ void app_pick_key(app *a, int key);
 void app_restore_default(app *a);
 /* Saves the config to a->path atomically; false (with the reason as the message) when it did not. */
 bool app_save(app *a);
+
+/* Searching (app_find.c). app_find_open opens the search line for the current view; while it is open
+ * the keys go to app_find_key. app_find_again repeats the view's last search (n forward, N backward). */
+void app_find_open(app *a);
+void app_find_key(app *a, int key);
+void app_find_again(app *a, bool forward);
+void app_find_free(app *a);
 
 /* Re-validates the config (after an edit): the diagnostics, the section counts and every shown value. */
 void app_revalidate(app *a);

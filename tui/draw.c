@@ -346,6 +346,8 @@ static void draw_row(app *a, const form_geometry *fg, int row, int setting, bool
     attrset(base);
     text_fill(row, fg->x, fg->inner);
     text_put(row, fg->x + 1, s->key, fg->key_w);
+    draw_find_key_marks(a, setting, row, fg->x + 1, fg->key_w, base);
+    attrset(base);
     bool changed = a->changed[setting];
     if (changed) {
         attrset(base | a->theme.changed);
@@ -637,6 +639,8 @@ void draw_screen(app *a)
         else
             draw_help_line(a, height - 2, width);
     }
+    if (a->find.open)
+        draw_find_line(a, height - 2, width);
     draw_key_bar(a, height - 1, width);
     if (a->help_open)
         help_draw(a);

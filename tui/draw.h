@@ -27,6 +27,12 @@ void help_draw(app *a);
 void draw_key_bar(const app *a, int y, int width);
 /* The prompt line: a question being asked, else the message of the last action. */
 void draw_prompt_line(const app *a, int y, int width);
+/* The search (draw_find.c): the search line over the prompt line; the query's words marked in a key of
+ * the form drawn at (y, x) in cols columns with attributes base; the log's last search hit marked on one
+ * of its rows drawn at (y, x). */
+void draw_find_line(app *a, int y, int width);
+void draw_find_key_marks(const app *a, int setting, int y, int x, int cols, attr_t base);
+void draw_find_log_mark(const app *a, int y, int x, const sb_row *row, int cols);
 /* The run view (draw_run.c): everything above the prompt line and the key bar. */
 void draw_run_view(app *a, int width, int height);
 /* The engine's state in a few words for the title bars: "idle", "training", "exited", ... */

@@ -237,6 +237,7 @@ static void draw_log(app *a, int y, int h, int x, int w)
                                                     : A_NORMAL;
         attrset(attr);
         text_put_n(y + 1 + r, x + 1, view[r].text, view[r].len, inner);
+        draw_find_log_mark(a, y + 1 + r, x + 1, &view[r], inner);
     }
     attrset(A_NORMAL);
     free(view);

@@ -51,6 +51,27 @@ static const char *edit_word(action act)
     return act == ACT_EDIT ? "edit" : act == ACT_DEFAULT ? "default" : act == ACT_SAVE ? "save" : NULL;
 }
 
+/* The search actions: in the config view's help they end the training paragraph, whose last line has
+ * room for them, so the file's problems stay on the first page at 80x24. */
+static const char *search_word(action act)
+{
+    return act == ACT_FIND        ? "find"
+           : act == ACT_FIND_NEXT ? "next"
+           : act == ACT_FIND_PREV ? "previous"
+                                  : NULL;
+}
+
+/* " F3 3 / find" for the keys of one action, onto a line of the config view's help. */
+static void append_keys(sdt_buf *buf, size_t start, const key_binding *keys, size_t i, size_t end,
+                        const char *word)
+{
+    sdt_buf_puts(buf, buf->len > start ? "," : "");
+    for (size_t k = i; k < end; k++)
+        if (k == i || strcmp(keys[k].name, keys[k - 1].name) != 0)
+            sdt_buf_printf(buf, " %s", keys[k].name);
+    sdt_buf_printf(buf, " %s", word);
+}
+
 /* One line per available action: its keys, then what it does. The actions that come later share one
  * line, named as in the key bar; so do the run's actions in the config view. */
 static void emit_keys(const app *a, help_out *o)
@@ -66,6 +87,10 @@ static void emit_keys(const app *a, help_out *o)
     sdt_buf_init(&edit);
     sdt_buf_puts(&edit, "  Editing:");
     size_t edit_start = edit.len;
+    sdt_buf search;
+    sdt_buf_init(&search);
+    sdt_buf_puts(&search, ". Search:");
+    size_t search_start = search.len;
     size_t run_start = run.len;
     emit(o, "Keys", A_BOLD, 0);
     for (size_t i = 0, end; i < count; i = end) {
@@ -83,11 +108,11 @@ static void emit_keys(const app *a, help_out *o)
             continue;
         }
         if (a->view == VIEW_CONFIG && edit_word(keys[i].action)) {
-            sdt_buf_puts(&edit, edit.len > edit_start ? "," : "");
-            for (size_t k = i; k < end; k++)
-                if (k == i || strcmp(keys[k].name, keys[k - 1].name) != 0)
-                    sdt_buf_printf(&edit, " %s", keys[k].name);
-            sdt_buf_printf(&edit, " %s", edit_word(keys[i].action));
+            append_keys(&edit, edit_start, keys, i, end, edit_word(keys[i].action));
+            continue;
+        }
+        if (a->view == VIEW_CONFIG && search_word(keys[i].action)) {
+            append_keys(&search, search_start, keys, i, end, search_word(keys[i].action));
             continue;
         }
         sdt_buf buf;
@@ -113,13 +138,18 @@ static void emit_keys(const app *a, help_out *o)
         char *line = sdt_buf_take(&edit);
         emit(o, line ? line : "(out of memory)", A_NORMAL, 4);
         free(line);
+        if (search.data && search.len > search_start)
+            sdt_buf_puts(&run, search.data);
+        sdt_buf_free(&search);
         line = sdt_buf_take(&run);
         emit(o, line ? line : "(out of memory)", A_NORMAL, 4);
         free(line);
     } else {
         sdt_buf_free(&edit);
+        sdt_buf_free(&search);
         sdt_buf_free(&run);
-        emit(o, later_line ? later_line : "(out of memory)", a->theme.bar_off, 4);
+        if (!later_line || strlen(later_line) > strlen("  Not available yet:"))
+            emit(o, later_line ? later_line : "(out of memory)", a->theme.bar_off, 4);
     }
     free(later_line);
 }

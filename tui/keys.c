@@ -39,8 +39,11 @@ static const key_binding table[] = {
     {KEY_F(2), "F2", "Save the config", ACT_SAVE, "Save", NULL},
     {'2', "2", "Save the config", ACT_SAVE, NULL, NULL},
     {'w', "w", "Save the config", ACT_SAVE, NULL, NULL},
-    {KEY_F(3), "F3", "Find a setting", ACT_FIND, "Find", NULL},
-    {'3', "3", "Find a setting", ACT_FIND, NULL, NULL},
+    {KEY_F(3), "F3", "Find a setting by name or help (run view: the log)", ACT_FIND, "Find", "Find"},
+    {'3', "3", "Find a setting by name or help (run view: the log)", ACT_FIND, NULL, NULL},
+    {'/', "/", "Find a setting by name or help (run view: the log)", ACT_FIND, NULL, NULL},
+    {'n', "n", "Next match of the last search", ACT_FIND_NEXT, NULL, NULL},
+    {'N', "N", "Previous match of the last search", ACT_FIND_PREV, NULL, NULL},
     {KEY_F(4), "F4", "Switch between the config and the run view", ACT_RUN, "Run", "Config"},
     {'4', "4", "Switch between the config and the run view", ACT_RUN, NULL, NULL},
     {KEY_F(5), "F5", "Start training the config", ACT_START, "Start", "Start"},
@@ -74,4 +77,8 @@ const key_binding *keys_find(int key)
     return NULL;
 }
 
-bool action_available(action a) { return a != ACT_FIND; }
+bool action_available(action a)
+{
+    (void)a; /* every action is available now; the dimmed look stays for the ones still to come */
+    return true;
+}

@@ -28,8 +28,9 @@ typedef enum action {
     ACT_EDIT,    /* edit the focused setting (toggle a bool, pick an enum); sections: focus the form */
     ACT_DEFAULT, /* restore the focused setting's default */
     ACT_SAVE,
-    /* Shown in the key bar, not available yet. */
-    ACT_FIND,
+    ACT_FIND,      /* open the search line: settings, or the log in the run view */
+    ACT_FIND_NEXT, /* the last search's next match */
+    ACT_FIND_PREV,
 } action;
 
 typedef struct key_binding {
