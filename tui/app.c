@@ -143,6 +143,7 @@ void app_revalidate(app *a)
 int app_init(app *a, const char *path, sdt_config *cfg, const sdt_diag_list *load_diags, bool utf8)
 {
     memset(a, 0, sizeof *a);
+    theme_spec_default(&a->theme.spec);
     a->path = path;
     const char *slash = strrchr(path, '/');
     a->name = slash && slash[1] ? slash + 1 : path;

@@ -17,6 +17,7 @@
 #include "sdtune/config.h"
 #include "sdtune/diag.h"
 #include "sdtune/schema.h"
+#include "theme_file.h"
 #include "widgets/image_preview.h"
 #include "widgets/scrollback.h"
 
@@ -31,11 +32,16 @@ typedef struct glyphs {
     const char *hline, *vline, *top_left, *top_right, *bottom_left, *bottom_right;
 } glyphs;
 
-/* Attributes of the things drawn, with colour when the terminal has it and NO_COLOR is not set. */
+/* Attributes of the things drawn, with colour when the terminal has it and NO_COLOR is not set: the
+ * theme's spec (theme_file.h) made into curses attributes by draw_init_theme, one field per role. */
 typedef struct theme {
     bool color;
+    theme_spec spec; /* the chosen theme as its file says it (the default theme unless main sets one) */
     attr_t error, warning, changed, bar_key, bar_label, bar_off, title, title_problem;
     attr_t good, debug; /* a run that ended well; debug log lines */
+    attr_t focus;       /* the focused box's title */
+    attr_t selected;    /* the cursor row, the selected section or picked value */
+    attr_t border, sparkline, gauge, prompt;
 } theme;
 
 /* Where the cursor and the first visible row of one section's form are. */

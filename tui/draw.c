@@ -14,32 +14,72 @@
 #include "sdtune/value.h"
 #include "text.h"
 
-enum { PAIR_ERROR = 1, PAIR_WARNING, PAIR_BAR_LABEL, PAIR_GOOD };
+/* A style's attribute flags as curses attributes. */
+static attr_t curses_attrs(unsigned flags)
+{
+    attr_t attrs = A_NORMAL;
+    if (flags & THEME_BOLD)
+        attrs |= A_BOLD;
+    if (flags & THEME_DIM)
+        attrs |= A_DIM;
+    if (flags & THEME_REVERSE)
+        attrs |= A_REVERSE;
+    if (flags & THEME_UNDERLINE)
+        attrs |= A_UNDERLINE;
+#ifdef A_ITALIC
+    if (flags & THEME_ITALIC)
+        attrs |= A_ITALIC;
+#endif
+    return attrs;
+}
 
+/* Each role with a colour gets a pair, numbered from 1; the sample previews allocate theirs after them
+ * (a->next_pair, draw_run.c), so the fewer the theme takes, the more an 8-colour preview keeps. */
 void draw_init_theme(app *a)
 {
     theme *t = &a->theme;
     const char *no_color = getenv("NO_COLOR");
     t->color = has_colors() && !(no_color && *no_color) && start_color() == OK;
-    if (t->color) {
-        short bg = use_default_colors() == OK ? -1 : COLOR_BLACK;
-        t->color = init_pair(PAIR_ERROR, COLOR_RED, bg) == OK &&
-                   init_pair(PAIR_WARNING, COLOR_YELLOW, bg) == OK &&
-                   init_pair(PAIR_BAR_LABEL, COLOR_BLACK, COLOR_CYAN) == OK &&
-                   init_pair(PAIR_GOOD, COLOR_GREEN, bg) == OK;
+    int colors = !t->color ? 0 : COLORS >= 256 ? 256 : COLORS >= 16 ? 16 : 8;
+    bool default_colors = t->color && use_default_colors() == OK;
+    attr_t attr[THEME_ROLE_COUNT];
+    short pair = 1;
+    for (int r = 0; r < THEME_ROLE_COUNT; r++) {
+        theme_style s = theme_style_for(&t->spec, (theme_role)r, colors);
+        attr[r] = curses_attrs(s.attrs);
+        if (colors && (s.fg >= 0 || s.bg >= 0)) {
+            /* Without the terminal's default colours, "default" is white on black. */
+            short fg = (short)(s.fg >= 0 ? s.fg : default_colors ? -1 : COLOR_WHITE);
+            short bg = (short)(s.bg >= 0 ? s.bg : default_colors ? -1 : COLOR_BLACK);
+            if (pair < COLOR_PAIRS && init_pair(pair, fg, bg) == OK)
+                attr[r] |= COLOR_PAIR(pair++);
+            else /* no pair: the monochrome marks keep the role readable */
+                attr[r] = curses_attrs(theme_style_for(&t->spec, (theme_role)r, 0).attrs);
+        }
     }
-    a->next_pair = PAIR_GOOD + 1; /* preview colours are allocated from here on (draw_run.c) */
-    /* Without colour every mark still reads: errors are bold, the markers (x, !, *) carry the meaning. */
-    t->error = t->color ? COLOR_PAIR(PAIR_ERROR) | A_BOLD : A_BOLD;
-    t->warning = t->color ? COLOR_PAIR(PAIR_WARNING) : A_NORMAL;
-    t->changed = A_BOLD;
-    t->bar_key = A_BOLD;
-    t->bar_label = t->color ? COLOR_PAIR(PAIR_BAR_LABEL) : A_REVERSE;
-    t->bar_off = A_DIM;
-    t->title = A_REVERSE;
-    t->title_problem = A_REVERSE | A_BOLD | (t->color ? COLOR_PAIR(PAIR_ERROR) : A_NORMAL);
-    t->good = t->color ? COLOR_PAIR(PAIR_GOOD) | A_BOLD : A_BOLD;
-    t->debug = A_DIM;
+    a->next_pair = pair; /* preview colours are allocated from here on (draw_run.c) */
+    t->error = attr[THEME_ERROR];
+    t->warning = attr[THEME_WARNING];
+    t->changed = attr[THEME_CHANGED];
+    t->bar_key = attr[THEME_BAR_KEY];
+    t->bar_label = attr[THEME_BAR_LABEL];
+    t->bar_off = attr[THEME_BAR_OFF];
+    t->title = attr[THEME_TITLE];
+    t->title_problem = attr[THEME_TITLE_PROBLEM];
+    t->good = attr[THEME_GOOD];
+    t->debug = attr[THEME_DEBUG];
+    t->focus = attr[THEME_FOCUS];
+    t->selected = attr[THEME_SELECTED];
+    t->border = attr[THEME_BORDER];
+    t->sparkline = attr[THEME_SPARKLINE];
+    t->gauge = attr[THEME_GAUGE];
+    t->prompt = attr[THEME_PROMPT];
+}
+
+/* over drawn on top of base: over's colour (when it has one) replaces base's, the attributes add up. */
+static attr_t attr_over(attr_t base, attr_t over)
+{
+    return (over & A_COLOR) ? (base & ~A_COLOR) | over : base | over;
 }
 
 static void hline_glyph(int y, int x, const char *glyph, int n)
@@ -52,7 +92,7 @@ static void hline_glyph(int y, int x, const char *glyph, int n)
 void draw_box(const app *a, int y, int x, int h, int w, const char *title, bool focused, const char *info)
 {
     const glyphs *g = &a->g;
-    attrset(A_NORMAL);
+    attrset(a->theme.border);
     mvaddstr(y, x, g->top_left);
     hline_glyph(y, x + 1, g->hline, w - 2);
     addstr(g->top_right);
@@ -63,6 +103,7 @@ void draw_box(const app *a, int y, int x, int h, int w, const char *title, bool 
     mvaddstr(y + h - 1, x, g->bottom_left);
     hline_glyph(y + h - 1, x + 1, g->hline, w - 2);
     addstr(g->bottom_right);
+    attrset(A_NORMAL);
 
     int info_w = info ? text_width(info) + 2 : 0;
     if (info && info_w + 4 < w) {
@@ -74,7 +115,7 @@ void draw_box(const app *a, int y, int x, int h, int w, const char *title, bool 
     }
     int room = w - 4 - info_w - 2;
     if (room > 0) {
-        attrset(focused ? A_REVERSE | A_BOLD : A_BOLD);
+        attrset(focused ? a->theme.focus : A_BOLD);
         mvaddch(y, x + 1, ' ');
         text_put(y, x + 2, title, room);
         addch(' ');
@@ -142,7 +183,7 @@ static void draw_sections(app *a, int y, int x, int h, int w)
     for (int r = 0; r < rows && a->list_top + r < SDT_SEC_COUNT; r++) {
         int s = a->list_top + r, row = y + 1 + r, col = x + 1;
         bool selected = s == a->section;
-        attr_t base = selected ? (focused ? A_REVERSE : A_BOLD) : A_NORMAL;
+        attr_t base = selected ? (focused ? a->theme.selected : A_BOLD) : A_NORMAL;
         attrset(base);
         text_fill(row, col, inner);
         if (selected)
@@ -153,12 +194,12 @@ static void draw_sections(app *a, int y, int x, int h, int w)
         if (cw && cw < inner - 3) {
             int cx = col + inner - cw;
             if (err[0]) {
-                attrset(base | a->theme.error);
+                attrset(attr_over(base, a->theme.error));
                 cx += text_put(row, cx, err, cw);
                 cx++;
             }
             if (warn[0]) {
-                attrset(base | a->theme.warning);
+                attrset(attr_over(base, a->theme.warning));
                 text_put(row, cx, warn, col + inner - cx);
             }
         }
@@ -329,7 +370,7 @@ static void draw_picker(app *a, int row, int x, int top, int bottom, int max_w)
     hline_glyph(y, x + 1, a->g.hline, w - 2); /* no title: a plain top border */
     for (int r = 0; r < rows && a->pick_top + r < n; r++) {
         int i = a->pick_top + r;
-        attrset(i == a->pick ? A_REVERSE | A_BOLD : A_NORMAL);
+        attrset(i == a->pick ? a->theme.selected | A_BOLD : A_NORMAL);
         text_fill(y + 1 + r, x + 1, w - 2);
         text_put(y + 1 + r, x + 2, s->enum_values[i], w - 4);
     }
@@ -342,7 +383,7 @@ static void draw_row(app *a, const form_geometry *fg, int row, int setting, bool
     const sdt_setting *s = &sdt_schema_settings()[setting];
     attr_t base = sdt_config_relevant(a->cfg, setting) ? A_NORMAL : A_DIM;
     if (cursor)
-        base |= A_REVERSE;
+        base = attr_over(base, a->theme.selected);
     attrset(base);
     text_fill(row, fg->x, fg->inner);
     text_put(row, fg->x + 1, s->key, fg->key_w);
@@ -350,7 +391,7 @@ static void draw_row(app *a, const form_geometry *fg, int row, int setting, bool
     attrset(base);
     bool changed = a->changed[setting];
     if (changed) {
-        attrset(base | a->theme.changed);
+        attrset(attr_over(base, a->theme.changed));
         text_put(row, fg->x + 1 + fg->key_w + 1, "*", 1);
     }
     if (a->editing && setting == a->edit_setting) {
@@ -365,7 +406,7 @@ static void draw_row(app *a, const form_geometry *fg, int row, int setting, bool
     if (d && sp.diag_cols > 0) {
         char *text = expanded ? NULL : diag_text(a, d);
         const char *glyph = d->severity == SDT_SEV_ERROR ? a->g.error : a->g.warning;
-        attrset(base | (d->severity == SDT_SEV_ERROR ? a->theme.error : a->theme.warning));
+        attrset(attr_over(base, d->severity == SDT_SEV_ERROR ? a->theme.error : a->theme.warning));
         if (expanded) {
             text_put(row, fg->x + fg->value_x + sp.value_cols + 2, glyph, sp.diag_cols);
         } else if (text) {
@@ -530,7 +571,7 @@ void draw_prompt_line(const app *a, int y, int width)
     case PROMPT_NONE: break;
     }
     if (text) {
-        attrset(A_REVERSE | A_BOLD);
+        attrset(a->theme.prompt);
         text_fill(y, 0, width);
         text_put(y, 1, text, width - 1);
     } else if (a->message) {

@@ -96,7 +96,7 @@ static void draw_progress(const app *a, int y, int width)
         char *bar = malloc(gauge_bar_size(bar_w));
         if (bar &&
             gauge_progress_render(&prog, bar_w, a->utf8, bar, gauge_bar_size(bar_w), NULL, 0, &layout) == 0)
-            put_bar(y, 1, bar, bar_w, &layout, A_BOLD);
+            put_bar(y, 1, bar, bar_w, &layout, a->theme.gauge);
         free(bar);
         text_put(y, 2 + bar_w, text, label_w);
     }
@@ -146,7 +146,7 @@ static void draw_numbers(const app *a, int y, int width)
     if (bar_w > 0) {
         char bar[64];
         if (gauge_memory_render(&mem, bar_w, a->utf8, bar, sizeof bar, NULL, 0, &layout) == 0)
-            put_bar(y, x, bar, bar_w, &layout, A_BOLD);
+            put_bar(y, x, bar, bar_w, &layout, a->theme.gauge);
         x += bar_w + 1;
     }
     text_put(y, x, label, label_w);
@@ -212,12 +212,14 @@ static void draw_sparkline(const app *a, int y, int h, int width)
         snprintf(info, sizeof info, "%.4g..%.4g", lo, hi);
     draw_box(a, y, 0, h, width, title, false, info[0] ? info : NULL);
     const char *line = out ? out : "";
+    attrset(a->theme.sparkline);
     for (int r = 0; r < rows && *line; r++) {
         const char *nl = strchr(line, '\n');
         size_t len = nl ? (size_t)(nl - line) : strlen(line);
         text_put_n(y + 1 + r, 1, line, len, inner);
         line += len + (nl ? 1 : 0);
     }
+    attrset(A_NORMAL);
     free(out);
 }
 

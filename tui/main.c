@@ -11,6 +11,8 @@
 #include "app.h"
 #include "sdtune/config.h"
 #include "sdtune/diag.h"
+#include "theme_file.h"
+#include "ui_settings.h"
 
 static void usage(FILE *out)
 {
@@ -23,14 +25,16 @@ static void usage(FILE *out)
                  "options:\n"
                  "  -c, --config FILE  the config to edit (the same as giving CONFIG)\n"
                  "      --no-color     draw without colours (as NO_COLOR=1 does)\n"
+                 "      --theme NAME   colours: dark (the default), light, high-contrast, or a\n"
+                 "                     theme file (a path, or NAME.toml in ~/.config/sdtune/themes)\n"
                  "  -h, --help         show this help\n"
                  "  -V, --version      show the version\n"
                  "\n"
-                 "Inside, F1 or ? lists the keys.\n");
+                 "Inside, F1 or ? lists the keys. ~/.config/sdtune/tui.toml may say theme = \"NAME\".\n");
 }
 
 /* Parses argv; returns -1 to exit 0 (help, version), 2 on a usage error, 0 to go on with *path. */
-static int parse_args(int argc, char **argv, const char **path, bool *no_color)
+static int parse_args(int argc, char **argv, const char **path, bool *no_color, const char **theme)
 {
     bool options_done = false;
     for (int i = 1; i < argc; i++) {
@@ -46,6 +50,15 @@ static int parse_args(int argc, char **argv, const char **path, bool *no_color)
                 return -1;
             } else if (strcmp(arg, "--no-color") == 0) {
                 *no_color = true;
+            } else if (strcmp(arg, "--theme") == 0 || strncmp(arg, "--theme=", 8) == 0) {
+                if (arg[7] == '=') {
+                    *theme = arg + 8;
+                } else if (i + 1 >= argc) {
+                    fprintf(stderr, "sdtune: --theme needs a theme name or file\n");
+                    return 2;
+                } else {
+                    *theme = argv[++i];
+                }
             } else if (strcmp(arg, "--config") == 0 || strcmp(arg, "-c") == 0) {
                 if (i + 1 >= argc) {
                     fprintf(stderr, "sdtune: %s needs a config file\n", arg);
@@ -78,9 +91,18 @@ int main(int argc, char **argv)
 {
     const char *path = NULL;
     bool no_color = false;
-    int status = parse_args(argc, argv, &path, &no_color);
+    const char *theme_option = NULL;
+    int status = parse_args(argc, argv, &path, &no_color, &theme_option);
     if (status != 0)
         return status < 0 ? 0 : status;
+    /* A theme asked for on the command line must load; one from the settings file falls back to dark. */
+    theme_spec theme;
+    char *theme_message = NULL, *theme_error = NULL;
+    if (ui_choose_theme(theme_option, &theme, &theme_message, &theme_error) != 0) {
+        fprintf(stderr, "sdtune: %s\n", theme_error ? theme_error : "cannot load the theme");
+        free(theme_error);
+        return 2;
+    }
     /* The drawing code honours the NO_COLOR convention (no-color.org); the option sets it for this process
      * and the engines it starts. */
     if (no_color)
@@ -98,15 +120,20 @@ int main(int argc, char **argv)
     if (!cfg) {
         sdt_diag_list_print(&diags, stderr);
         sdt_diag_list_free(&diags);
+        free(theme_message);
         return 1;
     }
 
     app a; /* owns cfg from here on; copies the load's diagnostics */
     if (app_init(&a, path, cfg, &diags, utf8) != 0) {
         fprintf(stderr, "sdtune: out of memory\n");
+        free(theme_message);
         status = 1;
-    } else if (app_run(&a) != 0) {
-        status = 1;
+    } else {
+        a.theme.spec = theme;
+        app_set_message(&a, theme_message); /* a problem with the settings file, shown until a key */
+        if (app_run(&a) != 0)
+            status = 1;
     }
     app_free(&a);
     sdt_diag_list_free(&diags);
