@@ -11,6 +11,7 @@
 #include "app.h"
 #include "sdtune/config.h"
 #include "sdtune/diag.h"
+#include "sdtune/strutil.h"
 
 static void usage(FILE *out)
 {
@@ -105,8 +106,14 @@ int main(int argc, char **argv)
     if (app_init(&a, path, cfg, &diags, utf8) != 0) {
         fprintf(stderr, "sdtune: out of memory\n");
         status = 1;
-    } else if (app_run(&a) != 0) {
-        status = 1;
+    } else {
+        /* The recent-files list is a convenience: not being able to write it is only a message. */
+        char *why = app_files_record(&a);
+        if (why)
+            app_set_message(&a, sdt_format("%s is not in the recent files: %s", a.name, why));
+        free(why);
+        if (app_run(&a) != 0)
+            status = 1;
     }
     app_free(&a);
     sdt_diag_list_free(&diags);
