@@ -144,10 +144,8 @@ int app_init(app *a, const char *path, sdt_config *cfg, const sdt_diag_list *loa
 {
     memset(a, 0, sizeof *a);
     theme_spec_default(&a->theme.spec);
-    a->path = path;
-    const char *slash = strrchr(path, '/');
-    a->name = slash && slash[1] ? slash + 1 : path;
     a->cfg = cfg;
+    a->files.selected = -1;
     sdt_diag_list_init(&a->live_diags);
     sdt_diag_list_init(&a->load_diags);
     a->diags = &a->live_diags;
@@ -156,12 +154,45 @@ int app_init(app *a, const char *path, sdt_config *cfg, const sdt_diag_list *loa
     a->utf8 = utf8;
     a->focus = FOCUS_SECTIONS;
     index_sections(a);
-    if (alloc_values(a) != 0)
+    if (app_set_path(a, path) != 0 || alloc_values(a) != 0)
         return -1;
     for (size_t i = 0; load_diags && i < load_diags->count; i++)
         copy_diag(&a->load_diags, &load_diags->items[i]);
     app_revalidate(a);
     return a->live_diags.truncated || a->load_diags.truncated ? -1 : 0;
+}
+
+int app_set_path(app *a, const char *path)
+{
+    char *copy = sdt_strdup(path);
+    if (!copy)
+        return -1;
+    free(a->path);
+    a->path = copy;
+    const char *slash = strrchr(copy, '/');
+    a->name = slash && slash[1] ? slash + 1 : copy;
+    return 0;
+}
+
+int app_replace_config(app *a, const char *path, sdt_config *cfg, const sdt_diag_list *load_diags)
+{
+    sdt_config_free(a->cfg);
+    a->cfg = cfg;
+    for (size_t i = 0; i < a->count; i++) {
+        app_clear_bad(a, (int)i);
+        a->edited[i] = false;
+    }
+    sdt_diag_list_clear(&a->load_diags);
+    for (size_t i = 0; load_diags && i < load_diags->count; i++)
+        copy_diag(&a->load_diags, &load_diags->items[i]);
+    a->dirty = false;
+    a->section = 0;
+    a->focus = FOCUS_SECTIONS;
+    a->list_top = 0;
+    memset(a->pos, 0, sizeof a->pos);
+    int rc = app_set_path(a, path);
+    app_revalidate(a);
+    return rc != 0 || a->live_diags.truncated || a->load_diags.truncated ? -1 : 0;
 }
 
 void app_clear_bad(app *a, int setting)
@@ -195,6 +226,8 @@ void app_free(app *a)
     sdt_diag_list_free(&a->live_diags);
     sdt_diag_list_free(&a->load_diags);
     sdt_config_free(a->cfg);
+    app_files_close(a);
+    free(a->path);
     engine_client_free(a->client); /* a detached engine is left running */
     if (a->have_run) {
         run_state_free(&a->run);
@@ -477,6 +510,8 @@ void app_do(app *a, action act)
         if (!a->help_open)
             app_find_again(a, act == ACT_FIND_NEXT);
         break;
+    case ACT_OPEN: app_files_begin(a, FILES_OPEN); break;
+    case ACT_SAVE_AS: app_files_begin(a, FILES_SAVE_AS); break;
     }
 }
 
@@ -519,6 +554,7 @@ static void on_key(app *a, int key)
     if (a->notice) {
         free(a->notice);
         a->notice = NULL;
+        a->notice_title = NULL;
         return;
     }
     app_set_message(a, NULL);
@@ -528,6 +564,10 @@ static void on_key(app *a, int key)
     }
     if (a->find.open) {
         app_find_key(a, key);
+        return;
+    }
+    if (a->files.mode != FILES_CLOSED) {
+        app_files_key(a, key);
         return;
     }
     if (a->editing) {

@@ -12,6 +12,8 @@
 
 #include "edit.h"
 #include "keys.h"
+#include "path_complete.h"
+#include "recent_files.h"
 #include "run/engine_client.h"
 #include "run/run_state.h"
 #include "sdtune/config.h"
@@ -44,6 +46,21 @@ typedef struct theme {
     attr_t border, sparkline, gauge, prompt;
 } theme;
 
+/* The open / save-as overlay (app_files.c, draw_files.c): a path line with Tab completion and, when
+ * opening, the recent files under it. A question inside it (overwrite? unsaved changes?) takes the keys
+ * first. */
+typedef enum files_mode { FILES_CLOSED, FILES_OPEN, FILES_SAVE_AS } files_mode;
+typedef enum files_question { FILES_ASK_NONE, FILES_ASK_OVERWRITE, FILES_ASK_UNSAVED } files_question;
+typedef struct files_state {
+    files_mode mode;
+    files_question question;
+    char *target;        /* the path the question is about (owned) */
+    line_edit line;      /* the typed path */
+    recent_files recent; /* the recent files that still exist, newest first */
+    int selected;        /* the highlighted recent file; -1: none (the path line as typed) */
+    int top, rows;       /* the list's first visible entry and its rows as of the last draw */
+} files_state;
+
 /* Where the cursor and the first visible row of one section's form are. */
 typedef struct form_pos {
     int cursor, top;
@@ -64,7 +81,7 @@ typedef struct find_state {
 } find_state;
 
 typedef struct app {
-    const char *path;           /* the config file as given */
+    char *path;                 /* the config file as given or last opened / saved as (owned) */
     const char *name;           /* its last path component (points into path) */
     sdt_config *cfg;            /* owned */
     const sdt_diag_list *diags; /* &live_diags: what the config view shows and Start checks */
@@ -118,8 +135,9 @@ typedef struct app {
     /* The run: at most one engine; client and run stay after it ended, until the next start. */
     view view;
     prompt prompt;
-    char *notice;  /* a message box (e.g. why a start was refused); any key closes it; NULL: none */
-    char *message; /* one line above the key bar until the next key; NULL: none */
+    char *notice; /* a message box (e.g. why a start was refused); any key closes it; NULL: none */
+    const char *notice_title; /* the box's title (static text); NULL: "Cannot start" */
+    char *message;            /* one line above the key bar until the next key; NULL: none */
     engine_client *client;
     bool have_run; /* run and log are initialised */
     run_state run;
@@ -136,6 +154,8 @@ typedef struct app {
     int preview_cols, preview_rows, preview_mode;
     short *pair_of; /* [256 * 256] colour pair of (fg, bg) for previews; 0 not allocated yet */
     int next_pair;  /* the next free pair number */
+
+    files_state files; /* the open / save-as overlay */
 } app;
 
 /* Fills a from the config, which the app owns from then on (app_free frees it, also when app_init fails),
@@ -144,6 +164,15 @@ typedef struct app {
  * way. */
 int app_init(app *a, const char *path, sdt_config *cfg, const sdt_diag_list *load_diags, bool utf8);
 void app_free(app *a);
+
+/* Makes cfg (owned from then on, also on failure) the config the app edits, as loaded from path with
+ * load_diags: the form starts over (first section, no edits, saved); the run, its log and the terminal
+ * stay. Not while a field is being edited. Returns -1 when out of memory (the app then has an empty
+ * diagnostics list but is still usable). */
+int app_replace_config(app *a, const char *path, sdt_config *cfg, const sdt_diag_list *load_diags);
+/* Names the config file the app edits from now on (copied; the title shows its last component). -1 when
+ * out of memory (unchanged). */
+int app_set_path(app *a, const char *path);
 
 /* Runs the UI on the terminal until the user quits. Ignores SIGPIPE for the rest of the process (see
  * engine_client.h). Returns 0, or -1 (with a message on stderr) when the terminal cannot be used; an engine
@@ -165,6 +194,9 @@ void app_clear_bad(app *a, int setting);
  * else the line editor; the keys while either is open go to app_edit_key or app_pick_key. */
 void app_begin_edit(app *a);
 void app_edit_key(app *a, int key);
+/* The line editor's own keys (moving, deleting, typing) on e, shared by every line the UI edits. */
+typedef enum line_key { LINE_KEY_IGNORED, LINE_KEY_MOVED, LINE_KEY_CHANGED } line_key;
+line_key app_line_key(app *a, line_edit *e, int key);
 void app_pick_key(app *a, int key);
 /* Restores the focused setting's default (unsets it). */
 void app_restore_default(app *a);
@@ -177,6 +209,16 @@ void app_find_open(app *a);
 void app_find_key(app *a, int key);
 void app_find_again(app *a, bool forward);
 void app_find_free(app *a);
+/* Files (app_files.c). Opens the overlay to open another config or to save this one elsewhere; keys go
+ * to app_files_key while it is open (a->files.mode). */
+void app_files_begin(app *a, files_mode mode);
+void app_files_key(app *a, int key);
+void app_files_close(app *a);
+/* Puts a->path at the top of the recent-files list. NULL, or why it could not (caller frees). */
+char *app_files_record(app *a);
+/* Tab in a path's line editor: completes the text before the cursor (a relative path in the working
+ * folder) and lists the choices on the message line when there are several. True when it added text. */
+bool app_files_complete(app *a, line_edit *e);
 
 /* Re-validates the config (after an edit): the diagnostics, the section counts and every shown value. */
 void app_revalidate(app *a);

@@ -163,51 +163,55 @@ bool app_save(app *a)
     sdt_diag_list_clear(&a->load_diags);
     a->dirty = false;
     app_revalidate(a);
-    app_set_message(a, sdt_format("Saved %s", a->path));
+    char *why = app_files_record(a);
+    app_set_message(a, why ? sdt_format("Saved %s (not in the recent files: %s)", a->path, why)
+                           : sdt_format("Saved %s", a->path));
+    free(why);
     return true;
 }
 
-/* A key while a field is edited: the editor's keys; Enter keeps the value, Esc puts the old one back. */
-void app_edit_key(app *a, int key)
+line_key app_line_key(app *a, line_edit *e, int key)
 {
-    line_edit *e = &a->edit;
-    bool changed = true;
     switch (key) {
-    case '\n':
-    case '\r':
-    case KEY_ENTER: finish_edit(a, true); return;
-    case 27: finish_edit(a, false); return;
-    case KEY_LEFT:
-        line_edit_left(e);
-        changed = false;
-        break;
-    case KEY_RIGHT:
-        line_edit_right(e);
-        changed = false;
-        break;
+    case KEY_LEFT: line_edit_left(e); return LINE_KEY_MOVED;
+    case KEY_RIGHT: line_edit_right(e); return LINE_KEY_MOVED;
     case KEY_HOME:
-    case 1: /* Ctrl-A */
-        line_edit_home(e);
-        changed = false;
-        break;
+    case 1: /* Ctrl-A */ line_edit_home(e); return LINE_KEY_MOVED;
     case KEY_END:
-    case 5: /* Ctrl-E */
-        line_edit_end(e);
-        changed = false;
-        break;
+    case 5: /* Ctrl-E */ line_edit_end(e); return LINE_KEY_MOVED;
     case KEY_BACKSPACE:
     case 127:
-    case 8: line_edit_backspace(e); break;
-    case KEY_DC: line_edit_delete(e); break;
-    case 21: /* Ctrl-U */ line_edit_clear(e); break;
+    case 8: line_edit_backspace(e); return LINE_KEY_CHANGED;
+    case KEY_DC: line_edit_delete(e); return LINE_KEY_CHANGED;
+    case 21: /* Ctrl-U */ line_edit_clear(e); return LINE_KEY_CHANGED;
     default:
         if (key >= 32 && key < 256) {
             char byte = (char)key;
             if (line_edit_insert(e, &byte, 1) != 0)
                 app_set_message(a, sdt_format("out of memory"));
-        } else {
-            changed = false;
+            return LINE_KEY_CHANGED;
         }
+        return LINE_KEY_IGNORED;
+    }
+}
+
+/* A key while a field is edited: the editor's keys; Enter keeps the value, Esc puts the old one back, Tab
+ * completes a path. */
+void app_edit_key(app *a, int key)
+{
+    line_edit *e = &a->edit;
+    bool changed;
+    switch (key) {
+    case '\n':
+    case '\r':
+    case KEY_ENTER: finish_edit(a, true); return;
+    case 27: finish_edit(a, false); return;
+    case '\t':
+        if (sdt_schema_settings()[a->edit_setting].type != SDT_T_PATH)
+            return;
+        changed = app_files_complete(a, e);
+        break;
+    default: changed = app_line_key(a, e, key) == LINE_KEY_CHANGED;
     }
     /* A character's later bytes are still to come: validating half a character would show a bogus error. */
     if (changed && line_edit_char_complete(e))

@@ -302,15 +302,12 @@ typedef struct form_geometry {
     int x, inner, key_w, value_x, value_w;
 } form_geometry;
 
-/* The line editor in width columns: the visible part of the text underlined, the cursor cell reversed. */
-static void draw_editor(app *a, int row, int x, int width)
+void draw_line_edit(const app *a, line_edit *e, int row, int x, int width, bool secret)
 {
-    line_edit *e = &a->edit;
     int cursor_x = 0;
     size_t first = line_edit_view(e, width, &cursor_x);
     attrset(A_UNDERLINE);
     text_fill(row, x, width);
-    bool secret = sdt_schema_settings()[a->edit_setting].flags & SDT_FLAG_SECRET;
     if (secret) {
         /* An API key is typed blind: one mark per character, as a password prompt does. */
         size_t shown = line_edit_chars(e) - e->scroll;
@@ -332,6 +329,13 @@ static void draw_editor(app *a, int row, int x, int width)
     else
         text_put(row, x + cursor_x, " ", 1);
     attrset(A_NORMAL);
+}
+
+/* The field's line editor in width columns. */
+static void draw_editor(app *a, int row, int x, int width)
+{
+    draw_line_edit(a, &a->edit, row, x, width,
+                   sdt_schema_settings()[a->edit_setting].flags & SDT_FLAG_SECRET);
 }
 
 /* The enum picker: a box of the setting's values under its row (above when there is no room). */
@@ -600,7 +604,7 @@ static void draw_notice(const app *a, int width, int height)
         attrset(A_NORMAL);
         text_fill(y + r, x, w);
     }
-    draw_box(a, y, x, h, w, "Cannot start", true, "any key closes");
+    draw_box(a, y, x, h, w, a->notice_title ? a->notice_title : "Cannot start", true, "any key closes");
     for (const char *s = a->notice; *s && row < h - 2;) {
         const char *nl = strchr(s, '\n');
         size_t len = nl ? (size_t)(nl - s) : strlen(s);
@@ -628,7 +632,7 @@ void draw_key_bar(const app *a, int y, int width)
         const key_binding *b = &keys[i];
         const char *label = run_view ? b->run_bar : b->bar;
         bool fkey = b->key >= KEY_F(0) && b->key <= KEY_F(63);
-        if (!label || (!fkey && !run_view))
+        if (!label)
             continue;
         char digits[8];
         if (fkey)
@@ -683,6 +687,8 @@ void draw_screen(app *a)
     if (a->find.open)
         draw_find_line(a, height - 2, width);
     draw_key_bar(a, height - 1, width);
+    if (a->files.mode != FILES_CLOSED)
+        files_draw(a, width, height);
     if (a->help_open)
         help_draw(a);
     if (a->notice)

@@ -23,7 +23,14 @@ void draw_box(const app *a, int y, int x, int h, int w, const char *title, bool 
 /* The help overlay: every key from the key table, then the problems not tied to a setting. */
 void help_draw(app *a);
 
-/* The key bar of the current view: F-keys as digits ("5Start"), letters in the run view ("sSample"). */
+/* A line editor in width columns at (row, x): the visible part of the text underlined, the cursor cell
+ * reversed; secret: one mark per character. */
+void draw_line_edit(const app *a, line_edit *e, int row, int x, int width, bool secret);
+
+/* The open / save-as overlay (draw_files.c): the path line being edited, the recent files, a question. */
+void files_draw(app *a, int width, int height);
+
+/* The key bar of the current view: F-keys as digits ("5Start"), letters as they are ("sSample", "oOpen"). */
 void draw_key_bar(const app *a, int y, int width);
 /* The prompt line: a question being asked, else the message of the last action. */
 void draw_prompt_line(const app *a, int y, int width);

@@ -48,7 +48,12 @@ static bool run_action(action act)
 /* The editing actions: one short line in the config view's help, for the same reason; the word each gets. */
 static const char *edit_word(action act)
 {
-    return act == ACT_EDIT ? "edit" : act == ACT_DEFAULT ? "default" : act == ACT_SAVE ? "save" : NULL;
+    return act == ACT_EDIT      ? "edit"
+           : act == ACT_DEFAULT ? "default"
+           : act == ACT_SAVE    ? "save"
+           : act == ACT_OPEN    ? "open"
+           : act == ACT_SAVE_AS ? "save as"
+                                : NULL;
 }
 
 /* The search actions: in the config view's help they end the training paragraph, whose last line has
@@ -131,10 +136,11 @@ static void emit_keys(const app *a, help_out *o)
     }
     char *later_line = sdt_buf_take(&later);
     if (a->view == VIEW_CONFIG) {
-        /* The actions still to come join the editing line, to keep the problems on the first page. */
+        /* The actions still to come join the training line (its last row has room), to keep the problems
+         * on the first page. */
         size_t prefix = strlen("  Not available yet:");
         if (later_line && strlen(later_line) > prefix)
-            sdt_buf_printf(&edit, " (not yet:%s)", later_line + prefix);
+            sdt_buf_printf(&run, " (not yet:%s)", later_line + prefix);
         char *line = sdt_buf_take(&edit);
         emit(o, line ? line : "(out of memory)", A_NORMAL, 4);
         free(line);

@@ -61,6 +61,9 @@ static const key_binding table[] = {
     {KEY_F(10), "F10", "Quit (asks while training)", ACT_QUIT, "Quit", "Quit"},
     {'0', "0", "Quit (asks while training)", ACT_QUIT, NULL, NULL},
     {'q', "q", "Quit (asks while training)", ACT_QUIT, NULL, NULL},
+    /* Letters in the config view's key bar come after its F-keys. */
+    {'o', "o", "Open a config (a path, or one of the recent files)", ACT_OPEN, "Open", NULL},
+    {'W', "W", "Save the config as...", ACT_SAVE_AS, NULL, NULL},
 };
 
 const key_binding *keys_table(size_t *count)

@@ -31,6 +31,8 @@ typedef enum action {
     ACT_FIND,      /* open the search line: settings, or the log in the run view */
     ACT_FIND_NEXT, /* the last search's next match */
     ACT_FIND_PREV,
+    ACT_OPEN,    /* open another config (a path line with completion and the recent files) */
+    ACT_SAVE_AS, /* save the config under another name */
 } action;
 
 typedef struct key_binding {
@@ -38,7 +40,9 @@ typedef struct key_binding {
     const char *name;  /* how the help screen spells the key */
     const char *label; /* what the action does; the same for every key of one action */
     action action;
-    const char *bar; /* the config view's key bar label (on the F-key entry of an action); NULL: not there */
+    /* the config view's key bar label (on the F-key entry of an action, or on its letter when it has no
+     * F-key); NULL: not there */
+    const char *bar;
     const char *run_bar; /* the run view's key bar label (F-keys and letters); NULL when not in that bar */
 } key_binding;
 

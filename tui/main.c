@@ -11,6 +11,7 @@
 #include "app.h"
 #include "sdtune/config.h"
 #include "sdtune/diag.h"
+#include "sdtune/strutil.h"
 #include "theme_file.h"
 #include "ui_settings.h"
 
@@ -132,6 +133,11 @@ int main(int argc, char **argv)
     } else {
         a.theme.spec = theme;
         app_set_message(&a, theme_message); /* a problem with the settings file, shown until a key */
+        /* The recent-files list is a convenience: not being able to write it is only a message. */
+        char *why = app_files_record(&a);
+        if (why)
+            app_set_message(&a, sdt_format("%s is not in the recent files: %s", a.name, why));
+        free(why);
         if (app_run(&a) != 0)
             status = 1;
     }
