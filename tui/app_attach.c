@@ -119,7 +119,7 @@ void app_attach_abort(app *a)
     }
     a->run.abort_acked = true;
     char *text =
-        sdt_format("SIGTERM twice to pid %lld: it aborts without saving (SIGKILL follows if it hangs)",
+        sdt_format("SIGTERM and SIGINT sent to pid %lld: it aborts without saving (SIGKILL if it hangs)",
                    (long long)attached_run_pid(a->attached));
     if (text)
         run_state_log_add(&a->run, SDT_LOG_INFO, text);

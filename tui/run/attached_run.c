@@ -14,11 +14,10 @@ struct attached_run {
     int64_t pid;
     attached_phase phase;
     bool more;
-    double term_again_after_s, kill_after_s;
-    int terms_sent;      /* SIGTERMs sent: 1 stops, 2 aborts */
-    bool abort_sent;     /* abort asked: the escalation below runs */
-    double next_term_at; /* when the abort's second SIGTERM is due; 0: not pending */
-    double kill_at;      /* when SIGKILL is due; 0: not pending */
+    double kill_after_s;
+    int signals_sent; /* stop or abort signals: 1 stops, 2 abort */
+    bool abort_sent;
+    double kill_at; /* when SIGKILL is due; 0: not pending */
     bool kill_sent;
 };
 
@@ -31,8 +30,6 @@ int attached_run_open(const live_run *found, const attached_run_options *options
         return sdt_set_error(error, "out of memory");
     r->pid = found->pid;
     r->phase = ATTACHED_RUNNING;
-    r->term_again_after_s = options && options->term_again_after_s > 0 ? options->term_again_after_s
-                                                                       : ATTACHED_RUN_TERM_AGAIN_DEFAULT;
     r->kill_after_s =
         options && options->kill_after_s > 0 ? options->kill_after_s : ENGINE_CLIENT_KILL_AFTER_DEFAULT;
     journal_follow_options follow = {.offset = found->hello_offset};
@@ -74,13 +71,7 @@ attached_phase attached_run_tick(attached_run *r, double now)
         r->phase = ATTACHED_ENDED;
         return r->phase;
     }
-    if (r->next_term_at > 0 && now >= r->next_term_at) {
-        r->next_term_at = 0;
-        if (signal_engine(r, SIGTERM)) {
-            r->terms_sent++;
-            r->kill_at = now + r->kill_after_s;
-        }
-    } else if (r->kill_at > 0 && now >= r->kill_at && !r->kill_sent) {
+    if (r->kill_at > 0 && now >= r->kill_at && !r->kill_sent) {
         r->kill_sent = true;
         signal_engine(r, SIGKILL);
     }
@@ -94,11 +85,11 @@ static int gone(attached_run *r, char **error)
 
 int attached_run_stop(attached_run *r, char **error)
 {
-    if (r->terms_sent > 0)
+    if (r->signals_sent > 0)
         return 0;
     if (r->phase == ATTACHED_ENDED || !signal_engine(r, SIGTERM))
         return gone(r, error);
-    r->terms_sent = 1;
+    r->signals_sent = 1;
     return 0;
 }
 
@@ -108,23 +99,23 @@ int attached_run_abort(attached_run *r, double now, char **error)
         return 0;
     if (r->phase == ATTACHED_ENDED)
         return gone(r, error);
-    r->abort_sent = true;
-    if (r->terms_sent == 0) {
-        /* The handler must have taken the first one before the second comes, or the two merge into one
-         * pending signal, which would only stop. */
+    if (r->signals_sent == 0) {
         if (!signal_engine(r, SIGTERM))
             return gone(r, error);
-        r->terms_sent = 1;
-        r->next_term_at = now + r->term_again_after_s;
-    } else {
-        r->next_term_at = now; /* the stop was the first: the next tick sends the second */
+        r->signals_sent = 1;
     }
+    /* Another signal number than the first, so the two cannot merge into one pending signal. */
+    if (!signal_engine(r, SIGINT))
+        return gone(r, error);
+    r->signals_sent = 2;
+    r->abort_sent = true;
+    r->kill_at = now + r->kill_after_s;
     return 0;
 }
 
 attached_phase attached_run_phase(const attached_run *r) { return r->phase; }
 int64_t attached_run_pid(const attached_run *r) { return r->pid; }
-bool attached_run_stop_sent(const attached_run *r) { return r->terms_sent > 0 && !r->abort_sent; }
+bool attached_run_stop_sent(const attached_run *r) { return r->signals_sent > 0 && !r->abort_sent; }
 bool attached_run_abort_sent(const attached_run *r) { return r->abort_sent; }
 const char *attached_run_journal(const attached_run *r) { return journal_follow_path(r->follow); }
 

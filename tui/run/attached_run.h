@@ -3,11 +3,14 @@
  * the same callback as an engine client's stdout, so one run_state shows either kind of run.
  *
  * The engine's command input belongs to the UI that started it (or was closed when that UI left), so the
- * only controls are signals (docs/protocol.md, "Signals"): stop is one SIGTERM (the engine finishes its
- * step, saves and exits 0); abort is two SIGTERMs a moment apart (the second one aborts), then SIGKILL
- * kill_after_s later while it lives. Before every signal the pid is checked to still be an sdtune-engine,
- * so a pid reused by another program is never signalled. The end is the pid disappearing; the exit status
- * is not ours to know (the engine is not our child), only what its `done` or `error` event says.
+ * only controls are signals (docs/protocol.md, "Signals": SIGTERM, SIGINT and SIGHUP alike, the first a
+ * stop, the second an abort): stop is one SIGTERM (the engine finishes its step, saves and exits 0); abort
+ * is a SIGTERM and a SIGINT at once, then SIGKILL kill_after_s later while it lives. The abort's second
+ * signal is another number because two SIGTERMs sent together can merge into one pending signal (a mere
+ * stop), and waiting between them lets a quick engine save and exit before the second comes. Before every
+ * signal the pid is checked to still be an sdtune-engine, so a pid reused by another program is never
+ * signalled. The end is the pid disappearing; the exit status is not ours to know (the engine is not our
+ * child), only what its `done` or `error` event says.
  *
  * No curses, no global state, no signal handlers. */
 #ifndef SDTUNE_TUI_ATTACHED_RUN_H
@@ -23,11 +26,9 @@
 extern "C" {
 #endif
 
-#define ATTACHED_RUN_TERM_AGAIN_DEFAULT 0.3 /* seconds between an abort's two SIGTERMs */
-
 typedef struct attached_run_options {
-    double term_again_after_s; /* abort: the second SIGTERM; 0 = ATTACHED_RUN_TERM_AGAIN_DEFAULT */
-    double kill_after_s; /* abort: SIGKILL after the second SIGTERM; 0 = ENGINE_CLIENT_KILL_AFTER_DEFAULT */
+    double
+        kill_after_s; /* abort: SIGKILL this long after the signals; 0 = ENGINE_CLIENT_KILL_AFTER_DEFAULT */
 } attached_run_options;
 
 typedef enum attached_phase {
@@ -55,8 +56,8 @@ attached_phase attached_run_tick(attached_run *r, double now);
 
 /* One SIGTERM: a graceful stop that saves. A second call does nothing (a second SIGTERM would abort). */
 int attached_run_stop(attached_run *r, char **error);
-/* SIGTERM, then another term_again_after_s later (at once after a stop), then SIGKILL kill_after_s after
- * that while the engine lives; the ticks send the later ones. */
+/* SIGTERM and SIGINT (only SIGINT after a stop), then SIGKILL kill_after_s later while the engine lives
+ * (a tick sends it). */
 int attached_run_abort(attached_run *r, double now, char **error);
 
 attached_phase attached_run_phase(const attached_run *r);
