@@ -229,6 +229,7 @@ void app_free(app *a)
     app_files_close(a);
     free(a->path);
     engine_client_free(a->client); /* a detached engine is left running */
+    attached_run_free(a->attached);
     if (a->have_run) {
         run_state_free(&a->run);
         sb_free(&a->log);
@@ -303,11 +304,12 @@ static char *refusal_text(const app *a)
     return sdt_buf_take(&buf);
 }
 
-/* Forgets the previous run (its state, log and preview) before a new one. */
-static void clear_run(app *a)
+void app_clear_run(app *a)
 {
     engine_client_free(a->client);
     a->client = NULL;
+    attached_run_free(a->attached); /* its engine is left alone */
+    a->attached = NULL;
     if (a->have_run) {
         run_state_free(&a->run);
         sb_free(&a->log);
@@ -342,7 +344,19 @@ static void start_run(app *a)
         app_set_message(a, sdt_format("Save the config first (F2 or w): the engine trains %s", a->name));
         return;
     }
-    clear_run(a);
+    if (app_attached_running(a)) {
+        app_set_message(a, sdt_format("The attached run is going: F6 stops it, F8 aborts it"));
+        a->view = VIEW_RUN;
+        return;
+    }
+    /* Two engines must not write one output folder: a run another sdtune left training is followed. */
+    if (app_attach_if_live(a)) {
+        app_set_message(a,
+                        sdt_format("Not started: a run of these outputs is going (pid %lld); attached to it",
+                                   (long long)attached_run_pid(a->attached)));
+        return;
+    }
+    app_clear_run(a);
     char *error = NULL;
     if (run_state_init(&a->run, NULL, &error) != 0) {
         log_problem(a, "cannot start", error);
@@ -371,6 +385,11 @@ static void start_run(app *a)
 
 static void send_command(app *a, sdt_command_type type)
 {
+    if (app_attached_running(a)) {
+        app_set_message(a, sdt_format("Not while attached: the engine takes commands only from the sdtune "
+                                      "that started it (F6 stops, F8 aborts)"));
+        return;
+    }
     if (!app_engine_running(a)) {
         app_set_message(a, sdt_format("No engine is running (F5 starts one)"));
         return;
@@ -388,7 +407,7 @@ static void toggle_pause(app *a)
 
 static void ask(app *a, prompt p)
 {
-    if (!app_engine_running(a)) {
+    if (!app_engine_running(a) && !app_attached_running(a)) {
         app_set_message(a, sdt_format("No engine is running (F5 starts one)"));
         return;
     }
@@ -477,14 +496,23 @@ void app_do(app *a, action act)
         a->help_open = !a->help_open;
         a->help_top = 0;
         break;
-    case ACT_CLOSE: a->help_open = false; break;
+    case ACT_CLOSE: /* Esc backs out: the help first, then the run view */
+        if (a->help_open)
+            a->help_open = false;
+        else if (a->view == VIEW_RUN)
+            a->view = VIEW_CONFIG;
+        break;
     case ACT_QUIT:
         if (a->dirty)
             a->prompt = PROMPT_SAVE;
         else
             quit_after_saving(a);
         break;
-    case ACT_RUN: a->view = a->view == VIEW_RUN ? VIEW_CONFIG : VIEW_RUN; break;
+    case ACT_RUN:
+        a->view = a->view == VIEW_RUN ? VIEW_CONFIG : VIEW_RUN;
+        if (a->view == VIEW_RUN && !app_engine_running(a) && !app_attached_running(a))
+            app_attach_if_live(a); /* a run another sdtune left training */
+        break;
     case ACT_START: start_run(a); break;
     case ACT_STOP: ask(a, PROMPT_STOP); break;
     case ACT_ABORT: ask(a, PROMPT_ABORT); break;
@@ -524,6 +552,13 @@ static void answer(app *a, int key)
     if (p == PROMPT_SAVE) {
         if ((key == 'y' || key == 'Y') ? app_save(a) : key == 'n' || key == 'N')
             quit_after_saving(a);
+        return;
+    }
+    if (app_attached_running(a) && (key == 'y' || key == 'Y')) {
+        if (p == PROMPT_STOP)
+            app_attach_stop(a);
+        else if (p == PROMPT_ABORT)
+            app_attach_abort(a);
         return;
     }
     if (!app_engine_running(a))
@@ -612,9 +647,19 @@ static void sync_log(app *a)
     }
 }
 
-/* Reads what the engine wrote, reaps it when it ended, escalates an abort. */
+/* Reads what the engine wrote (or the attached run's journal), reaps it when it ended, escalates an
+ * abort. */
 static void service_engine(app *a)
 {
+    if (a->attached) {
+        app_attach_service(a);
+        if (!app_attached_running(a) && a->prompt != PROMPT_NONE && a->prompt != PROMPT_SAVE)
+            a->prompt = PROMPT_NONE;
+        if (a->run.n_samples > 0 && a->sample >= (int)a->run.n_samples)
+            a->sample = (int)a->run.n_samples - 1;
+        sync_log(a);
+        return;
+    }
     if (!a->client)
         return;
     char *error = NULL;
@@ -635,6 +680,9 @@ static void service_engine(app *a)
 static int event_loop(app *a)
 {
     nodelay(stdscr, TRUE);
+    /* A run of this config that another sdtune left training is shown at once. */
+    if (app_attach_if_live(a))
+        service_engine(a);
     while (!a->quit) {
         draw_screen(a);
         struct pollfd fds[3] = {{.fd = STDIN_FILENO, .events = POLLIN}};
@@ -643,9 +691,11 @@ static int event_loop(app *a)
             for (int i = 0; i < 2; i++)
                 if (engine_fds[i] >= 0)
                     fds[n++] = (struct pollfd){.fd = engine_fds[i], .events = POLLIN};
-        /* Ticks while a client exists (a detached engine is still reaped); blocks when idle. */
-        bool ticking = a->client && !(a->have_run && a->run.engine_exited);
-        int ready = poll(fds, (nfds_t)n, ticking ? 100 : -1);
+        /* Ticks while a client exists (a detached engine is still reaped) or an attached run lives (its
+         * journal is read on the tick); blocks when idle. */
+        bool ticking = (a->client && !(a->have_run && a->run.engine_exited)) || app_attached_running(a);
+        bool more = a->attached && attached_run_has_more(a->attached); /* a long journal being replayed */
+        int ready = poll(fds, (nfds_t)n, more ? 0 : ticking ? 100 : -1);
         if (ready < 0 && errno != EINTR)
             return -1;
         service_engine(a);

@@ -14,6 +14,7 @@
 #include "keys.h"
 #include "path_complete.h"
 #include "recent_files.h"
+#include "run/attached_run.h"
 #include "run/engine_client.h"
 #include "run/run_state.h"
 #include "sdtune/config.h"
@@ -132,13 +133,16 @@ typedef struct app {
     bool utf8;
     find_state find;
 
-    /* The run: at most one engine; client and run stay after it ended, until the next start. */
+    /* The run: at most one engine; client and run stay after it ended, until the next start. The run is
+     * either the engine this UI started (client) or one another sdtune started, followed through its
+     * journal (attached, app_attach.c); at most one of the two is set. run and log show either. */
     view view;
     prompt prompt;
     char *notice; /* a message box (e.g. why a start was refused); any key closes it; NULL: none */
     const char *notice_title; /* the box's title (static text); NULL: "Cannot start" */
     char *message;            /* one line above the key bar until the next key; NULL: none */
     engine_client *client;
+    attached_run *attached;
     bool have_run; /* run and log are initialised */
     run_state run;
     scrollback log;
@@ -182,8 +186,26 @@ int app_run(app *a);
 /* Applies one action of the key table to the view state. */
 void app_do(app *a, action act);
 
-/* True while an engine runs attached to the UI (not ended, not detached). */
+/* True while an engine this UI started runs (not ended, not detached). */
 bool app_engine_running(const app *a);
+
+/* Forgets the run shown (its client or attachment, state, log and preview); an engine still running as our
+ * child is killed, a detached or attached one is left alone. */
+void app_clear_run(app *a);
+
+/* Re-attaching (app_attach.c). Looks for a live run of the config's outputs (live_run.h) and, when there
+ * is one and the UI has no live run of its own, follows it: the journal is replayed from the run's hello
+ * and read as it grows. Returns true when attached. */
+bool app_attach_if_live(app *a);
+/* True while the attached run's engine lives. */
+bool app_attached_running(const app *a);
+/* Reads the attached run's journal and notices its end (the event loop calls it every tick). */
+void app_attach_service(app *a);
+/* The stop and abort answers for an attached run: signals (attached_run.h). */
+void app_attach_stop(app *a);
+void app_attach_abort(app *a);
+/* The run view's engine line for an attached run (a new string); good and bad say how to colour it. */
+char *app_attach_engine_line(const app *a, bool *good, bool *bad);
 
 /* Shows text (owned; NULL: nothing) on the line above the key bar until the next key. */
 void app_set_message(app *a, char *text);

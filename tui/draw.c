@@ -557,7 +557,7 @@ const char *draw_engine_word(const app *a)
         return "idle";
     if (a->client && engine_client_phase_of(a->client) == ENGINE_CLIENT_DETACHED)
         return "detached";
-    if (!a->client && !a->run.engine_exited)
+    if (!a->client && !a->attached && !a->run.engine_exited)
         return "not started";
     return run_state_status_text(&a->run);
 }

@@ -160,6 +160,10 @@ static void draw_engine_line(const app *a, int y, int width)
     attr_t attr = A_NORMAL;
     if (!a->have_run) {
         text = sdt_format("No run yet: F5 (or 5) starts training %s.", a->name);
+    } else if (a->attached) {
+        bool good, bad;
+        text = app_attach_engine_line(a, &good, &bad);
+        attr = good ? a->theme.good : bad ? a->theme.error : A_NORMAL;
     } else if (r->engine_exited) {
         char *how = r->exit.signaled ? sdt_format("engine killed by signal %d", r->exit.signal)
                                      : sdt_format("engine exited with code %d", r->exit.code);

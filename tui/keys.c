@@ -57,7 +57,7 @@ static const key_binding table[] = {
     {'8', "8", "Abort training (no save; asks)", ACT_ABORT, NULL, NULL},
     {'s', "s", "Sample images after this step", ACT_SAMPLE_NOW, NULL, "Sample"},
     {'S', "S", "Save the model after this step", ACT_SAVE_NOW, NULL, "Save"},
-    {27, "Esc", "Close this help", ACT_CLOSE, NULL, NULL},
+    {27, "Esc", "Back: close this help, or leave the run view", ACT_CLOSE, NULL, NULL},
     {KEY_F(10), "F10", "Quit (asks while training)", ACT_QUIT, "Quit", "Quit"},
     {'0', "0", "Quit (asks while training)", ACT_QUIT, NULL, NULL},
     {'q', "q", "Quit (asks while training)", ACT_QUIT, NULL, NULL},
