@@ -242,6 +242,7 @@ void app_free(app *a)
     free(a->preview_cells);
     a->preview_cells = NULL;
     free(a->pair_of);
+    free(a->run_config_name);
     app_find_free(a);
     memset(a, 0, sizeof *a);
 }
@@ -310,6 +311,8 @@ void app_clear_run(app *a)
     a->client = NULL;
     attached_run_free(a->attached); /* its engine is left alone */
     a->attached = NULL;
+    free(a->run_config_name);
+    a->run_config_name = sdt_strdup(a->name); /* NULL when out of memory: the title then shows a->name */
     if (a->have_run) {
         run_state_free(&a->run);
         sb_free(&a->log);
@@ -340,8 +343,8 @@ static void start_run(app *a)
         return;
     }
     if (a->dirty) {
-        /* The engine trains the file, not what is on screen. */
-        app_set_message(a, sdt_format("Save the config first (F2 or w): the engine trains %s", a->name));
+        /* The engine trains the file, not what is on screen: save first, when the user says so. */
+        a->prompt = PROMPT_SAVE_START;
         return;
     }
     if (app_attached_running(a)) {
@@ -543,6 +546,9 @@ void app_do(app *a, action act)
     }
 }
 
+/* Questions about the running engine, moot once it ended. */
+static bool prompt_about_run(prompt p) { return p == PROMPT_STOP || p == PROMPT_ABORT || p == PROMPT_QUIT; }
+
 /* A key while a question is on the prompt line: its answer, or anything else (Esc) to cancel. */
 static void answer(app *a, int key)
 {
@@ -552,6 +558,11 @@ static void answer(app *a, int key)
     if (p == PROMPT_SAVE) {
         if ((key == 'y' || key == 'Y') ? app_save(a) : key == 'n' || key == 'N')
             quit_after_saving(a);
+        return;
+    }
+    if (p == PROMPT_SAVE_START) {
+        if ((key == 'y' || key == 'Y') && app_save(a))
+            start_run(a);
         return;
     }
     if (app_attached_running(a) && (key == 'y' || key == 'Y')) {
@@ -653,7 +664,7 @@ static void service_engine(app *a)
 {
     if (a->attached) {
         app_attach_service(a);
-        if (!app_attached_running(a) && a->prompt != PROMPT_NONE && a->prompt != PROMPT_SAVE)
+        if (!app_attached_running(a) && prompt_about_run(a->prompt))
             a->prompt = PROMPT_NONE;
         if (a->run.n_samples > 0 && a->sample >= (int)a->run.n_samples)
             a->sample = (int)a->run.n_samples - 1;
@@ -669,7 +680,7 @@ static void service_engine(app *a)
         engine_exit status;
         if (engine_client_exit(a->client, &status))
             run_state_engine_exited(&a->run, &status);
-        if (a->prompt != PROMPT_NONE && a->prompt != PROMPT_SAVE)
+        if (prompt_about_run(a->prompt))
             a->prompt = PROMPT_NONE;
     }
     if (a->run.n_samples > 0 && a->sample >= (int)a->run.n_samples)

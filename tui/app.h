@@ -27,7 +27,14 @@
 typedef enum focus { FOCUS_SECTIONS, FOCUS_FORM } focus;
 typedef enum view { VIEW_CONFIG, VIEW_RUN } view;
 /* A question on the prompt line; keys answer it before the key table sees them. */
-typedef enum prompt { PROMPT_NONE, PROMPT_STOP, PROMPT_ABORT, PROMPT_QUIT, PROMPT_SAVE } prompt;
+typedef enum prompt {
+    PROMPT_NONE,
+    PROMPT_STOP,
+    PROMPT_ABORT,
+    PROMPT_QUIT,
+    PROMPT_SAVE,
+    PROMPT_SAVE_START
+} prompt;
 
 /* The characters that differ between a UTF-8 terminal and plain ASCII. */
 typedef struct glyphs {
@@ -143,7 +150,8 @@ typedef struct app {
     char *message;            /* one line above the key bar until the next key; NULL: none */
     engine_client *client;
     attached_run *attached;
-    bool have_run; /* run and log are initialised */
+    bool have_run;         /* run and log are initialised */
+    char *run_config_name; /* the name of the config the run trains (the view may show another one) */
     run_state run;
     scrollback log;
     uint64_t log_pushed;    /* run.log.total already copied into log */

@@ -572,6 +572,7 @@ void draw_prompt_line(const app *a, int y, int width)
         text = "Leave the engine training (it keeps its journal), stop it, or cancel? l/s/c";
         break;
     case PROMPT_SAVE: text = "The config has unsaved changes. Save them? y/n/c"; break;
+    case PROMPT_SAVE_START: text = "The engine trains the saved file. Save the changes and start? y/n"; break;
     case PROMPT_NONE: break;
     }
     if (text) {

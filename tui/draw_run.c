@@ -58,7 +58,8 @@ static void draw_run_title(const app *a, int width)
     if (isfinite(steps_per_s))
         snprintf(rate, sizeof rate, steps_per_s >= 1 ? "%.1f it/s" : "%.2f s/it",
                  steps_per_s >= 1 ? steps_per_s : 1 / steps_per_s);
-    char *text = sdt_format(" sdtune  %s   %s   epoch %s   step %s   %s", a->name, phase, epoch, step, rate);
+    const char *name = a->have_run && a->run_config_name ? a->run_config_name : a->name;
+    char *text = sdt_format(" sdtune  %s   %s   epoch %s   step %s   %s", name, phase, epoch, step, rate);
     attrset(a->theme.title);
     text_fill(0, 0, width);
     text_put(0, 0, text ? text : " sdtune", width);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Drives sdtune's run view in tmux (tests/tui/tui-drive) with the real engine on copies of the repository's
 # config.toml: a start refused for a config with an error; a run (progress, sparkline, pause and resume,
-# sample now, stop: done, the LoRA file); an abort with its confirmation; an engine killed with SIGKILL and
-# a new run started after it, a resize mid-run; quitting while training (cancel, then leave the engine
+# sample now, stop: done, the LoRA file); unsaved edits saved on start after a question; an abort with its
+# confirmation; an engine killed with SIGKILL and a new run started after it, a resize mid-run; quitting while training (cancel, then leave the engine
 # running); whole 12-step runs with samples at TERM=xterm (8 colours) and with NO_COLOR.
 #
 # usage: test_run_view.sh SDTUNE_BINARY SOURCE_DIR        (exit 77: skipped, tmux is not installed)
@@ -123,11 +123,20 @@ expect "F4 switches to the config view" 'engine: done'
 "$drive" "$session" keys q
 check "q quits after the run" wait_exit
 
-# ---- abort with confirmation -------------------------------------------------------------------
+# ---- unsaved edits: save and start; abort with confirmation --------------------------------------
 start 80x24 "$sdtune" "$config"
 expect "the config view shows" 'engine: idle'
+"$drive" "$session" keys /
+"$drive" "$session" type flip_aug
+"$drive" "$session" keys Enter Space
+expect "an edit marks the config unsaved" '^ sdtune  long\.toml\*'
 "$drive" "$session" keys F5
-expect "the run trains" 'step [1-9][0-9]*/100000' 30
+expect "F5 with unsaved edits asks to save first" 'Save the changes and start\? y/n'
+"$drive" "$session" keys n
+expect "n starts nothing" 'engine: idle'
+"$drive" "$session" keys F5 y
+expect "y saves and starts" 'step [1-9][0-9]*/100000' 30
+check "the file has the edit" grep -q '^flip_aug = true' "$config"
 "$drive" "$session" keys F8
 expect "F8 asks first" 'Abort the run .*y/n'
 "$drive" "$session" keys n
