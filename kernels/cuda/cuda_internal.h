@@ -71,7 +71,7 @@ constexpr size_t CUDA_WORKSPACE_BYTES = size_t(64) << 20;
     do {                                                                                                     \
         cublasStatus_t rc_ = (call);                                                                         \
         if (rc_ != CUBLAS_STATUS_SUCCESS)                                                                    \
-            return sdt_engine_fail((e), "%s: %s", #call, cublasGetStatusString(rc_));                      \
+            return sdt_engine_fail((e), "%s: %s", #call, cublasLtGetStatusString(rc_));                      \
     } while (0)
 
 #define CUDNN_TRY(e, call)                                                                                   \

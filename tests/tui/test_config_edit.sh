@@ -7,27 +7,13 @@
 # usage: test_config_edit.sh SDTUNE_BINARY SOURCE_DIR        (exit 77: skipped, tmux is not installed)
 set -euo pipefail
 
-[ $# -eq 2 ] || { echo "usage: $0 SDTUNE_BINARY SOURCE_DIR" >&2; exit 2; }
-sdtune=$1
-engine=$(dirname "$sdtune")/sdtune-engine
-drive=$2/tests/tui/tui-drive
-command -v tmux >/dev/null || { echo "skipped: tmux is not installed"; exit 77; }
-
-tmp=$(mktemp -d)
-session=sdtune-edit-$$
-cleanup() {
-    "$drive" "$session" stop
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=tui_test_setup.sh
+source "$(dirname "$0")/tui_test_setup.sh" "$@"
 
 config=$tmp/edit-me.toml
-cp "$2/config.toml" "$config"
+cp "$src/config.toml" "$config"
 
-passed=0 failed=0
-# shellcheck source=screen_checks.sh
-source "$2/tests/tui/screen_checks.sh"
-"$drive" "$session" start 80x24 "$sdtune" "$config"
+start 80x24 "$sdtune" "$config"
 expect "title bar names the file" '^ sdtune  edit-me\.toml  .*engine: idle'
 expect_not "a fresh load has no unsaved mark" 'edit-me\.toml\*'
 

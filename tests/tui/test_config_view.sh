@@ -6,18 +6,8 @@
 # usage: test_config_view.sh SDTUNE_BINARY SOURCE_DIR        (exit 77: skipped, tmux is not installed)
 set -euo pipefail
 
-[ $# -eq 2 ] || { echo "usage: $0 SDTUNE_BINARY SOURCE_DIR" >&2; exit 2; }
-sdtune=$1
-drive=$2/tests/tui/tui-drive
-command -v tmux >/dev/null || { echo "skipped: tmux is not installed"; exit 77; }
-
-tmp=$(mktemp -d)
-sessions=()
-cleanup() {
-    for s in "${sessions[@]}"; do "$drive" "$s" stop; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=tui_test_setup.sh
+source "$(dirname "$0")/tui_test_setup.sh" "$@"
 
 config=$tmp/my-lora.toml
 cat >"$config" <<'EOF'
@@ -29,20 +19,6 @@ random_crop = true
 [logging]
 wandb_api_key = "hunter2-secret"
 EOF
-
-passed=0 failed=0
-# shellcheck source=screen_checks.sh
-source "$2/tests/tui/screen_checks.sh"
-session=""
-
-# start SIZE CMD...: runs CMD in a fresh tui-drive session, which the following checks look at.
-start() {
-    local size=$1
-    shift
-    session=sdtune-view-$$-${#sessions[@]}
-    sessions+=("$session")
-    "$drive" "$session" start "$size" "$@"
-}
 
 sections=(Model Folders Dataset Training Optimizer "LR schedule" Network "Noise & loss" Sampling Saving
           Logging "Precision & memory" Hardware Metadata)

@@ -8,32 +8,18 @@
 # usage: test_files.sh SDTUNE_BINARY SOURCE_DIR        (exit 77: skipped, tmux is not installed)
 set -euo pipefail
 
-[ $# -eq 2 ] || { echo "usage: $0 SDTUNE_BINARY SOURCE_DIR" >&2; exit 2; }
-sdtune=$1
-engine=$(dirname "$sdtune")/sdtune-engine
-drive=$2/tests/tui/tui-drive
-command -v tmux >/dev/null || { echo "skipped: tmux is not installed"; exit 77; }
-
-tmp=$(mktemp -d)
-session=sdtune-files-$$
-cleanup() {
-    "$drive" "$session" stop
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=tui_test_setup.sh
+source "$(dirname "$0")/tui_test_setup.sh" "$@"
 
 home=$tmp/home
 mkdir -p "$home/models/sub" "$home/work"
 touch "$home/models/base m.ckpt" "$home/models/other.ckpt"
 first=$home/work/first.toml
-cp "$2/config.toml" "$first"
+cp "$src/config.toml" "$first"
 printf '[model]\nmodel_family = "sd1"\n[training\nlearning_rate = 1\n' >"$home/work/broken.toml"
 
-passed=0 failed=0
-# shellcheck source=screen_checks.sh
-source "$2/tests/tui/screen_checks.sh"
 cd "$home/work"
-"$drive" "$session" start 80x24 env HOME="$home" XDG_STATE_HOME="$tmp/state" "$sdtune" first.toml
+start 80x24 env HOME="$home" XDG_STATE_HOME="$tmp/state" "$sdtune" first.toml
 expect "title bar names the file" '^ sdtune  first\.toml  .*engine: idle'
 expect "the key bar has Open" 'oOpen'
 check "loading records the config in the recent files" grep -qx "$first" "$tmp/state/sdtune/recent"
@@ -66,7 +52,7 @@ expect "the title names the new file, saved" '^ sdtune  second\.toml  '
 check "the new file has the completed path" \
     grep -qx 'pretrained_model_name_or_path = "~/models/base m.ckpt"' "$home/work/second.toml"
 check "the new file validates" env HOME="$home" "$engine" validate "$home/work/second.toml"
-check "the first file is untouched" cmp -s "$2/config.toml" "$first"
+check "the first file is untouched" cmp -s "$src/config.toml" "$first"
 check "the recent files list the new file first" \
     bash -c "[ \"\$(head -1 '$tmp/state/sdtune/recent')\" = '$home/work/second.toml' ]"
 
@@ -80,7 +66,7 @@ expect "n keeps it" 'Not saved'
 "$drive" "$session" keys Escape
 expect "Esc closes the box" '│  Optimizer '
 expect_not "the box is gone" 'Save the config as'
-check "the refused file is untouched" cmp -s "$2/config.toml" "$first"
+check "the refused file is untouched" cmp -s "$src/config.toml" "$first"
 
 # Open: the recent files are listed; Down picks the first config, Enter opens it.
 "$drive" "$session" keys o

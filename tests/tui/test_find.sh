@@ -8,40 +8,13 @@
 # usage: test_find.sh SDTUNE_BINARY SOURCE_DIR        (exit 77: skipped, tmux is not installed)
 set -euo pipefail
 
-[ $# -eq 2 ] || { echo "usage: $0 SDTUNE_BINARY SOURCE_DIR" >&2; exit 2; }
-sdtune=$1
-src=$2
-drive=$src/tests/tui/tui-drive
-command -v tmux >/dev/null || { echo "skipped: tmux is not installed"; exit 77; }
+# shellcheck source=tui_test_setup.sh
+source "$(dirname "$0")/tui_test_setup.sh" "$@"
 
-tmp=$(mktemp -d)
-export SDTUNE_CACHE_DIR=$tmp/cache
-session=sdtune-find-$$
-# The engine this test starts: its command line names the config in $tmp.
-engine_pids() { pgrep -f "sdtune-engine train --protocol $tmp/" 2>/dev/null || true; }
-cleanup() {
-    "$drive" "$session" stop
-    for pid in $(engine_pids); do kill -KILL "$pid" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap "exit 1" TERM INT HUP
+# A copy of config.toml training 12 steps of batch 1 into $tmp/find-out, without samples.
+config=$(make_demo_config find-me 12 0)
 
-# A copy of config.toml training 12 steps of batch 1 into $tmp/out, without samples (as test_run_view.sh).
-config=$tmp/find-me.toml
-awk -v out="\"$tmp/out\"" '
-    /^(# )?(output_dir|max_train_steps|train_batch_size|sample_every_n_steps|cache_latents_to_disk) = / { next }
-    { print }
-    /^\[folders\]$/ { print "output_dir = " out }
-    /^\[training\]$/ { print "max_train_steps = 12"; print "train_batch_size = 1" }
-    /^\[sampling\]$/ { print "sample_every_n_steps = 0" }
-    /^\[dataset\]$/ { print "cache_latents_to_disk = true" }
-' "$src/config.toml" >"$config"
-
-passed=0 failed=0
-# shellcheck source=screen_checks.sh
-source "$src/tests/tui/screen_checks.sh"
-"$drive" "$session" start 80x24 "$sdtune" "$config"
+start 80x24 "$sdtune" "$config"
 expect "the config view shows" '^ sdtune  find-me\.toml'
 expect "F3 is available in the key bar" '3Find'
 

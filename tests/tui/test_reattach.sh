@@ -10,64 +10,12 @@
 # usage: test_reattach.sh SDTUNE_BINARY SOURCE_DIR        (exit 77: skipped, tmux is not installed)
 set -euo pipefail
 
-[ $# -eq 2 ] || { echo "usage: $0 SDTUNE_BINARY SOURCE_DIR" >&2; exit 2; }
-sdtune=$1
-src=$2
-drive=$src/tests/tui/tui-drive
-command -v tmux >/dev/null || { echo "skipped: tmux is not installed"; exit 77; }
-
-tmp=$(mktemp -d)
-export SDTUNE_CACHE_DIR=$tmp/cache
-sessions=()
-
-# The pids of the engines this test started: their command lines name configs in $tmp.
-engine_pids() {
-    for d in /proc/[0-9]*; do
-        { tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null | grep -q "sdtune-engine train --protocol $tmp/" &&
-            echo "${d#/proc/}"
-    done
-    true
-}
-cleanup() {
-    for s in "${sessions[@]}"; do "$drive" "$s" stop; done
-    for pid in $(engine_pids); do kill -KILL "$pid" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap "exit 1" TERM INT HUP # so that cleanup runs when ctest gives up on the test
+# shellcheck source=tui_test_setup.sh
+source "$(dirname "$0")/tui_test_setup.sh" "$@"
+expect_timeout=10
 
 # A copy of config.toml training 100000 steps of batch 1 into $tmp/long-out, without samples.
-config=$tmp/long.toml
-awk -v out="\"$tmp/long-out\"" '
-    /^(# )?(output_dir|max_train_steps|train_batch_size|sample_every_n_steps|cache_latents_to_disk) = / { next }
-    { print }
-    /^\[folders\]$/ { print "output_dir = " out }
-    /^\[training\]$/ { print "max_train_steps = 100000"; print "train_batch_size = 1" }
-    /^\[sampling\]$/ { print "sample_every_n_steps = 0" }
-    /^\[dataset\]$/ { print "cache_latents_to_disk = true" }
-' "$src/config.toml" >"$config"
-
-passed=0 failed=0
-expect_timeout=10
-# shellcheck source=screen_checks.sh
-source "$src/tests/tui/screen_checks.sh"
-session=""
-
-start() { # start SIZE CMD...
-    local size=$1
-    shift
-    session=sdtune-reattach-$$-${#sessions[@]}
-    sessions+=("$session")
-    "$drive" "$session" start "$size" "$@"
-}
-
-wait_exit() { # the program ends within 5 seconds
-    local end=$((SECONDS + 5))
-    while "$drive" "$session" alive; do
-        ((SECONDS < end)) || return 1
-        sleep 0.2
-    done
-}
+config=$(make_demo_config long 100000 0)
 
 # The run view's panes as "LOG_ROW SPARK_ROWS LOG_ROWS SAMPLES_WIDTH": the screen row of the log box's
 # top border, the sparkline box's inside rows, the log box's inside rows, the samples box's width.

@@ -8,77 +8,12 @@
 # usage: test_run_view.sh SDTUNE_BINARY SOURCE_DIR        (exit 77: skipped, tmux is not installed)
 set -euo pipefail
 
-[ $# -eq 2 ] || { echo "usage: $0 SDTUNE_BINARY SOURCE_DIR" >&2; exit 2; }
-sdtune=$1
-src=$2
-drive=$src/tests/tui/tui-drive
-command -v tmux >/dev/null || { echo "skipped: tmux is not installed"; exit 77; }
-
-tmp=$(mktemp -d)
-export SDTUNE_CACHE_DIR=$tmp/cache
-sessions=()
-
-# The pids of the engines this test started: their command lines name configs in $tmp.
-engine_pids() {
-    if command -v pgrep >/dev/null; then
-        pgrep -f "sdtune-engine train --protocol $tmp/" || true
-    else
-        for d in /proc/[0-9]*; do
-            tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -q "sdtune-engine train --protocol $tmp/" &&
-                echo "${d#/proc/}"
-        done
-        true
-    fi
-}
-cleanup() {
-    for s in "${sessions[@]}"; do "$drive" "$s" stop; done
-    for pid in $(engine_pids); do kill -KILL "$pid" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap "exit 1" TERM INT HUP # so that cleanup runs when ctest gives up on the test
-
-# make_config NAME STEPS SAMPLE_EVERY: a copy of config.toml training STEPS steps of batch 1 into
-# $tmp/NAME-out, sampling every SAMPLE_EVERY steps; prints its path.
-make_config() {
-    local name=$1 steps=$2 every=$3 path=$tmp/$1.toml
-    awk -v out="\"$tmp/$name-out\"" -v steps="$steps" -v every="$every" '
-        function set(key, value) { pending[key] = value }
-        BEGIN { set("output_dir", out) }
-        /^(# )?(output_dir|max_train_steps|train_batch_size|sample_every_n_steps|cache_latents_to_disk) = / { next }
-        { print }
-        /^\[folders\]$/ { print "output_dir = " out }
-        /^\[training\]$/ { print "max_train_steps = " steps; print "train_batch_size = 1" }
-        /^\[sampling\]$/ { print "sample_every_n_steps = " every }
-        /^\[dataset\]$/ { print "cache_latents_to_disk = true" }
-    ' "$src/config.toml" >"$path"
-    echo "$path"
-}
-
-passed=0 failed=0
+# shellcheck source=tui_test_setup.sh
+source "$(dirname "$0")/tui_test_setup.sh" "$@"
 expect_timeout=10 # the engine may take a while to load and cache
-# shellcheck source=screen_checks.sh
-source "$src/tests/tui/screen_checks.sh"
-session=""
-
-start() { # start SIZE CMD...
-    local size=$1
-    shift
-    session=sdtune-run-$$-${#sessions[@]}
-    sessions+=("$session")
-    "$drive" "$session" start "$size" "$@"
-}
 
 # Braille is U+2800..U+28FF: the bytes e2 a0..a3 in UTF-8.
 has_braille() { "$drive" "$session" shot | LC_ALL=C grep -q $'\xe2[\xa0-\xa3]'; }
-
-wait_exit() { # the program ends within 5 seconds
-    local end=$((SECONDS + 5))
-    while "$drive" "$session" alive; do
-        ((SECONDS < end)) || return 1
-        sleep 0.2
-    done
-}
 
 # ---- a config with an error: the start is refused with the list of errors --------------------------
 bad=$tmp/bad.toml
@@ -93,7 +28,7 @@ check "no engine started for it" test -z "$(engine_pids)"
 check "q quits when no engine runs" wait_exit
 
 # ---- a run: progress, sparkline, pause and resume, sample now, stop and save -----------------------
-config=$(make_config long 100000 0)
+config=$(make_demo_config long 100000 0)
 start 80x24 "$sdtune" "$config"
 expect "the config view shows" 'engine: idle'
 "$drive" "$session" keys 5
@@ -173,7 +108,7 @@ check "the engine trains on, detached" test -n "$(engine_pids)"
 for pid in $(engine_pids); do kill -KILL "$pid"; done
 
 # ---- 8 colours and no colour ----------------------------------------------------------------------
-small=$(make_config small 12 6)
+small=$(make_demo_config small 12 6)
 for env in TERM=xterm NO_COLOR=1; do
     start 80x24 env "$env" "$sdtune" "$small"
     "$drive" "$session" keys F5

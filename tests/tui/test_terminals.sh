@@ -9,18 +9,8 @@
 # usage: test_terminals.sh SDTUNE_BINARY SOURCE_DIR        (exit 77: skipped, tmux is not installed)
 set -euo pipefail
 
-[ $# -eq 2 ] || { echo "usage: $0 SDTUNE_BINARY SOURCE_DIR" >&2; exit 2; }
-sdtune=$1
-drive=$2/tests/tui/tui-drive
-command -v tmux >/dev/null || { echo "skipped: tmux is not installed"; exit 77; }
-
-tmp=$(mktemp -d)
-sessions=()
-cleanup() {
-    for s in "${sessions[@]}"; do "$drive" "$s" stop; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=tui_test_setup.sh
+source "$(dirname "$0")/tui_test_setup.sh" "$@"
 
 config=$tmp/cfg.toml
 cat >"$config" <<'EOF'
@@ -34,10 +24,6 @@ EOF
 xdg=$tmp/xdg
 mkdir -p "$xdg/sdtune"
 
-passed=0 failed=0
-# shellcheck source=screen_checks.sh
-source "$2/tests/tui/screen_checks.sh"
-session=""
 shot=$tmp/shot.txt # the last capture with escape codes
 
 # start SIZE [VAR=VALUE...] -- [SDTUNE ARGS...]: sdtune on the test's config in a fresh session.
@@ -231,7 +217,7 @@ check "a bad colour: exit status 2 (got $status)" test "$status" -eq 2
 check "a bad colour: the file, line and key" grep -qF "$tmp/bad.toml:4: warning.fg: unknown colour 'purple'" "$tmp/err"
 "$sdtune" --help >"$tmp/help"
 check "--help lists --theme" grep -q -- '--theme NAME' "$tmp/help"
-for file in "$2"/themes/*.toml; do
+for file in "$src"/themes/*.toml; do
     name=$(basename "$file" .toml)
     check "--help names the shipped theme $name" grep -Eq -- "[ ,]$name[ ,]" "$tmp/help"
 done
