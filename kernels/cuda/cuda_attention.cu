@@ -36,7 +36,7 @@ constexpr int NT = BQ * TPR;    // threads per block (BK * TPR as well)
 constexpr int KPT = BK / TPR;   // keys per thread in the score loop
 constexpr int PLD = BK + 1;     // row stride of the [BQ, BK] score tiles: rows fall in different banks
 constexpr int ATTN_MAX_D = 256; // largest head dim the kernels take
-static_assert(BQ * TPR == BK * TPR, "one thread layout serves query and key tiles");
+static_assert(BQ == BK, "one thread layout (NT threads, TPR per row) serves query and key tiles");
 
 // Keys query row i may see: all Lk, or with the causal mask keys 0..i (every key from row Lk - 1 on).
 __host__ __device__ __forceinline__ int attn_visible(int i, int Lk, int causal)
