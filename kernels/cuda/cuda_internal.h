@@ -39,7 +39,7 @@ struct cuda_state {
     cudnnHandle_t dnn;
     void *workspace; // [workspace_bytes] bytes, shared by cuBLASLt and cuDNN on the one stream
     size_t workspace_bytes;
-    int sm_count;                     // multiprocessors, for grid sizes of reductions
+    int sm_count;                       // multiprocessors, for grid sizes of reductions
     struct cuda_plan_cache *gemm_plans; // owned by cuda_gemm.cu (NULL until the first GEMM)
     struct cuda_plan_cache *conv_plans; // owned by cuda_conv.cu (NULL until the first convolution)
 };
@@ -56,7 +56,7 @@ constexpr size_t CUDA_WORKSPACE_BYTES = size_t(64) << 20;
     do {                                                                                                     \
         cudaError_t rc_ = (call);                                                                            \
         if (rc_ != cudaSuccess)                                                                              \
-            return sdt_engine_fail((e), "%s: %s", #call, cudaGetErrorString(rc_));                         \
+            return sdt_engine_fail((e), "%s: %s", #call, cudaGetErrorString(rc_));                           \
     } while (0)
 
 // After a kernel launch: a bad configuration is reported at once, a fault in the kernel at the next sync.
@@ -64,7 +64,7 @@ constexpr size_t CUDA_WORKSPACE_BYTES = size_t(64) << 20;
     do {                                                                                                     \
         cudaError_t rc_ = cudaGetLastError();                                                                \
         if (rc_ != cudaSuccess)                                                                              \
-            return sdt_engine_fail((e), "%s: kernel launch: %s", (what), cudaGetErrorString(rc_));          \
+            return sdt_engine_fail((e), "%s: kernel launch: %s", (what), cudaGetErrorString(rc_));           \
     } while (0)
 
 #define CUBLAS_TRY(e, call)                                                                                  \
@@ -78,7 +78,7 @@ constexpr size_t CUDA_WORKSPACE_BYTES = size_t(64) << 20;
     do {                                                                                                     \
         cudnnStatus_t rc_ = (call);                                                                          \
         if (rc_ != CUDNN_STATUS_SUCCESS)                                                                     \
-            return sdt_engine_fail((e), "%s: %s", #call, cudnnGetErrorString(rc_));                        \
+            return sdt_engine_fail((e), "%s: %s", #call, cudnnGetErrorString(rc_));                          \
     } while (0)
 
 // ---- dtypes --------------------------------------------------------------------------------------------
@@ -146,8 +146,10 @@ int cuda_axpy(sdt_engine *e, sdt_tensor *y, float alpha, const sdt_tensor *x);
 int cuda_copy(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src);
 int cuda_add_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *a, const sdt_tensor *b);
 int cuda_add_backward(sdt_engine *e, sdt_tensor *da, sdt_tensor *db, const sdt_tensor *dout);
-int cuda_add_channel_vector_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp, const sdt_tensor *vec);
-int cuda_add_channel_vector_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dvec, const sdt_tensor *dout);
+int cuda_add_channel_vector_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp,
+                                    const sdt_tensor *vec);
+int cuda_add_channel_vector_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dvec,
+                                     const sdt_tensor *dout);
 int cuda_concat_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *a, const sdt_tensor *b);
 int cuda_concat_backward(sdt_engine *e, sdt_tensor *da, sdt_tensor *db, const sdt_tensor *dout);
 int cuda_upsample2x_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp);
@@ -168,14 +170,15 @@ int cuda_mse_loss_backward(sdt_engine *e, sdt_tensor *dpred, const sdt_tensor *p
 
 // cuda_norm.cu
 int cuda_group_norm_forward(sdt_engine *e, sdt_tensor *out, sdt_tensor *mean, sdt_tensor *rstd,
-                            const sdt_tensor *inp, const sdt_tensor *weight, const sdt_tensor *bias, int groups,
-                            float eps, int fuse_silu);
+                            const sdt_tensor *inp, const sdt_tensor *weight, const sdt_tensor *bias,
+                            int groups, float eps, int fuse_silu);
 int cuda_group_norm_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sdt_tensor *dbias,
                              const sdt_tensor *dout, const sdt_tensor *inp, const sdt_tensor *weight,
-                             const sdt_tensor *bias, const sdt_tensor *mean, const sdt_tensor *rstd, int groups,
-                             int fuse_silu);
+                             const sdt_tensor *bias, const sdt_tensor *mean, const sdt_tensor *rstd,
+                             int groups, int fuse_silu);
 int cuda_layer_norm_forward(sdt_engine *e, sdt_tensor *out, sdt_tensor *mean, sdt_tensor *rstd,
-                            const sdt_tensor *inp, const sdt_tensor *weight, const sdt_tensor *bias, float eps);
+                            const sdt_tensor *inp, const sdt_tensor *weight, const sdt_tensor *bias,
+                            float eps);
 int cuda_layer_norm_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sdt_tensor *dbias,
                              const sdt_tensor *dout, const sdt_tensor *inp, const sdt_tensor *weight,
                              const sdt_tensor *mean, const sdt_tensor *rstd);
@@ -183,9 +186,10 @@ int cuda_layer_norm_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweigh
 // cuda_attention.cu
 int cuda_attention_forward(sdt_engine *e, sdt_tensor *out, sdt_tensor *lse, const sdt_tensor *q,
                            const sdt_tensor *k, const sdt_tensor *v, int heads, float scale, int causal);
-int cuda_attention_backward(sdt_engine *e, sdt_tensor *dq, sdt_tensor *dk, sdt_tensor *dv, const sdt_tensor *dout,
-                            const sdt_tensor *q, const sdt_tensor *k, const sdt_tensor *v, const sdt_tensor *out,
-                            const sdt_tensor *lse, int heads, float scale, int causal);
+int cuda_attention_backward(sdt_engine *e, sdt_tensor *dq, sdt_tensor *dk, sdt_tensor *dv,
+                            const sdt_tensor *dout, const sdt_tensor *q, const sdt_tensor *k,
+                            const sdt_tensor *v, const sdt_tensor *out, const sdt_tensor *lse, int heads,
+                            float scale, int causal);
 
 // cuda_gemm.cu (cuBLASLt)
 int cuda_linear_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp, const sdt_tensor *weight,
