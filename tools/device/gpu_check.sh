@@ -12,8 +12,9 @@
 #    along) into a private folder and points pkg-config, CMake, the linker and the loader at it;
 # 4. configures build/gpu (RelWithDebInfo, CUDA on, sm_90, the CUDA ops with cuBLASLt and cuDNN) and
 #    stops unless the CUDA ops are really part of the build;
-# 5. builds everything (or --targets), then runs `ctest -L gpu --output-on-failure`; a GPU test reported
-#    skipped counts as a failure here, since on a GPU machine a skip means the build or the device is off;
+# 5. builds everything (or --targets), then runs `ctest -L gpu -V` (ctest.log keeps every case's line);
+#    a GPU test reported skipped counts as a failure here: on a GPU machine a skip means the build or the
+#    device is off;
 # 6. with --peer, then runs the PyTorch peer tools/bench/peer_unet_lora.py (batch 1, 4, 8 at 512 px) with
 #    the wheels of .whl/ (tools/bench/fetch_wheels.sh, carried along): peer.txt, peer.json.
 #
@@ -41,7 +42,7 @@ while [ $# -gt 0 ]; do
         shift
         ;;
     -h | --help)
-        sed -n '2,24p' "$0"
+        sed -n '2,25p' "$0"
         exit 0
         ;;
     *)
@@ -205,8 +206,12 @@ if [ "$run_tests" -eq 0 ]; then
 fi
 step "ctest -L gpu"
 set +e
-(cd "$build" && ctest -L gpu --output-on-failure) 2>&1 | tee "$logs/ctest.log"
-rc=${PIPESTATUS[0]}
+# Verbose into the log (every case's line, with its errors, passing or not, to judge the margins); on the
+# screen the per-test results and the failing cases only.
+(cd "$build" && ctest -L gpu -V) >"$logs/ctest.log" 2>&1
+rc=$?
+grep -E 'Test +#[0-9]+:|^[0-9]+: (FAIL|skipped)|tests passed|tests failed|did not run|Skipped|\(Failed\)' \
+    "$logs/ctest.log" | head -n 200 || true
 set -e
 grep -E '^[0-9]+% tests passed|tests? failed out of' "$logs/ctest.log" | tail -n 1 | sed 's/^/gpu_check: ctest: /' | tee -a "$summary"
 grep -q 'No tests were found' "$logs/ctest.log" && die "ctest found no test labelled gpu"
