@@ -504,6 +504,15 @@ static int mse_bwd(sdt_engine *e, const op_dims *d, op_tensors *t)
         1e-9, 1e-5, 1e-4                                                                                     \
     }
 
+/* The embedding's sin/cos arguments are t * freq with t up to 1000: an expf that rounds a frequency one or
+ * two ulps away from the C library's (CUDA's expf is within 2 ulps) moves arguments by up to ~2e-4, an
+ * NMSE of up to ~2e-9 over a case, so f32 gets 1e-7 here; a wrong frequency or a swapped sin/cos half
+ * gives ~1. */
+#define NMSE_TIMESTEP                                                                                        \
+    {                                                                                                        \
+        1e-7, 1e-5, 1e-4                                                                                     \
+    }
+
 static const op_def op_table[] = {
     {"linear",
      "N C OC bias",
@@ -516,7 +525,8 @@ static const op_def op_table[] = {
      NULL,
      linear_fwd,
      linear_bwd,
-     NMSE_DEFAULT},
+     NMSE_DEFAULT,
+     0},
     {"conv2d",
      "B H W C OC KH KW stride pad_top pad_left pad_bottom pad_right bias",
      {"x", "weight", "bias"},
@@ -528,7 +538,8 @@ static const op_def op_table[] = {
      NULL,
      conv2d_fwd,
      conv2d_bwd,
-     NMSE_DEFAULT},
+     NMSE_DEFAULT,
+     0},
     {"group_norm",
      "B HW C G eps silu",
      {"x", "weight", "bias"},
@@ -540,7 +551,8 @@ static const op_def op_table[] = {
      NULL,
      group_norm_fwd,
      group_norm_bwd,
-     NMSE_DEFAULT},
+     NMSE_DEFAULT,
+     0},
     {"layer_norm",
      "N C eps",
      {"x", "weight", "bias"},
@@ -552,7 +564,8 @@ static const op_def op_table[] = {
      NULL,
      layer_norm_fwd,
      layer_norm_bwd,
-     NMSE_DEFAULT},
+     NMSE_DEFAULT,
+     0},
     {"attention",
      "B Lq Lk H D causal",
      {"q", "k", "v"},
@@ -564,14 +577,27 @@ static const op_def op_table[] = {
      NULL,
      attention_fwd,
      attention_bwd,
-     NMSE_DEFAULT},
-    {"softmax", "N C", {"x"}, 1, 0, 0, 0, rows_shapes, NULL, softmax_fwd, softmax_bwd, NMSE_DEFAULT},
-    {"silu", "N", {"x"}, 1, 0, 0, 0, vector_shapes, NULL, silu_fwd, silu_bwd, NMSE_DEFAULT},
-    {"gelu", "N", {"x"}, 1, 0, 0, 0, vector_shapes, NULL, gelu_fwd, gelu_bwd, NMSE_DEFAULT},
-    {"gelu_tanh", "N", {"x"}, 1, 0, 0, 0, vector_shapes, NULL, gelu_tanh_fwd, gelu_tanh_bwd, NMSE_DEFAULT},
-    {"quick_gelu", "N", {"x"}, 1, 0, 0, 0, vector_shapes, NULL, quick_gelu_fwd, quick_gelu_bwd, NMSE_DEFAULT},
-    {"geglu", "N F", {"x"}, 1, 0, 0, 0, geglu_shapes, NULL, geglu_fwd, geglu_bwd, NMSE_DEFAULT},
-    {"add", "N", {"a", "b"}, 3, 0, 0, 0, vector_shapes, NULL, add_fwd, add_bwd, NMSE_DEFAULT},
+     NMSE_DEFAULT,
+     0},
+    {"softmax", "N C", {"x"}, 1, 0, 0, 0, rows_shapes, NULL, softmax_fwd, softmax_bwd, NMSE_DEFAULT, 0},
+    {"silu", "N", {"x"}, 1, 0, 0, 0, vector_shapes, NULL, silu_fwd, silu_bwd, NMSE_DEFAULT, 0},
+    {"gelu", "N", {"x"}, 1, 0, 0, 0, vector_shapes, NULL, gelu_fwd, gelu_bwd, NMSE_DEFAULT, 0},
+    {"gelu_tanh", "N", {"x"}, 1, 0, 0, 0, vector_shapes, NULL, gelu_tanh_fwd, gelu_tanh_bwd, NMSE_DEFAULT, 0},
+    {"quick_gelu",
+     "N",
+     {"x"},
+     1,
+     0,
+     0,
+     0,
+     vector_shapes,
+     NULL,
+     quick_gelu_fwd,
+     quick_gelu_bwd,
+     NMSE_DEFAULT,
+     0},
+    {"geglu", "N F", {"x"}, 1, 0, 0, 0, geglu_shapes, NULL, geglu_fwd, geglu_bwd, NMSE_DEFAULT, 0},
+    {"add", "N", {"a", "b"}, 3, 0, 0, 0, vector_shapes, NULL, add_fwd, add_bwd, NMSE_DEFAULT, 0},
     {"add_channel_vector",
      "B HW C",
      {"x", "vec"},
@@ -583,8 +609,21 @@ static const op_def op_table[] = {
      NULL,
      channel_vector_fwd,
      channel_vector_bwd,
-     NMSE_DEFAULT},
-    {"concat", "N Ca Cb", {"a", "b"}, 3, 0, 0, 0, concat_shapes, NULL, concat_fwd, concat_bwd, NMSE_DEFAULT},
+     NMSE_DEFAULT,
+     0},
+    {"concat",
+     "N Ca Cb",
+     {"a", "b"},
+     3,
+     0,
+     0,
+     0,
+     concat_shapes,
+     NULL,
+     concat_fwd,
+     concat_bwd,
+     NMSE_DEFAULT,
+     1},
     {"upsample2x",
      "B H W C",
      {"x"},
@@ -596,7 +635,8 @@ static const op_def op_table[] = {
      NULL,
      upsample_fwd,
      upsample_bwd,
-     NMSE_DEFAULT},
+     NMSE_DEFAULT,
+     0},
     {"timestep_embedding",
      "B dim flip shift max_period",
      {"t"},
@@ -608,7 +648,8 @@ static const op_def op_table[] = {
      timestep_prepare,
      timestep_fwd,
      NULL,
-     NMSE_DEFAULT},
+     NMSE_TIMESTEP,
+     0},
     {"mse_loss",
      "B N weighted",
      {"pred", "target", "weight"},
@@ -620,7 +661,8 @@ static const op_def op_table[] = {
      mse_prepare,
      mse_fwd,
      mse_bwd,
-     NMSE_DEFAULT},
+     NMSE_DEFAULT,
+     0},
 };
 
 const op_def *op_find(const char *name)
@@ -671,3 +713,46 @@ static const char *const cases[] = {
 size_t op_case_count(void) { return sizeof cases / sizeof cases[0]; }
 
 const char *op_case_at(size_t i) { return i < op_case_count() ? cases[i] : NULL; }
+
+static const char *const device_cases[] = {
+    /* GEMMs: M, N, K off every tile size; K = 320 as in SD1.5's first level. */
+    "linear N=130 C=320 OC=96 bias=1",
+    "linear N=77 C=768 OC=40 bias=0",
+    "linear N=33 C=8 OC=1 bias=1",
+    /* Convolutions with channel counts tensor cores take, SD's asymmetric downsample padding, a 1x1. */
+    "conv2d B=2 H=16 W=16 C=32 OC=64 KH=3 KW=3 stride=1 pad_top=1 pad_left=1 pad_bottom=1 pad_right=1 bias=1",
+    "conv2d B=1 H=17 W=15 C=16 OC=32 KH=3 KW=3 stride=2 pad_top=0 pad_left=0 pad_bottom=1 pad_right=1 bias=1",
+    "conv2d B=2 H=9 W=7 C=64 OC=32 KH=1 KW=1 stride=1 pad_top=0 pad_left=0 pad_bottom=0 pad_right=0 bias=1",
+    "conv2d B=1 H=8 W=8 C=4 OC=320 KH=3 KW=3 stride=1 pad_top=1 pad_left=1 pad_bottom=1 pad_right=1 bias=1",
+    /* Norms: 32 groups of SD's channel counts; CLIP's layer norm over 768. */
+    "group_norm B=2 HW=64 C=320 G=32 eps=1e-05 silu=1",
+    "group_norm B=1 HW=100 C=640 G=32 eps=1e-06 silu=0",
+    "layer_norm N=77 C=768 eps=1e-05",
+    "layer_norm N=64 C=320 eps=1e-05",
+    /* Attention at the real head sizes: SD1.5 40/80/160, SDXL 64; cross-attention's 77 keys; CLIP's
+     * causal 77 tokens. */
+    "attention B=2 Lq=64 Lk=64 H=2 D=40 causal=0",
+    "attention B=1 Lq=64 Lk=77 H=2 D=40 causal=0",
+    "attention B=1 Lq=48 Lk=48 H=2 D=80 causal=0",
+    "attention B=1 Lq=16 Lk=77 H=2 D=160 causal=0",
+    "attention B=2 Lq=32 Lk=32 H=2 D=64 causal=0",
+    "attention B=1 Lq=77 Lk=77 H=2 D=64 causal=1",
+    "softmax N=8 C=1000",
+    /* Elementwise: odd lengths past any vector width and block size. */
+    "silu N=65537",
+    "gelu N=4099",
+    "gelu_tanh N=4099",
+    "quick_gelu N=4099",
+    "geglu N=64 F=1280",
+    "add N=100003",
+    "add_channel_vector B=2 HW=64 C=320",
+    "concat N=64 Ca=320 Cb=640",
+    "upsample2x B=1 H=8 W=8 C=64",
+    "timestep_embedding B=8 dim=320 flip=1 shift=0 max_period=10000",
+    "mse_loss B=4 N=16384 weighted=1",
+    "mse_loss B=1 N=4097 weighted=0",
+};
+
+size_t op_device_case_count(void) { return sizeof device_cases / sizeof device_cases[0]; }
+
+const char *op_device_case_at(size_t i) { return i < op_device_case_count() ? device_cases[i] : NULL; }

@@ -63,6 +63,9 @@ typedef struct op_def {
     int (*backward)(sdt_engine *e, const op_dims *d, op_tensors *t); /* NULL: no backward (data inputs) */
     /* Largest normalised MSE of a backend against the CPU, per dtype of the tensors (f32, f16, bf16). */
     double max_nmse[3];
+    /* Backward needs every gradient present (concat: the two shapes say where the split is); otherwise
+     * a NULL gradient is simply not computed, and the runner checks one gradient at a time too. */
+    int all_grads;
 } op_def;
 
 const op_def *op_find(const char *name);
@@ -72,5 +75,11 @@ const op_def *op_at(size_t i);
 /* The built-in cases, one string each: "conv2d B=2 H=5 W=6 ...". */
 size_t op_case_count(void);
 const char *op_case_at(size_t i);
+
+/* Larger cases at the models' own shapes (SD1.5/SDXL/CLIP head sizes, 77 context tokens, 32 groups,
+ * sizes that are not multiples of a tile or a vector width), for backend comparisons (--mode test) only:
+ * finite differences on them would take too long. */
+size_t op_device_case_count(void);
+const char *op_device_case_at(size_t i);
 
 #endif
