@@ -140,53 +140,33 @@ int sdt_memory_plan_build(const sdt_memory_plan_input *in, sdt_memory_plan *out,
         unet_rank = unet_conv_rank = 0; /* no adapters: full training has no branch temporaries */
 
     /* One micro-step as the trainer runs it (train/trainer_step.c): the latents and timesteps, the
-     * context (from the cache, or the text encoder kept for backward), the UNet, the output gradient. */
+     * context (from the cache, or from the text encoder kept for backward, which the trainer runs on 77
+     * tokens), the UNet with the output gradient, the text encoder's backward. */
     const sdt_unet_config *uc = &m->arch.unet;
+    int te_trains = in->train_text_encoder;
     sdt_walk w = {.act_bytes = elem_bytes(in->activation_dtype),
                   .batch = in->batch < 1 ? 1 : in->batch,
-                  .context_length = in->context_length > 0 ? in->context_length : 77,
+                  .context_length = te_trains                ? 77
+                                    : in->context_length > 0 ? in->context_length
+                                                             : 77,
                   .checkpointing = in->gradient_checkpointing,
                   .unet_rank = unet_rank,
                   .unet_conv_rank = unet_conv_rank};
-    int64_t lh = in->height / 8, lw = in->width / 8;
+    /* the latent grid, rounded up to what the UNet accepts */
     int64_t multiple = (int64_t)1 << (uc->levels > 0 ? uc->levels - 1 : 0);
-    lh = (lh + multiple - 1) / multiple * multiple;
-    lw = (lw + multiple - 1) / multiple * multiple;
-    size_t latents = w.act_bytes * (size_t)(w.batch * lh * lw * uc->in_channels);
+    int64_t lh = (in->height / 8 + multiple - 1) / multiple * multiple;
+    int64_t lw = (in->width / 8 + multiple - 1) / multiple * multiple;
     size_t context = w.act_bytes * (size_t)(w.batch * w.context_length * uc->cross_attention_dim);
-    w.live = 0;
-    w.peak = 0;
-    /* x_t and ts_t; rounded as the allocator does (64 bytes) */
-    size_t inputs = (latents + 63) / 64 * 64 + ((size_t)w.batch * 4 + 63) / 64 * 64;
-    w.live = w.peak = inputs;
-    int te_trains = in->train_text_encoder;
+    sdt_walk_take(&w, w.act_bytes * (size_t)(w.batch * lh * lw * uc->in_channels)); /* x_t */
+    sdt_walk_take(&w, (size_t)w.batch * sizeof(float));                             /* ts_t */
     sdt_walk_clip clip = {0};
-    if (te_trains) {
-        /* The trainer runs the encoder on 77 tokens when it trains (longer prompts are refused). */
-        sdt_walk enc = w;
-        enc.context_length = 77;
-        if (sdt_walk_text_encoder_forward(&enc, &m->arch.text_encoder, 77, te_rank, &clip) != 0)
-            return sdt_set_error(error, "memory plan: the text encoder walk failed");
-        w.live = enc.live;
-        w.peak = enc.peak;
-        w.context_length = 77;
-        context = w.act_bytes * (size_t)(w.batch * 77 * uc->cross_attention_dim);
-        w.live += (context + 63) / 64 * 64; /* dctx */
-        if (w.live > w.peak)
-            w.peak = w.live;
-    } else {
-        w.live += (context + 63) / 64 * 64;
-        if (w.live > w.peak)
-            w.peak = w.live;
-    }
+    if (te_trains)
+        sdt_walk_text_encoder_forward(&w, &m->arch.text_encoder, 77, te_rank, &clip); /* ctx_t: its output */
+    sdt_walk_take(&w, context); /* te_trains: dctx_t; else ctx_t */
     if (sdt_walk_unet(&w, uc, lh, lw, error) != 0)
         return -1;
-    if (te_trains) {
-        sdt_walk enc = w;
-        sdt_walk_text_encoder_backward(&enc, &m->arch.text_encoder, 77, te_rank, &clip);
-        w.live = enc.live;
-        w.peak = enc.peak;
-    }
+    if (te_trains)
+        sdt_walk_text_encoder_backward(&w, &m->arch.text_encoder, 77, te_rank, &clip);
     out->unet_saved = w.unet_saved;
     out->text_encoder_saved = te_trains ? clip.saved : 0;
     out->step_peak = w.peak;

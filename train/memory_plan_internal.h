@@ -20,6 +20,9 @@ typedef struct sdt_walk {
     size_t unet_saved;  /* set by sdt_walk_unet: the UNet's saved state at the end of its forward */
 } sdt_walk;
 
+/* Counts an allocation of bytes, rounded as the engine allocator rounds. */
+void sdt_walk_take(sdt_walk *w, size_t bytes);
+
 /* One forward kept for backward and its backward of the UNet at latent_h x latent_w, from the context
  * and the time embedding to the output's gradient; adds to w's counters and leaves w->live as it found
  * it. Returns 0, or -1 with *error set when the config has a shape the walk does not follow. */
@@ -33,8 +36,8 @@ typedef struct sdt_walk_clip {
     size_t saved; /* bytes the forward left, the context included */
 } sdt_walk_clip;
 
-int sdt_walk_text_encoder_forward(sdt_walk *w, const sdt_clip_config *c, int64_t length, int rank,
-                                  sdt_walk_clip *state);
+void sdt_walk_text_encoder_forward(sdt_walk *w, const sdt_clip_config *c, int64_t length, int rank,
+                                   sdt_walk_clip *state);
 void sdt_walk_text_encoder_backward(sdt_walk *w, const sdt_clip_config *c, int64_t length, int rank,
                                     const sdt_walk_clip *state);
 

@@ -30,6 +30,8 @@ static void take(sdt_walk *w, size_t bytes)
 
 static void give(sdt_walk *w, size_t bytes) { w->live -= rounded(bytes); }
 
+void sdt_walk_take(sdt_walk *w, size_t bytes) { take(w, bytes); }
+
 /* An activation of n elements (the activation dtype), and an F32 tensor of n elements. */
 static size_t act(const sdt_walk *w, int64_t n) { return (size_t)n * w->act_bytes; }
 static size_t f32(int64_t n) { return (size_t)n * 4; }
@@ -681,8 +683,8 @@ static void clip_layer_bwd(sdt_walk *w, const clip_dims *d)
     give(w, act(w, rw));
 }
 
-int sdt_walk_text_encoder_forward(sdt_walk *w, const sdt_clip_config *c, int64_t length, int rank,
-                                  sdt_walk_clip *state)
+void sdt_walk_text_encoder_forward(sdt_walk *w, const sdt_clip_config *c, int64_t length, int rank,
+                                   sdt_walk_clip *state)
 {
     clip_dims d = {w->batch * length, c->width, c->mlp_width, w->batch, length, c->heads, rank};
     int keep = !w->checkpointing;
@@ -694,7 +696,6 @@ int sdt_walk_text_encoder_forward(sdt_walk *w, const sdt_clip_config *c, int64_t
     norm_fwd(w, d.rows, d.width, d.rows, 1); /* the context and its final norm's statistics */
     state->layers = c->layers;
     state->saved = w->live - before;
-    return 0;
 }
 
 void sdt_walk_text_encoder_backward(sdt_walk *w, const sdt_clip_config *c, int64_t length, int rank,
