@@ -23,20 +23,24 @@
 
 static void usage(FILE *out)
 {
-    fputs("usage: sdtune-engine train CONFIG [--protocol] [--threads N] [--quiet]\n"
-          "  CONFIG       the run's config (config.toml trains the built-in demo)\n"
-          "  --protocol   talk JSON Lines: events on stdout, commands on stdin (docs/protocol.md)\n"
-          "  --threads N  CPU threads (default: the config's cpu_threads, else every core)\n"
-          "  --quiet      print only warnings, errors and the first and last progress lines\n"
-          "exit 0 when done or stopped and saved, 1 when the run failed, 2 on usage or config errors,\n"
-          "3 when aborted\n",
-          out);
+    fputs(
+        "usage: sdtune-engine train CONFIG [--protocol] [--threads N] [--quiet] [--memory-limit MIB]\n"
+        "  CONFIG       the run's config (config.toml trains the built-in demo)\n"
+        "  --protocol   talk JSON Lines: events on stdout, commands on stdin (docs/protocol.md)\n"
+        "  --threads N  CPU threads (default: the config's cpu_threads, else every core)\n"
+        "  --quiet      print only warnings, errors and the first and last progress lines\n"
+        "  --memory-limit MIB\n"
+        "               check the memory plan against this much memory instead of the device's free memory\n"
+        "exit 0 when done or stopped and saved, 1 when the run failed, 2 on usage or config errors,\n"
+        "3 when aborted\n",
+        out);
 }
 
 typedef struct train_args {
     const char *config_path;
     bool protocol, quiet;
     int threads;
+    size_t memory_limit; /* bytes; 0: the device's free memory */
 } train_args;
 
 /* Fills *args; returns -1 after printing the problem for a usage error, 1 for --help. */
@@ -57,6 +61,15 @@ static int parse_args(int argc, char **argv, train_args *args)
                 return -1;
             }
             args->threads = (int)n;
+            i++;
+        } else if (strcmp(arg, "--memory-limit") == 0) {
+            char *end = NULL;
+            double mib = i + 1 < argc ? strtod(argv[i + 1], &end) : 0;
+            if (i + 1 >= argc || end == argv[i + 1] || *end != '\0' || !(mib > 0) || mib > 1e9) {
+                fprintf(stderr, "sdtune-engine train: --memory-limit needs a positive number of MiB\n");
+                return -1;
+            }
+            args->memory_limit = (size_t)(mib * 1024.0 * 1024.0);
             i++;
         } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             return 1;
@@ -287,6 +300,7 @@ int cli_train(int argc, char **argv)
             .cfg = cfg,
             .config_path = args.config_path,
             .threads = args.threads,
+            .memory_free_bytes = args.memory_limit,
             .emit = emit_to_sink,
             .emit_ctx = session.sink,
             .control = &control,

@@ -12,7 +12,7 @@ static void print_usage(FILE *out)
         "The sdtune trainer. It runs under the sdtune terminal UI or on its own.\n"
         "\n"
         "commands:\n"
-        "  train CONFIG [--protocol] [--threads N] [--quiet]\n"
+        "  train CONFIG [--protocol] [--threads N] [--quiet] [--memory-limit MIB]\n"
         "                 train what the config describes (config.toml: the built-in demo); exit 0 when\n"
         "                 done or stopped, 1 failed, 2 usage or config error, 3 aborted\n"
         "  validate [--preflight] [--no-fs] [--device D] FILE...\n"
@@ -28,6 +28,9 @@ static void print_usage(FILE *out)
         "  dataset CONFIG [--json] [--strict]\n"
         "                 scan the images and captions a config trains on and print kohya's dataset summary\n"
         "                 (subsets, images with repeats, buckets, steps); exit 0 when usable, 1 on errors\n"
+        "  plan CONFIG [--device cpu|cuda] [--dtype D] [--arch ARCH] [--free MIB]\n"
+        "                 print the run's memory plan (weights, trainable, grads, optimizer, activations,\n"
+        "                 workspace) against the device's free memory; exit 0 when it fits, 1 when not\n"
         "  init-model --arch ARCH --seed N --out PATH [--dtype fp32|fp16|bf16] [--format ldm|diffusers]\n"
         "                 write a randomly initialised model (sd15, sd15-tiny); the same seed, the same "
         "bytes\n"
@@ -75,6 +78,8 @@ int main(int argc, char **argv)
         return cli_inspect(argc - 2, argv + 2);
     if (strcmp(command, "dataset") == 0)
         return cli_dataset(argc - 2, argv + 2);
+    if (strcmp(command, "plan") == 0)
+        return cli_plan(argc - 2, argv + 2);
     if (strcmp(command, "init-model") == 0)
         return cli_init_model(argc - 2, argv + 2);
     fprintf(stderr, "sdtune-engine: unknown command '%s'\n", command);

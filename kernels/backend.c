@@ -144,6 +144,12 @@ void sdt_engine_dealloc(sdt_engine *engine, void *ptr)
         engine->ops->dealloc(engine, ptr);
 }
 
+size_t sdt_engine_peak_bytes(const sdt_engine *engine) { return engine->peak_bytes; }
+
+size_t sdt_engine_live_bytes(const sdt_engine *engine) { return engine->live_bytes; }
+
+void sdt_engine_reset_peak(sdt_engine *engine) { engine->peak_bytes = engine->live_bytes; }
+
 int sdt_engine_upload(sdt_engine *engine, sdt_tensor *dst, const void *host, size_t bytes)
 {
     if (bytes > sdt_tensor_bytes(dst))

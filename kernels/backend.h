@@ -72,6 +72,12 @@ int sdt_engine_fail(sdt_engine *engine, const char *fmt, ...)
 /* Device memory: CPU memory is 64-byte aligned host memory; CUDA memory is device memory. */
 void *sdt_engine_alloc(sdt_engine *engine, size_t bytes);
 void sdt_engine_dealloc(sdt_engine *engine, void *ptr);
+/* The engine allocator's high-water mark: the most bytes of device memory live at once since the engine
+ * was created or the last reset, and what is live now (the memory plan is checked against these). A
+ * backend that does not count reports 0. Reset sets the peak to what is live now. */
+size_t sdt_engine_peak_bytes(const sdt_engine *engine);
+size_t sdt_engine_live_bytes(const sdt_engine *engine);
+void sdt_engine_reset_peak(sdt_engine *engine);
 /* Copies between host memory and a tensor of the engine's device (plain memcpy on the CPU). */
 int sdt_engine_upload(sdt_engine *engine, sdt_tensor *dst, const void *host, size_t bytes);
 int sdt_engine_download(sdt_engine *engine, void *host, const sdt_tensor *src, size_t bytes);

@@ -79,6 +79,9 @@ struct sdt_engine {
     const sdt_backend_ops *ops;
     void *backend_state; /* owned by the backend: init creates it, shutdown frees it */
     char error[1024];
+    /* The backend's allocator keeps these (bytes as allocated, rounded to its granularity): what is live
+     * now and the most that was live at once since creation or the last sdt_engine_reset_peak. */
+    size_t live_bytes, peak_bytes;
 };
 
 /* The CPU backend's table (kernels/cpu/backend_cpu.c). */

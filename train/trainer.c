@@ -279,7 +279,13 @@ static sdt_train_result train_loop(sdt_trainer *t, char **error)
         double started = sdt_trainer_now();
         double loss = 0;
         size_t samples_before = t->cursor.batch;
+        int first_step = t->steps_timed == 0;
+        size_t live_before = sdt_engine_live_bytes(t->e);
+        if (first_step)
+            sdt_engine_reset_peak(t->e);
         sdt_step_outcome outcome = sdt_trainer_step(t, &loss, error);
+        if (first_step && outcome == SDT_STEP_TAKEN)
+            sdt_trainer_report_step_memory(t, live_before);
         if (outcome == SDT_STEP_FAILED)
             return SDT_TRAIN_FAILED;
         int epoch_ended = t->cursor.epoch != epoch;
@@ -407,8 +413,23 @@ sdt_train_result sdt_train_run(const sdt_train_options *o, char **error)
     }
     t.seed = (uint64_t)t.s.seed;
     sdt_rng_init(&t.rng, t.seed, 0);
-    if (prepare_outputs(&t, &err) != 0 || sdt_trainer_setup_models(&t, &err) != 0 ||
-        sdt_trainer_setup_data(&t, &err) != 0 || sdt_trainer_setup_training(&t, &err) != 0)
+    if (prepare_outputs(&t, &err) != 0)
+        goto finish;
+    const char *memory_setting = NULL;
+    int planned = sdt_trainer_plan_memory(&t, &memory_setting, &err);
+    if (planned < 0)
+        goto finish;
+    if (planned > 0) {
+        int k = sdt_schema_find(memory_setting ? memory_setting : "train_batch_size");
+        const sdt_setting *setting = k >= 0 ? &sdt_schema_settings()[k] : NULL;
+        char *field = setting ? sdt_format("%s.%s", sdt_section_name(setting->section), setting->key) : NULL;
+        config_error(&t, field ? field : "", err);
+        free(field);
+        result = SDT_TRAIN_CONFIG_ERROR;
+        goto finish;
+    }
+    if (sdt_trainer_setup_models(&t, &err) != 0 || sdt_trainer_setup_data(&t, &err) != 0 ||
+        sdt_trainer_setup_training(&t, &err) != 0)
         goto finish;
     const char *resume = t.s.resume;
     if (resume && *resume) {

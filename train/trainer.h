@@ -4,6 +4,8 @@
 #ifndef SDTUNE_TRAIN_TRAINER_H
 #define SDTUNE_TRAIN_TRAINER_H
 
+#include <stddef.h>
+
 #include "run_control.h"
 #include "sdtune/protocol.h"
 
@@ -37,6 +39,9 @@ typedef struct sdt_train_options {
     int64_t inject_nan_step;
     int inject_nan_count;
     int inject_nan_grad;
+    /* The free memory the memory plan is checked against, in bytes; 0: the device's (the host's
+     * MemAvailable on the CPU backend). For tests and for leaving room to other processes. */
+    size_t memory_free_bytes;
 } sdt_train_options;
 
 /* How a run ended; also the engine's exit code (docs/protocol.md). */

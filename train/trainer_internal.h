@@ -11,6 +11,7 @@
 #include "latent_cache.h"
 #include "lora.h"
 #include "lr_schedule.h"
+#include "memory_plan.h"
 #include "objective.h"
 #include "optim.h"
 #include "sdtune/strutil.h"
@@ -90,6 +91,10 @@ typedef struct sdt_trainer {
     int64_t epoch_loss_steps;
     int64_t skipped_steps, skipped_in_row;
 
+    /* the memory plan, made before the model is loaded (trainer_memory.c) */
+    sdt_memory_plan memory_plan;
+    int has_memory_plan;
+
     /* reporting */
     double run_started;   /* monotonic seconds */
     double steps_seconds; /* time spent in optimizer steps of this process */
@@ -115,6 +120,14 @@ int sdt_trainer_setup_data(sdt_trainer *t, char **error);
 int sdt_trainer_setup_training(sdt_trainer *t, char **error);
 int sdt_trainer_setup_caches(sdt_trainer *t, char **error);
 void sdt_trainer_teardown(sdt_trainer *t);
+
+/* ---- the memory plan (trainer_memory.c) ---- */
+/* Plans the run's memory from the model's headers and the config and logs the table. Returns 0 when it
+ * fits (or the free memory is unknown), 1 when it does not (the suggestion is logged, *error says how far
+ * off it is and *setting names the setting that helps most, or NULL), -1 on an error. */
+int sdt_trainer_plan_memory(sdt_trainer *t, const char **setting, char **error);
+/* Logs the engine allocator's peak of the first step (above live_before) beside the plan's. */
+void sdt_trainer_report_step_memory(sdt_trainer *t, size_t live_before);
 
 /* ---- one optimizer step (trainer_step.c) ---- */
 typedef enum sdt_step_outcome {

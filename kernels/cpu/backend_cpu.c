@@ -2,6 +2,7 @@
  * F32 are used in place; F16 and BF16 tensors are widened into temporary fp32 buffers on the way in and
  * rounded back (nearest-even) on the way out. This is the reference, not the fast path, so the temporaries
  * are plain heap allocations. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,17 +119,34 @@ static int cpu_init(sdt_engine *e)
     return 0;
 }
 
+/* Every block starts with a header of one alignment unit that holds its size, so that dealloc can keep
+ * the live and peak counters without a lookup; the caller gets the memory after it. */
+enum { ALLOC_ALIGN = 64 };
+
 static void *cpu_alloc(sdt_engine *e, size_t bytes)
 {
-    (void)e;
-    size_t rounded = (bytes + 63) / 64 * 64;
-    return aligned_alloc(64, rounded ? rounded : 64);
+    size_t rounded = (bytes + ALLOC_ALIGN - 1) / ALLOC_ALIGN * ALLOC_ALIGN;
+    if (rounded == 0)
+        rounded = ALLOC_ALIGN;
+    if (rounded < bytes || rounded > SIZE_MAX - ALLOC_ALIGN)
+        return NULL;
+    unsigned char *base = aligned_alloc(ALLOC_ALIGN, rounded + ALLOC_ALIGN);
+    if (!base)
+        return NULL;
+    memcpy(base, &rounded, sizeof rounded);
+    e->live_bytes += rounded;
+    if (e->live_bytes > e->peak_bytes)
+        e->peak_bytes = e->live_bytes;
+    return base + ALLOC_ALIGN;
 }
 
 static void cpu_dealloc(sdt_engine *e, void *ptr)
 {
-    (void)e;
-    free(ptr);
+    unsigned char *base = (unsigned char *)ptr - ALLOC_ALIGN;
+    size_t rounded;
+    memcpy(&rounded, base, sizeof rounded);
+    e->live_bytes -= rounded;
+    free(base);
 }
 
 static int cpu_copy_bytes(sdt_engine *e, void *dst, const void *src, size_t bytes)

@@ -41,3 +41,23 @@ extern "C" int sdt_cuda_device_info(int index, sdt_device_info *out, char **erro
     out->memory_gib = static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0);
     return 0;
 }
+
+extern "C" int sdt_cuda_memory_info(int index, size_t *free_bytes, size_t *total_bytes, char **error)
+{
+    *error = nullptr;
+    *free_bytes = *total_bytes = 0;
+    int previous = 0;
+    cudaError_t rc = cudaGetDevice(&previous);
+    if (rc == cudaSuccess)
+        rc = cudaSetDevice(index);
+    if (rc == cudaSuccess) {
+        rc = cudaMemGetInfo(free_bytes, total_bytes);
+        cudaSetDevice(previous);
+    }
+    if (rc != cudaSuccess) {
+        *error = sdt_format("cannot query the memory of CUDA device %d: %s", index, cudaGetErrorString(rc));
+        cudaGetLastError();
+        return -1;
+    }
+    return 0;
+}

@@ -206,5 +206,33 @@ static void test_arena_plan(test_state *t)
     free(error);
 }
 
+/* The CPU allocator's live and peak counters: blocks counted in 64-byte units, the peak kept after frees
+ * until a reset, which brings it down to what is live. */
+static void test_allocator_peak(test_state *t)
+{
+    sdt_engine *e = test_cpu_engine(t, 1);
+    if (!e)
+        return;
+    CHECK(t, sdt_engine_live_bytes(e) == 0 && sdt_engine_peak_bytes(e) == 0);
+    void *a = sdt_engine_alloc(e, 100); /* 128 */
+    void *b = sdt_engine_alloc(e, 64);  /* 64 */
+    void *c = sdt_engine_alloc(e, 0);   /* 64: never a zero-byte block */
+    CHECK(t, a && b && c);
+    CHECK(t, ((uintptr_t)a % 64) == 0 && ((uintptr_t)b % 64) == 0);
+    CHECK(t, sdt_engine_live_bytes(e) == 256 && sdt_engine_peak_bytes(e) == 256);
+    sdt_engine_dealloc(e, a);
+    CHECK(t, sdt_engine_live_bytes(e) == 128 && sdt_engine_peak_bytes(e) == 256);
+    sdt_engine_reset_peak(e);
+    CHECK(t, sdt_engine_peak_bytes(e) == 128);
+    void *d = sdt_engine_alloc(e, 1000); /* 1024 */
+    sdt_engine_dealloc(e, d);
+    CHECK(t, sdt_engine_peak_bytes(e) == 1152 && sdt_engine_live_bytes(e) == 128);
+    sdt_engine_dealloc(e, b);
+    sdt_engine_dealloc(e, c);
+    sdt_engine_dealloc(e, NULL);
+    CHECK(t, sdt_engine_live_bytes(e) == 0);
+    sdt_engine_free(e);
+}
+
 TEST_MAIN("backend", TEST(test_engine_create), TEST(test_shape_errors), TEST(test_low_precision_staging),
-          TEST(test_arena_plan))
+          TEST(test_arena_plan), TEST(test_allocator_peak))
