@@ -11,6 +11,7 @@ int cli_devices(int argc, char **argv);
 int cli_inspect(int argc, char **argv);
 int cli_init_model(int argc, char **argv);
 int cli_dataset(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 /* `train`: exit 0 done or stopped, 1 failed, 2 usage or config error, 3 aborted (docs/protocol.md). */
 int cli_train(int argc, char **argv);
 
