@@ -176,7 +176,7 @@ static void print_tables(const bench_args *a, const sdt_bench_info *info, int ge
             snprintf(peak_mb, sizeof peak_mb, "%.1f", (double)r[i].peak_bytes / 1e6);
         else
             snprintf(peak_mb, sizeof peak_mb, "n/a");
-        printf("%5d %10.4g %10.4g %12.4g %10.4g %8.4g %9s\n", r[i].batch, r[i].images_per_second,
+        printf("%5d %10.4g %10.1f %12.4g %10.4g %8.4g %9s\n", r[i].batch, r[i].images_per_second,
                r[i].step_seconds * 1e3, r[i].flops_per_step / 1e12, r[i].flops_per_second / 1e12,
                r[i].mfu * 100.0, peak_mb);
     }
@@ -187,7 +187,7 @@ static void print_tables(const bench_args *a, const sdt_bench_info *info, int ge
     for (int i = 0; i < n; i++) {
         printf("%5d", r[i].batch);
         for (int f = 0; f < SDT_BENCH_FAMILY_COUNT; f++)
-            printf(" %11.4g", r[i].family_seconds[f] * 1e3);
+            printf(" %11.1f", r[i].family_seconds[f] * 1e3);
         printf("\n");
     }
 }
@@ -264,7 +264,7 @@ int cli_bench(int argc, char **argv)
     sdt_bench_result results[MAX_BATCHES];
     double peak = 0;
     int gemm_n = 0, status = 1;
-    if (create_session(&a, &o, &b, &error) != 0 || sdt_bench_gemm_peak(b, 0, 3, &peak, &gemm_n, &error) != 0)
+    if (create_session(&a, &o, &b, &error) != 0 || sdt_bench_gemm_peak(b, 0, 10, &peak, &gemm_n, &error) != 0)
         goto done;
     for (int i = 0; i < a.batch_count; i++) {
         if (sdt_bench_run(b, a.batches[i], peak, &results[i], &error) != 0)
