@@ -166,6 +166,10 @@ static void print_tables(const bench_args *a, const sdt_bench_info *info, int ge
         printf(" (%d threads)", a->threads);
     printf(", %d timed steps after %d warm-up per batch size, UNet %.4g M parameters\n", a->steps, a->warmup,
            (double)info->unet_params / 1e6);
+    if (info->optimizer_skipped)
+        printf("note: the %s update runs on host memory and is left out of the steps on %s (gradients are "
+               "still zeroed); the optimizer column is that zeroing\n",
+               info->optimizer, info->backend);
     printf("GEMM peak: %.4g TFLOP/s (%dx%dx%d f32 linear_forward)\n", peak / 1e12, gemm_n, gemm_n, gemm_n);
     printf("FLOPs: analytic, %s rules (docs/flops.md)\n\n", info->lora_rank > 0 ? "LoRA" : "full fine-tune");
     printf("%5s %10s %10s %12s %10s %8s %9s\n", "batch", "images/s", "step_ms", "TFLOP/step", "TFLOP/s",
@@ -208,6 +212,7 @@ static int print_json(const bench_args *a, const sdt_bench_info *info, int gemm_
     json_object_set_new(root, "unet_params", json_integer(info->unet_params));
     json_object_set_new(root, "trainable_params", json_integer(info->trainable_params));
     json_object_set_new(root, "gradient_checkpointing", json_boolean(info->checkpointing));
+    json_object_set_new(root, "optimizer_skipped", json_boolean(info->optimizer_skipped));
     json_object_set_new(root, "steps", json_integer(a->steps));
     json_object_set_new(root, "warmup", json_integer(a->warmup));
     json_object_set_new(root, "gemm_n", json_integer(gemm_n));

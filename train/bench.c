@@ -118,6 +118,10 @@ static int make_training(sdt_bench *b, char **error)
     if (sdt_optim_set_lr(&b->optim, 0, lr, error) != 0)
         goto done;
     b->max_grad_norm = s.max_grad_norm;
+    /* The optimizers (train/optim.h) update F32 host buffers; on a device whose memory the host cannot
+     * read, the step leaves the update out (and zeroes the gradients on the device) until a device
+     * optimizer exists, and the report says so. */
+    b->info.optimizer_skipped = b->o.device != SDT_DEVICE_CPU;
     b->info.checkpointing = s.gradient_checkpointing;
     sdt_unet_set_checkpointing(b->unet, s.gradient_checkpointing);
     sdt_schedule_init(&b->schedule, false);
@@ -254,6 +258,19 @@ typedef struct bench_batch {
     float *context; /* [B, 77, D] text-encoder outputs */
 } bench_batch;
 
+/* Zeroes the trainable gradients through the engine (they live in device memory off the CPU). */
+static int zero_grads_on_engine(sdt_bench *b)
+{
+    for (size_t i = 0; b->has_lora && i < b->lora.count; i++)
+        if (sdt_fill(b->e, &b->lora.modules[i].adapter.down_grad, 0.0f) != 0 ||
+            sdt_fill(b->e, &b->lora.modules[i].adapter.up_grad, 0.0f) != 0)
+            return -1;
+    for (size_t i = 0; !b->has_lora && i < b->model.unet.count; i++)
+        if (b->model.unet.items[i].grad.data && sdt_fill(b->e, &b->model.unet.items[i].grad, 0.0f) != 0)
+            return -1;
+    return 0;
+}
+
 /* One training step; *optimizer_seconds gets the time of clipping, update and zeroing. */
 static int one_step(sdt_bench *b, const bench_batch *d, double *loss, double *optimizer_seconds, char **error)
 {
@@ -285,10 +302,15 @@ static int one_step(sdt_bench *b, const bench_batch *d, double *loss, double *op
     if (rc != 0)
         return -1;
     double start = now_seconds(), norm = 0;
-    sdt_optim_clip_grad_norm(&b->optim, b->max_grad_norm, &norm);
-    if (sdt_optim_step(&b->optim, error) != 0)
-        return -1;
-    sdt_optim_zero_grads(&b->optim);
+    if (b->info.optimizer_skipped) {
+        if (zero_grads_on_engine(b) != 0)
+            return sdt_set_error(error, "zeroing the gradients: %s", sdt_engine_error(b->e));
+    } else {
+        sdt_optim_clip_grad_norm(&b->optim, b->max_grad_norm, &norm);
+        if (sdt_optim_step(&b->optim, error) != 0)
+            return -1;
+        sdt_optim_zero_grads(&b->optim);
+    }
     *optimizer_seconds = now_seconds() - start;
     return 0;
 }

@@ -55,6 +55,7 @@ typedef struct sdt_bench_info {
     double lora_alpha;
     size_t lora_modules;
     int checkpointing;
+    int optimizer_skipped; /* the update does not run on this device yet (bench.c): steps omit it */
     int latent_side, context_length, context_width;
 } sdt_bench_info;
 
