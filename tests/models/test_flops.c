@@ -216,16 +216,6 @@ static void test_bad_input(test_state *t)
     sdt_param_table_free(NULL, &table);
 }
 
-int main(void)
-{
-    static const test_case cases[] = {
-        TEST(test_sd15_forward_anchor),
-        TEST(test_sd15_training_anchor),
-        TEST(test_vae_and_clip_anchor),
-        TEST(test_params_match_table),
-        TEST(test_scaling),
-        TEST(test_adapters),
-        TEST(test_bad_input),
-    };
-    return run_tests("flops", cases, sizeof cases / sizeof cases[0]);
-}
+TEST_MAIN("flops", TEST(test_sd15_forward_anchor), TEST(test_sd15_training_anchor),
+          TEST(test_vae_and_clip_anchor), TEST(test_params_match_table), TEST(test_scaling),
+          TEST(test_adapters), TEST(test_bad_input))
