@@ -34,6 +34,9 @@ static void print_usage(FILE *out)
         "  init-model --arch ARCH --seed N --out PATH [--dtype fp32|fp16|bf16] [--format ldm|diffusers]\n"
         "                 write a randomly initialised model (sd15, sd15-tiny); the same seed, the same "
         "bytes\n"
+        "  bench [--arch ARCH] [--res PX] [--batch 1,4,8] [--mode lora|full] [--steps N] [--device D]\n"
+        "                 time training steps of a random model on random cached latents: images/s,\n"
+        "                 TFLOP/s, MFU, peak memory and where the time goes (--help for every option)\n"
         "\n"
         "options:\n"
         "  -h, --help     show this help\n"
@@ -82,6 +85,8 @@ int main(int argc, char **argv)
         return cli_plan(argc - 2, argv + 2);
     if (strcmp(command, "init-model") == 0)
         return cli_init_model(argc - 2, argv + 2);
+    if (strcmp(command, "bench") == 0)
+        return cli_bench(argc - 2, argv + 2);
     fprintf(stderr, "sdtune-engine: unknown command '%s'\n", command);
     print_usage(stderr);
     return 2;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend_impl.h"
 #include "sdtune/strutil.h"
@@ -168,6 +169,88 @@ int sdt_engine_download(sdt_engine *engine, void *host, const sdt_tensor *src, s
 
 int sdt_engine_sync(sdt_engine *engine) { return engine->ops->sync ? engine->ops->sync(engine) : 0; }
 
+/* ---- op timing ----------------------------------------------------------------------------------------- */
+
+static const char *const timed_op_names[SDT_OP_COUNT] = {
+    [SDT_OP_LINEAR_FORWARD] = "linear_forward",
+    [SDT_OP_LINEAR_BACKWARD] = "linear_backward",
+    [SDT_OP_CONV2D_FORWARD] = "conv2d_forward",
+    [SDT_OP_CONV2D_BACKWARD] = "conv2d_backward",
+    [SDT_OP_GROUP_NORM_FORWARD] = "group_norm_forward",
+    [SDT_OP_GROUP_NORM_BACKWARD] = "group_norm_backward",
+    [SDT_OP_LAYER_NORM_FORWARD] = "layer_norm_forward",
+    [SDT_OP_LAYER_NORM_BACKWARD] = "layer_norm_backward",
+    [SDT_OP_ATTENTION_FORWARD] = "attention_forward",
+    [SDT_OP_ATTENTION_BACKWARD] = "attention_backward",
+    [SDT_OP_SOFTMAX_FORWARD] = "softmax_forward",
+    [SDT_OP_SOFTMAX_BACKWARD] = "softmax_backward",
+    [SDT_OP_ACTIVATION_FORWARD] = "activation_forward",
+    [SDT_OP_ACTIVATION_BACKWARD] = "activation_backward",
+    [SDT_OP_GEGLU_FORWARD] = "geglu_forward",
+    [SDT_OP_GEGLU_BACKWARD] = "geglu_backward",
+    [SDT_OP_ADD_FORWARD] = "add_forward",
+    [SDT_OP_ADD_BACKWARD] = "add_backward",
+    [SDT_OP_ADD_CHANNEL_VECTOR_FORWARD] = "add_channel_vector_forward",
+    [SDT_OP_ADD_CHANNEL_VECTOR_BACKWARD] = "add_channel_vector_backward",
+    [SDT_OP_CONCAT_FORWARD] = "concat_forward",
+    [SDT_OP_CONCAT_BACKWARD] = "concat_backward",
+    [SDT_OP_UPSAMPLE2X_FORWARD] = "upsample2x_forward",
+    [SDT_OP_UPSAMPLE2X_BACKWARD] = "upsample2x_backward",
+    [SDT_OP_TIMESTEP_EMBEDDING] = "timestep_embedding",
+    [SDT_OP_MSE_LOSS_FORWARD] = "mse_loss_forward",
+    [SDT_OP_MSE_LOSS_BACKWARD] = "mse_loss_backward",
+    [SDT_OP_FILL] = "fill",
+    [SDT_OP_SCALE] = "scale",
+    [SDT_OP_AXPY] = "axpy",
+    [SDT_OP_COPY] = "copy",
+};
+
+static double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void sdt_engine_set_op_timing(sdt_engine *engine, int on)
+{
+    engine->op_timing = on != 0;
+    memset(engine->op_seconds, 0, sizeof engine->op_seconds);
+    memset(engine->op_calls, 0, sizeof engine->op_calls);
+}
+
+size_t sdt_engine_op_times(const sdt_engine *engine, sdt_op_time *out, size_t max)
+{
+    size_t n = 0;
+    for (int i = 0; i < SDT_OP_COUNT && n < max; i++)
+        if (engine->op_calls[i] > 0)
+            out[n++] = (sdt_op_time){timed_op_names[i], engine->op_seconds[i], engine->op_calls[i]};
+    return n;
+}
+
+/* Start and end of a timed op. A queued device is drained first, so the op's time does not include work
+ * launched before it, and again after it, so its own work is inside the interval. Ops do not nest (the
+ * public functions never call one another), so one start time per engine is enough. */
+static void op_timer_begin(sdt_engine *e)
+{
+    if (e->ops->sync)
+        e->ops->sync(e);
+    e->op_started = monotonic_seconds();
+}
+
+static int op_timer_end(sdt_engine *e, sdt_timed_op id, int rc)
+{
+    if (e->ops->sync)
+        e->ops->sync(e);
+    e->op_seconds[id] += monotonic_seconds() - e->op_started;
+    e->op_calls[id]++;
+    return rc;
+}
+
+/* Runs an op's backend call, timed when the engine's timing is on (the comma sequences begin before the
+ * call). */
+#define TIMED_OP(e, id, call) ((e)->op_timing ? (op_timer_begin(e), op_timer_end((e), (id), (call))) : (call))
+
 /* ---- checks -------------------------------------------------------------------------------------------- */
 
 enum { ANY_DTYPE = 0, F32_ONLY = 1 };
@@ -306,7 +389,7 @@ int sdt_linear_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp, co
         return -1;
     if (bias && expect_shape(e, op, "bias", bias, ANY_DTYPE, 1, weight->shape) != 0)
         return -1;
-    return e->ops->linear_forward(e, out, inp, weight, bias);
+    return TIMED_OP(e, SDT_OP_LINEAR_FORWARD, e->ops->linear_forward(e, out, inp, weight, bias));
 }
 
 int sdt_linear_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sdt_tensor *dbias,
@@ -318,7 +401,8 @@ int sdt_linear_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sd
         return -1;
     if (check_layer_grads(e, op, dinp, inp, dweight, weight, dbias) != 0)
         return -1;
-    return e->ops->linear_backward(e, dinp, dweight, dbias, dout, inp, weight);
+    return TIMED_OP(e, SDT_OP_LINEAR_BACKWARD,
+                    e->ops->linear_backward(e, dinp, dweight, dbias, dout, inp, weight));
 }
 
 /* Fills the output shape [B, OH, OW, OC] of a convolution after checking its input, weight and params. */
@@ -357,7 +441,7 @@ int sdt_conv2d_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp, co
         return -1;
     if (bias && expect_shape(e, op, "bias", bias, ANY_DTYPE, 1, weight->shape) != 0)
         return -1;
-    return e->ops->conv2d_forward(e, out, inp, weight, bias, p);
+    return TIMED_OP(e, SDT_OP_CONV2D_FORWARD, e->ops->conv2d_forward(e, out, inp, weight, bias, p));
 }
 
 int sdt_conv2d_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sdt_tensor *dbias,
@@ -371,7 +455,8 @@ int sdt_conv2d_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sd
         return -1;
     if (check_layer_grads(e, op, dinp, inp, dweight, weight, dbias) != 0)
         return -1;
-    return e->ops->conv2d_backward(e, dinp, dweight, dbias, dout, inp, weight, p);
+    return TIMED_OP(e, SDT_OP_CONV2D_BACKWARD,
+                    e->ops->conv2d_backward(e, dinp, dweight, dbias, dout, inp, weight, p));
 }
 
 static int check_group_norm(sdt_engine *e, const char *op, const sdt_tensor *inp, const sdt_tensor *weight,
@@ -403,7 +488,9 @@ int sdt_group_norm_forward(sdt_engine *e, sdt_tensor *out, sdt_tensor *mean, sdt
         return -1;
     if (!(eps > 0))
         return sdt_engine_fail(e, "%s: eps must be positive", op);
-    return e->ops->group_norm_forward(e, out, mean, rstd, inp, weight, bias, groups, eps, fuse_silu);
+    return TIMED_OP(
+        e, SDT_OP_GROUP_NORM_FORWARD,
+        e->ops->group_norm_forward(e, out, mean, rstd, inp, weight, bias, groups, eps, fuse_silu));
 }
 
 int sdt_group_norm_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sdt_tensor *dbias,
@@ -418,8 +505,9 @@ int sdt_group_norm_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight
         expect_like_opt(e, op, "weight gradient", dweight, weight) != 0 ||
         expect_like_opt(e, op, "bias gradient", dbias, bias) != 0)
         return -1;
-    return e->ops->group_norm_backward(e, dinp, dweight, dbias, dout, inp, weight, bias, mean, rstd, groups,
-                                       fuse_silu);
+    return TIMED_OP(e, SDT_OP_GROUP_NORM_BACKWARD,
+                    e->ops->group_norm_backward(e, dinp, dweight, dbias, dout, inp, weight, bias, mean, rstd,
+                                                groups, fuse_silu));
 }
 
 static int check_layer_norm(sdt_engine *e, const char *op, const sdt_tensor *inp, const sdt_tensor *weight,
@@ -444,7 +532,8 @@ int sdt_layer_norm_forward(sdt_engine *e, sdt_tensor *out, sdt_tensor *mean, sdt
         return -1;
     if (!(eps > 0))
         return sdt_engine_fail(e, "%s: eps must be positive", op);
-    return e->ops->layer_norm_forward(e, out, mean, rstd, inp, weight, bias, eps);
+    return TIMED_OP(e, SDT_OP_LAYER_NORM_FORWARD,
+                    e->ops->layer_norm_forward(e, out, mean, rstd, inp, weight, bias, eps));
 }
 
 int sdt_layer_norm_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sdt_tensor *dbias,
@@ -458,7 +547,8 @@ int sdt_layer_norm_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight
         expect_like_opt(e, op, "weight gradient", dweight, weight) != 0 ||
         expect_like_opt(e, op, "bias gradient", dbias, weight) != 0)
         return -1;
-    return e->ops->layer_norm_backward(e, dinp, dweight, dbias, dout, inp, weight, mean, rstd);
+    return TIMED_OP(e, SDT_OP_LAYER_NORM_BACKWARD,
+                    e->ops->layer_norm_backward(e, dinp, dweight, dbias, dout, inp, weight, mean, rstd));
 }
 
 static int check_attention(sdt_engine *e, const char *op, const sdt_tensor *q, const sdt_tensor *k,
@@ -487,7 +577,8 @@ int sdt_attention_forward(sdt_engine *e, sdt_tensor *out, sdt_tensor *lse, const
     const char *op = "attention";
     if (check_attention(e, op, q, k, v, lse, heads) != 0 || expect_like(e, op, "output", out, q) != 0)
         return -1;
-    return e->ops->attention_forward(e, out, lse, q, k, v, heads, scale, causal);
+    return TIMED_OP(e, SDT_OP_ATTENTION_FORWARD,
+                    e->ops->attention_forward(e, out, lse, q, k, v, heads, scale, causal));
 }
 
 int sdt_attention_backward(sdt_engine *e, sdt_tensor *dq, sdt_tensor *dk, sdt_tensor *dv,
@@ -501,7 +592,8 @@ int sdt_attention_backward(sdt_engine *e, sdt_tensor *dq, sdt_tensor *dk, sdt_te
         expect_like_opt(e, op, "q gradient", dq, q) != 0 ||
         expect_like_opt(e, op, "k gradient", dk, k) != 0 || expect_like_opt(e, op, "v gradient", dv, v) != 0)
         return -1;
-    return e->ops->attention_backward(e, dq, dk, dv, dout, q, k, v, out, lse, heads, scale, causal);
+    return TIMED_OP(e, SDT_OP_ATTENTION_BACKWARD,
+                    e->ops->attention_backward(e, dq, dk, dv, dout, q, k, v, out, lse, heads, scale, causal));
 }
 
 int sdt_softmax_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp)
@@ -509,7 +601,7 @@ int sdt_softmax_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp)
     const char *op = "softmax";
     if (need_rank(e, op, "input", inp, 1, SDT_MAX_DIMS) != 0 || expect_like(e, op, "output", out, inp) != 0)
         return -1;
-    return e->ops->softmax_forward(e, out, inp);
+    return TIMED_OP(e, SDT_OP_SOFTMAX_FORWARD, e->ops->softmax_forward(e, out, inp));
 }
 
 int sdt_softmax_backward(sdt_engine *e, sdt_tensor *dinp, const sdt_tensor *dout, const sdt_tensor *out)
@@ -519,7 +611,7 @@ int sdt_softmax_backward(sdt_engine *e, sdt_tensor *dinp, const sdt_tensor *dout
         expect_like(e, op, "output gradient", dout, out) != 0 ||
         expect_like_opt(e, op, "input gradient", dinp, out))
         return -1;
-    return e->ops->softmax_backward(e, dinp, dout, out);
+    return TIMED_OP(e, SDT_OP_SOFTMAX_BACKWARD, e->ops->softmax_backward(e, dinp, dout, out));
 }
 
 static int check_activation(sdt_engine *e, const char *op, sdt_activation act)
@@ -535,7 +627,7 @@ int sdt_activation_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp
     if (check_activation(e, op, act) != 0 || check_tensor(e, op, "input", inp, ANY_DTYPE) != 0 ||
         expect_like(e, op, "output", out, inp) != 0)
         return -1;
-    return e->ops->activation_forward(e, out, inp, act);
+    return TIMED_OP(e, SDT_OP_ACTIVATION_FORWARD, e->ops->activation_forward(e, out, inp, act));
 }
 
 int sdt_activation_backward(sdt_engine *e, sdt_tensor *dinp, const sdt_tensor *dout, const sdt_tensor *inp,
@@ -546,7 +638,7 @@ int sdt_activation_backward(sdt_engine *e, sdt_tensor *dinp, const sdt_tensor *d
         expect_like(e, op, "output gradient", dout, inp) != 0 ||
         expect_like_opt(e, op, "input gradient", dinp, inp) != 0)
         return -1;
-    return e->ops->activation_backward(e, dinp, dout, inp, act);
+    return TIMED_OP(e, SDT_OP_ACTIVATION_BACKWARD, e->ops->activation_backward(e, dinp, dout, inp, act));
 }
 
 static int check_geglu(sdt_engine *e, const char *op, const sdt_tensor *inp)
@@ -564,7 +656,7 @@ int sdt_geglu_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp)
     const char *op = "geglu";
     if (check_geglu(e, op, inp) != 0 || expect_rows(e, op, "output", out, inp, last_dim(inp) / 2) != 0)
         return -1;
-    return e->ops->geglu_forward(e, out, inp);
+    return TIMED_OP(e, SDT_OP_GEGLU_FORWARD, e->ops->geglu_forward(e, out, inp));
 }
 
 int sdt_geglu_backward(sdt_engine *e, sdt_tensor *dinp, const sdt_tensor *dout, const sdt_tensor *inp)
@@ -574,7 +666,7 @@ int sdt_geglu_backward(sdt_engine *e, sdt_tensor *dinp, const sdt_tensor *dout, 
         expect_rows(e, op, "output gradient", dout, inp, last_dim(inp) / 2) != 0 ||
         expect_like_opt(e, op, "input gradient", dinp, inp) != 0)
         return -1;
-    return e->ops->geglu_backward(e, dinp, dout, inp);
+    return TIMED_OP(e, SDT_OP_GEGLU_BACKWARD, e->ops->geglu_backward(e, dinp, dout, inp));
 }
 
 int sdt_add_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *a, const sdt_tensor *b)
@@ -583,7 +675,7 @@ int sdt_add_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *a, const s
     if (check_tensor(e, op, "a", a, ANY_DTYPE) != 0 || expect_like(e, op, "b", b, a) != 0 ||
         expect_like(e, op, "output", out, a) != 0)
         return -1;
-    return e->ops->add_forward(e, out, a, b);
+    return TIMED_OP(e, SDT_OP_ADD_FORWARD, e->ops->add_forward(e, out, a, b));
 }
 
 int sdt_add_backward(sdt_engine *e, sdt_tensor *da, sdt_tensor *db, const sdt_tensor *dout)
@@ -593,7 +685,7 @@ int sdt_add_backward(sdt_engine *e, sdt_tensor *da, sdt_tensor *db, const sdt_te
         expect_like_opt(e, op, "a gradient", da, dout) != 0 ||
         expect_like_opt(e, op, "b gradient", db, dout) != 0)
         return -1;
-    return e->ops->add_backward(e, da, db, dout);
+    return TIMED_OP(e, SDT_OP_ADD_BACKWARD, e->ops->add_backward(e, da, db, dout));
 }
 
 /* vec must be [B, C] for x [B, ..., C]. */
@@ -612,7 +704,8 @@ int sdt_add_channel_vector_forward(sdt_engine *e, sdt_tensor *out, const sdt_ten
     const char *op = "add_channel_vector";
     if (check_channel_vector(e, op, "vector", inp, vec) != 0 || expect_like(e, op, "output", out, inp) != 0)
         return -1;
-    return e->ops->add_channel_vector_forward(e, out, inp, vec);
+    return TIMED_OP(e, SDT_OP_ADD_CHANNEL_VECTOR_FORWARD,
+                    e->ops->add_channel_vector_forward(e, out, inp, vec));
 }
 
 int sdt_add_channel_vector_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dvec, const sdt_tensor *dout)
@@ -622,7 +715,8 @@ int sdt_add_channel_vector_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor 
         expect_like_opt(e, op, "input gradient", dinp, dout) != 0 ||
         (dvec && check_channel_vector(e, op, "vector gradient", dout, dvec) != 0))
         return -1;
-    return e->ops->add_channel_vector_backward(e, dinp, dvec, dout);
+    return TIMED_OP(e, SDT_OP_ADD_CHANNEL_VECTOR_BACKWARD,
+                    e->ops->add_channel_vector_backward(e, dinp, dvec, dout));
 }
 
 /* a [..., Ca] and b [..., Cb] with the same leading dims; out [..., Ca + Cb]. */
@@ -638,7 +732,7 @@ int sdt_concat_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *a, cons
 {
     if (check_concat(e, "concat", "output", out, a, b) != 0)
         return -1;
-    return e->ops->concat_forward(e, out, a, b);
+    return TIMED_OP(e, SDT_OP_CONCAT_FORWARD, e->ops->concat_forward(e, out, a, b));
 }
 
 int sdt_concat_backward(sdt_engine *e, sdt_tensor *da, sdt_tensor *db, const sdt_tensor *dout)
@@ -648,7 +742,7 @@ int sdt_concat_backward(sdt_engine *e, sdt_tensor *da, sdt_tensor *db, const sdt
         return sdt_engine_fail(e, "%s: both input gradients are needed to know where the split is", op);
     if (check_concat(e, op, "output gradient", dout, da, db) != 0)
         return -1;
-    return e->ops->concat_backward(e, da, db, dout);
+    return TIMED_OP(e, SDT_OP_CONCAT_BACKWARD, e->ops->concat_backward(e, da, db, dout));
 }
 
 static int upsampled_dims(sdt_engine *e, const char *op, const sdt_tensor *inp, int64_t dims[4])
@@ -668,7 +762,7 @@ int sdt_upsample2x_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp
     int64_t dims[4];
     if (upsampled_dims(e, op, inp, dims) != 0 || expect_shape(e, op, "output", out, ANY_DTYPE, 4, dims) != 0)
         return -1;
-    return e->ops->upsample2x_forward(e, out, inp);
+    return TIMED_OP(e, SDT_OP_UPSAMPLE2X_FORWARD, e->ops->upsample2x_forward(e, out, inp));
 }
 
 int sdt_upsample2x_backward(sdt_engine *e, sdt_tensor *dinp, const sdt_tensor *dout)
@@ -680,7 +774,7 @@ int sdt_upsample2x_backward(sdt_engine *e, sdt_tensor *dinp, const sdt_tensor *d
     if (upsampled_dims(e, op, dinp, dims) != 0 ||
         expect_shape(e, op, "output gradient", dout, ANY_DTYPE, 4, dims) != 0)
         return -1;
-    return e->ops->upsample2x_backward(e, dinp, dout);
+    return TIMED_OP(e, SDT_OP_UPSAMPLE2X_BACKWARD, e->ops->upsample2x_backward(e, dinp, dout));
 }
 
 int sdt_timestep_embedding(sdt_engine *e, sdt_tensor *out, const sdt_tensor *timesteps, int flip_sin_to_cos,
@@ -697,7 +791,8 @@ int sdt_timestep_embedding(sdt_engine *e, sdt_tensor *out, const sdt_tensor *tim
     if (out->shape[1] < 2 || (double)freq_shift >= (double)(out->shape[1] / 2) || !(max_period > 0))
         return sdt_engine_fail(e, "%s: dimension %lld, shift %g and period %g give no frequencies", op,
                                (long long)out->shape[1], (double)freq_shift, (double)max_period);
-    return e->ops->timestep_embedding(e, out, timesteps, flip_sin_to_cos, freq_shift, max_period);
+    return TIMED_OP(e, SDT_OP_TIMESTEP_EMBEDDING,
+                    e->ops->timestep_embedding(e, out, timesteps, flip_sin_to_cos, freq_shift, max_period));
 }
 
 static int check_mse(sdt_engine *e, const char *op, const sdt_tensor *pred, const sdt_tensor *target,
@@ -721,7 +816,8 @@ int sdt_mse_loss_forward(sdt_engine *e, sdt_tensor *loss, sdt_tensor *per_sample
         return -1;
     if (per_sample && expect_shape(e, op, "per-sample loss", per_sample, F32_ONLY, 1, pred->shape) != 0)
         return -1;
-    return e->ops->mse_loss_forward(e, loss, per_sample, pred, target, weights);
+    return TIMED_OP(e, SDT_OP_MSE_LOSS_FORWARD,
+                    e->ops->mse_loss_forward(e, loss, per_sample, pred, target, weights));
 }
 
 int sdt_mse_loss_backward(sdt_engine *e, sdt_tensor *dpred, const sdt_tensor *pred, const sdt_tensor *target,
@@ -731,21 +827,22 @@ int sdt_mse_loss_backward(sdt_engine *e, sdt_tensor *dpred, const sdt_tensor *pr
     if (check_mse(e, op, pred, target, weights) != 0 ||
         expect_like_opt(e, op, "prediction gradient", dpred, pred) != 0)
         return -1;
-    return e->ops->mse_loss_backward(e, dpred, pred, target, weights, dloss);
+    return TIMED_OP(e, SDT_OP_MSE_LOSS_BACKWARD,
+                    e->ops->mse_loss_backward(e, dpred, pred, target, weights, dloss));
 }
 
 int sdt_fill(sdt_engine *e, sdt_tensor *t, float value)
 {
     if (check_tensor(e, "fill", "tensor", t, ANY_DTYPE) != 0)
         return -1;
-    return e->ops->fill(e, t, value);
+    return TIMED_OP(e, SDT_OP_FILL, e->ops->fill(e, t, value));
 }
 
 int sdt_scale(sdt_engine *e, sdt_tensor *t, float alpha)
 {
     if (check_tensor(e, "scale", "tensor", t, ANY_DTYPE) != 0)
         return -1;
-    return e->ops->scale(e, t, alpha);
+    return TIMED_OP(e, SDT_OP_SCALE, e->ops->scale(e, t, alpha));
 }
 
 int sdt_axpy(sdt_engine *e, sdt_tensor *y, float alpha, const sdt_tensor *x)
@@ -753,7 +850,7 @@ int sdt_axpy(sdt_engine *e, sdt_tensor *y, float alpha, const sdt_tensor *x)
     if (check_tensor(e, "axpy", "y", y, ANY_DTYPE) != 0 ||
         expect_numel(e, "axpy", "x", x, ANY_DTYPE, sdt_tensor_numel(y)) != 0)
         return -1;
-    return e->ops->axpy(e, y, alpha, x);
+    return TIMED_OP(e, SDT_OP_AXPY, e->ops->axpy(e, y, alpha, x));
 }
 
 int sdt_copy(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src)
@@ -761,5 +858,5 @@ int sdt_copy(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src)
     if (check_tensor(e, "copy", "destination", dst, ANY_DTYPE) != 0 ||
         expect_numel(e, "copy", "source", src, ANY_DTYPE, sdt_tensor_numel(dst)) != 0)
         return -1;
-    return e->ops->copy(e, dst, src);
+    return TIMED_OP(e, SDT_OP_COPY, e->ops->copy(e, dst, src));
 }

@@ -84,6 +84,23 @@ int sdt_engine_download(sdt_engine *engine, void *host, const sdt_tensor *src, s
 /* Waits for queued work (a no-op on the CPU). */
 int sdt_engine_sync(sdt_engine *engine);
 
+/* ---- op timing (benchmarks only) ---------------------------------------------------------------------- */
+
+/* Wall time spent in one op of the interface, summed over its calls since timing was turned on. */
+typedef struct sdt_op_time {
+    const char *op; /* "linear_forward", "conv2d_backward", ... (static) */
+    double seconds;
+    int64_t calls;
+} sdt_op_time;
+
+/* Turns per-op timing on (all sums reset to zero) or off; off by default and free when off. On a device
+ * that queues work (CUDA) every timed op waits for the device before and after it, which removes the
+ * overlap of launches with execution: the totals then show where the time goes, but the step is slower,
+ * so use it for benchmarks only and not for the step time itself. */
+void sdt_engine_set_op_timing(sdt_engine *engine, int on);
+/* Copies the sums of every op called at least once into out (at most max); returns how many. */
+size_t sdt_engine_op_times(const sdt_engine *engine, sdt_op_time *out, size_t max);
+
 /* ---- ops --------------------------------------------------------------------------------------------- */
 /* Shapes name the dimensions as cpu_ops.h does. "rows" ops accept any rank and flatten leading dims. */
 

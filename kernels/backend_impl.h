@@ -74,6 +74,43 @@ typedef struct sdt_backend_ops {
     int (*copy)(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src);
 } sdt_backend_ops;
 
+/* The ops the timing hook (sdt_engine_set_op_timing) accounts for, one slot each; backend.c names them
+ * as the table above does. */
+typedef enum sdt_timed_op {
+    SDT_OP_LINEAR_FORWARD,
+    SDT_OP_LINEAR_BACKWARD,
+    SDT_OP_CONV2D_FORWARD,
+    SDT_OP_CONV2D_BACKWARD,
+    SDT_OP_GROUP_NORM_FORWARD,
+    SDT_OP_GROUP_NORM_BACKWARD,
+    SDT_OP_LAYER_NORM_FORWARD,
+    SDT_OP_LAYER_NORM_BACKWARD,
+    SDT_OP_ATTENTION_FORWARD,
+    SDT_OP_ATTENTION_BACKWARD,
+    SDT_OP_SOFTMAX_FORWARD,
+    SDT_OP_SOFTMAX_BACKWARD,
+    SDT_OP_ACTIVATION_FORWARD,
+    SDT_OP_ACTIVATION_BACKWARD,
+    SDT_OP_GEGLU_FORWARD,
+    SDT_OP_GEGLU_BACKWARD,
+    SDT_OP_ADD_FORWARD,
+    SDT_OP_ADD_BACKWARD,
+    SDT_OP_ADD_CHANNEL_VECTOR_FORWARD,
+    SDT_OP_ADD_CHANNEL_VECTOR_BACKWARD,
+    SDT_OP_CONCAT_FORWARD,
+    SDT_OP_CONCAT_BACKWARD,
+    SDT_OP_UPSAMPLE2X_FORWARD,
+    SDT_OP_UPSAMPLE2X_BACKWARD,
+    SDT_OP_TIMESTEP_EMBEDDING,
+    SDT_OP_MSE_LOSS_FORWARD,
+    SDT_OP_MSE_LOSS_BACKWARD,
+    SDT_OP_FILL,
+    SDT_OP_SCALE,
+    SDT_OP_AXPY,
+    SDT_OP_COPY,
+    SDT_OP_COUNT
+} sdt_timed_op;
+
 struct sdt_engine {
     sdt_engine_options options;
     const sdt_backend_ops *ops;
@@ -82,6 +119,11 @@ struct sdt_engine {
     /* The backend's allocator keeps these (bytes as allocated, rounded to its granularity): what is live
      * now and the most that was live at once since creation or the last sdt_engine_reset_peak. */
     size_t live_bytes, peak_bytes;
+    /* Op timing for benchmarks (off unless sdt_engine_set_op_timing turned it on). */
+    int op_timing;
+    double op_started;               /* monotonic seconds at the start of the op being timed */
+    double op_seconds[SDT_OP_COUNT]; /* wall time per op */
+    int64_t op_calls[SDT_OP_COUNT];
 };
 
 /* The CPU backend's table (kernels/cpu/backend_cpu.c). */

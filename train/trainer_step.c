@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "diffusion_pass.h"
 #include "layers.h"
 #include "trainer_internal.h"
 
@@ -22,30 +23,18 @@ static uint64_t mix64(uint64_t x)
 typedef struct micro_batch {
     int B, h, w, C;
     float *x0;       /* [B, h, w, C] latents */
-    float *noise;    /* [B, h, w, C] */
-    float *noisy;    /* [B, h, w, C] the UNet's input */
-    float *target;   /* [B, h, w, C] */
-    float *pred;     /* [B, h, w, C] the UNet's output, downloaded */
-    float *dpred;    /* [B, h, w, C] dL/dpred */
-    int *timesteps;  /* [B] */
     float *weights;  /* [B] prior_loss_weight for regularization images, else 1 */
     char **captions; /* [B] */
     float *context;  /* [B, L, W] from the text cache (frozen encoder) */
     int context_length, context_width;
     sdt_clip_text_result text; /* the encoder's forward when it trains */
-    sdt_tensor x_t, ts_t, ctx_t, out_t, dout_t, dctx_t;
+    sdt_tensor ctx_t, dctx_t;
     int ctx_borrowed; /* ctx_t is the text result's context */
 } micro_batch;
 
 static void micro_batch_free(sdt_trainer *t, micro_batch *m)
 {
     free(m->x0);
-    free(m->noise);
-    free(m->noisy);
-    free(m->target);
-    free(m->pred);
-    free(m->dpred);
-    free(m->timesteps);
     free(m->weights);
     if (m->captions)
         for (int b = 0; b < m->B; b++)
@@ -53,12 +42,8 @@ static void micro_batch_free(sdt_trainer *t, micro_batch *m)
     free(m->captions);
     free(m->context);
     sdt_clip_text_result_free(t->e, &m->text);
-    sdt_act_free(t->e, &m->x_t);
-    sdt_act_free(t->e, &m->ts_t);
     if (!m->ctx_borrowed)
         sdt_act_free(t->e, &m->ctx_t);
-    sdt_act_free(t->e, &m->out_t);
-    sdt_act_free(t->e, &m->dout_t);
     sdt_act_free(t->e, &m->dctx_t);
     sdt_unet_release(t->e, t->unet);
     memset(m, 0, sizeof *m);
@@ -93,12 +78,7 @@ static int load_latents(sdt_trainer *t, micro_batch *m, uint64_t attempt, char *
             m->C = l.channels;
             size_t n = (size_t)m->B * (size_t)m->h * (size_t)m->w * (size_t)m->C;
             m->x0 = malloc(n * sizeof *m->x0);
-            m->noise = malloc(n * sizeof *m->noise);
-            m->noisy = malloc(n * sizeof *m->noisy);
-            m->target = malloc(n * sizeof *m->target);
-            m->pred = malloc(n * sizeof *m->pred);
-            m->dpred = malloc(n * sizeof *m->dpred);
-            if (!m->x0 || !m->noise || !m->noisy || !m->target || !m->pred || !m->dpred) {
+            if (!m->x0) {
                 sdt_latents_free(&l);
                 return sdt_set_error(error, "out of memory");
             }
@@ -124,8 +104,9 @@ static int load_latents(sdt_trainer *t, micro_batch *m, uint64_t attempt, char *
 
 static int make_captions(sdt_trainer *t, micro_batch *m, int epoch, size_t batch_index, char **error)
 {
-    m->captions = calloc((size_t)m->B, sizeof *m->captions);
-    m->weights = malloc((size_t)m->B * sizeof *m->weights);
+    size_t count = (unsigned)m->B; /* B >= 1: a batch of the plan */
+    m->captions = calloc(count, sizeof *m->captions);
+    m->weights = malloc(count * sizeof *m->weights);
     if (!m->captions || !m->weights)
         return sdt_set_error(error, "out of memory");
     for (int b = 0; b < m->B; b++) {
@@ -230,65 +211,31 @@ static int micro_step(sdt_trainer *t, int micro, int64_t attempt, double *loss, 
                          !(t->stop_text_encoder_step > 0 && t->global_step >= t->stop_text_encoder_step);
     if (t->has_lora)
         sdt_lora_set_training(&t->lora, 1, mix64(t->seed ^ mix64((uint64_t)attempt * 64 + (uint64_t)micro)));
-    m.timesteps = malloc((size_t)m.B * sizeof *m.timesteps);
-    if (!m.timesteps) {
-        sdt_set_error(error, "out of memory");
-        goto done;
-    }
     if (load_latents(t, &m, (uint64_t)attempt * 64 + (uint64_t)micro, error) != 0 ||
         make_captions(t, &m, epoch, batch_index, error) != 0 ||
         make_context(t, &m, encoder_trains, error) != 0)
         goto done;
-    char msg[256];
-    if (sdt_objective_sample_batch(&t->schedule, &t->noise, t->prediction, &t->rng, m.x0, m.B, m.h, m.w, m.C,
-                                   m.timesteps, m.noise, m.noisy, m.target, msg, sizeof msg) != 0) {
-        sdt_set_error(error, "%s", msg);
+    sdt_diffusion_pass pass = {.schedule = &t->schedule,
+                               .noise = &t->noise,
+                               .loss = &t->loss,
+                               .prediction = t->prediction,
+                               .rng = &t->rng,
+                               .x0 = m.x0,
+                               .B = m.B,
+                               .h = m.h,
+                               .w = m.w,
+                               .C = m.C,
+                               .context = &m.ctx_t,
+                               .sample_weights = m.weights,
+                               .dcontext = encoder_trains ? &m.dctx_t : NULL,
+                               .poison_loss = injected(t, attempt, 0)};
+    rc = sdt_diffusion_pass_run(t->e, t->unet, &pass, loss, error);
+    if (rc != 0)
         goto done;
-    }
-    int64_t xs[4] = {m.B, m.h, m.w, m.C}, tss[1] = {m.B};
-    float ts[64];
-    float *tsp = m.B <= 64 ? ts : malloc((size_t)m.B * sizeof *tsp); /* [B] timesteps as F32 */
-    if (!tsp) {
-        sdt_set_error(error, "out of memory");
-        goto done;
-    }
-    for (int b = 0; b < m.B; b++)
-        tsp[b] = (float)m.timesteps[b];
-    int up = sdt_act_alloc(t->e, &m.x_t, SDT_F32, 4, xs) != 0 ||
-             sdt_engine_upload(t->e, &m.x_t, m.noisy, sdt_tensor_bytes(&m.x_t)) != 0 ||
-             sdt_act_alloc(t->e, &m.ts_t, SDT_F32, 1, tss) != 0 ||
-             sdt_engine_upload(t->e, &m.ts_t, tsp, sdt_tensor_bytes(&m.ts_t)) != 0;
-    if (tsp != ts)
-        free(tsp);
-    if (up) {
-        engine_error(t, error, "upload");
-        goto done;
-    }
-    if (sdt_unet_forward(t->e, t->unet, &m.out_t, &m.x_t, &m.ts_t, &m.ctx_t, NULL, 1) != 0 ||
-        sdt_engine_download(t->e, m.pred, &m.out_t, sdt_tensor_bytes(&m.out_t)) != 0) {
-        engine_error(t, error, "UNet forward");
-        goto done;
-    }
-    if (sdt_objective_loss(&t->schedule, &t->loss, m.B, (int64_t)m.h * m.w, m.C, m.pred, m.target,
-                           m.timesteps, m.weights, NULL, loss, m.dpred, NULL, msg, sizeof msg) != 0) {
-        sdt_set_error(error, "%s", msg);
-        goto done;
-    }
-    if (injected(t, attempt, 0))
-        *loss = NAN;
-    if (!isfinite(*loss)) {
-        rc = 1;
-        goto done;
-    }
-    if (sdt_act_alloc(t->e, &m.dout_t, SDT_F32, 4, xs) != 0 ||
-        sdt_engine_upload(t->e, &m.dout_t, m.dpred, sdt_tensor_bytes(&m.dout_t)) != 0 ||
-        sdt_unet_backward(t->e, t->unet, NULL, encoder_trains ? &m.dctx_t : NULL, NULL, &m.dout_t) != 0) {
-        engine_error(t, error, "UNet backward");
-        goto done;
-    }
     if (encoder_trains &&
         sdt_clip_text_backward(t->e, t->text_encoder, &m.text, &m.dctx_t, NULL, NULL, NULL) != 0) {
         engine_error(t, error, "text encoder backward");
+        rc = -1;
         goto done;
     }
     rc = 0;

@@ -12,13 +12,13 @@
  *   --skip-plain    no training step without checkpointing (it keeps every block's activations)
  *   --forward-only  the inference forward only
  *
- * FLOPs are counted from the config (2 per multiply-add of every conv, linear and attention product; norms
- * and elementwise ops are left out), the same rules as sd_arch_spec's perf anchors: 401.6 G multiply-adds
- * for a 64x64 forward. A backward counts 2x the forward's weight products (input and weight gradients; 1x
- * when frozen) and 2.5x its attention products (scores and probabilities are recomputed, flash style);
- * checkpointing re-runs the forward once more. "model" GFLOP/s divides the FLOPs of forward + backward by the
- * time; the recomputation is the price of the memory saved. Peak RSS is the process's high-water mark after
- * the phase (the phases run in order of growing memory). */
+ * FLOPs come from the analytic count of models/flops.h (2 per multiply-add of every conv, linear and
+ * attention product; norms and elementwise ops are left out), the same rules as sd_arch_spec's perf anchors:
+ * 401.6 G multiply-adds for a 64x64 forward. A backward counts 2x the forward's weight products (input and
+ * weight gradients; 1x when frozen) and 2.5x its attention products (scores and probabilities are recomputed,
+ * flash style); checkpointing re-runs the forward once more. "model" GFLOP/s divides the FLOPs of forward +
+ * backward by the time; the recomputation is the price of the memory saved. Peak RSS is the process's
+ * high-water mark after the phase (the phases run in order of growing memory). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "arch.h"
+#include "flops.h"
 #include "layers.h"
 #include "unet.h"
 
@@ -68,71 +69,16 @@ typedef struct macs {
     double attention; /* activation x activation: Q K^T and P V */
 } macs;
 
-static void count_resnet(macs *m, double hw, double in, double out, double emb)
+/* Multiply-adds of one forward of one image at side x side latents, context of l tokens (models/flops.h). */
+static macs count_forward(const sdt_unet_config *c, int64_t side, int64_t l)
 {
-    m->weights += hw * in * out * 9 + hw * out * out * 9 + emb * out;
-    if (in != out)
-        m->weights += hw * in * out;
-}
-
-static void count_transformer(macs *m, double hw, double c, int depth, double l, double d)
-{
-    m->weights += 2 * hw * c * c; /* proj_in, proj_out */
-    for (int i = 0; i < depth; i++) {
-        m->weights += 4 * hw * c * c;                 /* self-attention q, k, v, out */
-        m->weights += 2 * hw * c * c + 2 * l * d * c; /* cross-attention q, out; k, v of the context */
-        m->weights += 12 * hw * c * c;                /* GEGLU C -> 8C, 4C -> C */
-        m->attention += 2 * hw * hw * c + 2 * hw * l * c;
+    sdt_flop_count f;
+    char *error = NULL;
+    if (sdt_flops_unet(c, NULL, 1, side, side, l, &f, &error) != 0) {
+        fprintf(stderr, "bench_unet: %s\n", error);
+        exit(1);
     }
-}
-
-/* Multiply-adds of one forward of one image at side x side latents, context of l tokens. */
-static macs count_forward(const sdt_unet_config *c, double side, double l)
-{
-    macs m = {0, 0};
-    double emb = 4.0 * c->block_out_channels[0], d = c->cross_attention_dim;
-    m.weights += c->block_out_channels[0] * emb + emb * emb; /* time MLP */
-    if (c->adm_in_channels > 0)
-        m.weights += c->adm_in_channels * emb + emb * emb;
-    double hw = side * side, ch = c->block_out_channels[0];
-    m.weights += hw * c->in_channels * ch * 9;
-    double skip[3 * SDT_UNET_MAX_LEVELS + 1];
-    int n_skip = 0;
-    skip[n_skip++] = ch;
-    for (int i = 0; i < c->levels; i++) {
-        double out = c->block_out_channels[i];
-        for (int j = 0; j < c->layers_per_block; j++) {
-            count_resnet(&m, hw, ch, out, emb);
-            ch = out;
-            if (c->level_has_attention[i])
-                count_transformer(&m, hw, ch, c->transformer_depth[i], l, d);
-            skip[n_skip++] = ch;
-        }
-        if (i < c->levels - 1) {
-            hw /= 4;
-            m.weights += hw * ch * ch * 9;
-            skip[n_skip++] = ch;
-        }
-    }
-    count_resnet(&m, hw, ch, ch, emb);
-    count_transformer(&m, hw, ch, c->mid_transformer_depth, l, d);
-    count_resnet(&m, hw, ch, ch, emb);
-    for (int k = 0; k < c->levels; k++) {
-        int i = c->levels - 1 - k;
-        double out = c->block_out_channels[i];
-        for (int j = 0; j <= c->layers_per_block; j++) {
-            count_resnet(&m, hw, ch + skip[--n_skip], out, emb);
-            ch = out;
-            if (c->level_has_attention[i])
-                count_transformer(&m, hw, ch, c->transformer_depth[i], l, d);
-            if (j == c->layers_per_block && k < c->levels - 1) {
-                hw *= 4;
-                m.weights += hw * ch * ch * 9;
-            }
-        }
-    }
-    m.weights += hw * ch * c->out_channels * 9;
-    return m;
+    return (macs){sdt_flop_weight_mac(&f), f.attention_mac};
 }
 
 /* ---- the run -------------------------------------------------------------------------------------- */
@@ -281,7 +227,7 @@ int main(int argc, char **argv)
         ((float *)b.t.data)[i] = 500.0f + (float)i;
     double setup_s = now_s() - t0;
 
-    macs m = count_forward(&arch->unet, (double)S, (double)L);
+    macs m = count_forward(&arch->unet, S, L);
     double fwd_flop = 2.0 * (m.weights + m.attention) * (double)B;
     double bwd_flop = 2.0 * ((o.frozen ? 1.0 : 2.0) * m.weights + 2.5 * m.attention) * (double)B;
     printf("SD1.5 UNet, batch %lld, %lldx%lld latents, context [%lld, %lld, %lld], %s parameters "

@@ -234,5 +234,43 @@ static void test_allocator_peak(test_state *t)
     sdt_engine_free(e);
 }
 
+/* The op timing hook: off by default (nothing counted), on counts each op's calls under its name, and
+ * turning it on again starts from zero. */
+static void test_op_timing(test_state *t)
+{
+    sdt_engine *e = test_cpu_engine(t, 1);
+    if (!e)
+        return;
+    float a[6] = {1, 2, 3, 4, 5, 6}, w[6] = {1, 0, 0, 1, 1, 1}, out[4];
+    sdt_tensor inp = sdt_tensor_view(a, SDT_F32, 2, (int64_t[]){2, 3});    /* [2, 3] */
+    sdt_tensor weight = sdt_tensor_view(w, SDT_F32, 2, (int64_t[]){2, 3}); /* [2, 3] */
+    sdt_tensor y = sdt_tensor_view(out, SDT_F32, 2, (int64_t[]){2, 2});    /* [2, 2] */
+    sdt_op_time times[8];
+    CHECK(t, sdt_linear_forward(e, &y, &inp, &weight, NULL) == 0);
+    CHECK(t, sdt_engine_op_times(e, times, 8) == 0);
+    sdt_engine_set_op_timing(e, 1);
+    for (int i = 0; i < 3; i++)
+        CHECK(t, sdt_linear_forward(e, &y, &inp, &weight, NULL) == 0);
+    CHECK(t, sdt_fill(e, &y, 0.0f) == 0);
+    /* a call rejected by the checks never reaches the backend and is not counted */
+    CHECK(t, sdt_linear_forward(e, &inp, &inp, &weight, NULL) == -1);
+    size_t n = sdt_engine_op_times(e, times, 8);
+    CHECK(t, n == 2);
+    for (size_t i = 0; i < n; i++) {
+        CHECK(t, times[i].seconds >= 0);
+        if (strcmp(times[i].op, "linear_forward") == 0)
+            CHECK(t, times[i].calls == 3);
+        else
+            CHECK(t, strcmp(times[i].op, "fill") == 0 && times[i].calls == 1);
+    }
+    CHECK(t, sdt_engine_op_times(e, times, 1) == 1);
+    sdt_engine_set_op_timing(e, 1);
+    CHECK(t, sdt_engine_op_times(e, times, 8) == 0);
+    sdt_engine_set_op_timing(e, 0);
+    CHECK(t, sdt_fill(e, &y, 0.0f) == 0);
+    CHECK(t, sdt_engine_op_times(e, times, 8) == 0);
+    sdt_engine_free(e);
+}
+
 TEST_MAIN("backend", TEST(test_engine_create), TEST(test_shape_errors), TEST(test_low_precision_staging),
-          TEST(test_arena_plan), TEST(test_allocator_peak))
+          TEST(test_arena_plan), TEST(test_allocator_peak), TEST(test_op_timing))
