@@ -307,72 +307,63 @@ static cudnnMathType_t run_math(cudnnMathType_t reported, sdt_dtype dtype)
     return dtype == SDT_F32 ? CUDNN_FMA_MATH : reported;
 }
 
-static int choose_fwd(sdt_engine *e, cuda_state *s, conv_plan *p)
-{
-    const sdt_dtype dtype = sdt_dtype(p->key.dtype);
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int n = 0;
-    CUDNN_TRY(e, cudnnSetConvolutionMathType(p->conv, base_math(dtype)));
-    CUDNN_TRY(e, cudnnGetConvolutionForwardAlgorithm_v7(s->dnn, p->x, p->w, p->conv, p->y,
-                                                        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < n; i++) {
-            if (!candidate_ok(perf[i].status, perf[i].mathType, perf[i].determinism, dtype, pass == 0))
-                continue;
-            const cudnnMathType_t math = run_math(perf[i].mathType, dtype);
-            size_t bytes = 0;
-            if (cudnnSetConvolutionMathType(p->conv, math) != CUDNN_STATUS_SUCCESS ||
-                cudnnGetConvolutionForwardWorkspaceSize(s->dnn, p->x, p->w, p->conv, p->y, perf[i].algo,
-                                                        &bytes) != CUDNN_STATUS_SUCCESS ||
-                bytes > ws_bytes(s))
-                continue;
-            p->fwd.algo = int(perf[i].algo);
-            p->fwd.math = math;
-            p->fwd.ready = 1;
-            return 0;
-        }
-    return sdt_engine_fail(
-        e, "conv2d: cuDNN has no forward algorithm within %zu bytes of workspace for this shape",
-        ws_bytes(s));
-}
+// What differs between the three directions when an algorithm is chosen: cuDNN's perf record, its
+// heuristic, its workspace query, where the choice is kept, and the words of the error.
+struct conv_fwd_dir {
+    using perf_t = cudnnConvolutionFwdAlgoPerf_t;
+    static constexpr int max_algos = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
+    static constexpr const char *missing = "conv2d: cuDNN has no forward algorithm";
+    static cudnnStatus_t heuristic(cudnnHandle_t h, const conv_plan *p, int *n, perf_t *perf)
+    {
+        return cudnnGetConvolutionForwardAlgorithm_v7(h, p->x, p->w, p->conv, p->y, max_algos, n, perf);
+    }
+    static cudnnStatus_t workspace(cudnnHandle_t h, const conv_plan *p, const perf_t &perf, size_t *bytes)
+    {
+        return cudnnGetConvolutionForwardWorkspaceSize(h, p->x, p->w, p->conv, p->y, perf.algo, bytes);
+    }
+    static conv_algo_choice &choice(conv_plan *p) { return p->fwd; }
+};
 
-static int choose_bwd_data(sdt_engine *e, cuda_state *s, conv_plan *p)
-{
-    const sdt_dtype dtype = sdt_dtype(p->key.dtype);
-    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    int n = 0;
-    CUDNN_TRY(e, cudnnSetConvolutionMathType(p->conv, base_math(dtype)));
-    CUDNN_TRY(e, cudnnGetConvolutionBackwardDataAlgorithm_v7(
-                     s->dnn, p->w, p->y, p->conv, p->x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < n; i++) {
-            if (!candidate_ok(perf[i].status, perf[i].mathType, perf[i].determinism, dtype, pass == 0))
-                continue;
-            const cudnnMathType_t math = run_math(perf[i].mathType, dtype);
-            size_t bytes = 0;
-            if (cudnnSetConvolutionMathType(p->conv, math) != CUDNN_STATUS_SUCCESS ||
-                cudnnGetConvolutionBackwardDataWorkspaceSize(s->dnn, p->w, p->y, p->conv, p->x, perf[i].algo,
-                                                             &bytes) != CUDNN_STATUS_SUCCESS ||
-                bytes > ws_bytes(s))
-                continue;
-            p->bwd_data.algo = int(perf[i].algo);
-            p->bwd_data.math = math;
-            p->bwd_data.ready = 1;
-            return 0;
-        }
-    return sdt_engine_fail(
-        e, "conv2d backward: cuDNN has no data-gradient algorithm within %zu bytes of workspace",
-        ws_bytes(s));
-}
+struct conv_bwd_data_dir {
+    using perf_t = cudnnConvolutionBwdDataAlgoPerf_t;
+    static constexpr int max_algos = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
+    static constexpr const char *missing = "conv2d backward: cuDNN has no data-gradient algorithm";
+    static cudnnStatus_t heuristic(cudnnHandle_t h, const conv_plan *p, int *n, perf_t *perf)
+    {
+        return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->w, p->y, p->conv, p->x, max_algos, n, perf);
+    }
+    static cudnnStatus_t workspace(cudnnHandle_t h, const conv_plan *p, const perf_t &perf, size_t *bytes)
+    {
+        return cudnnGetConvolutionBackwardDataWorkspaceSize(h, p->w, p->y, p->conv, p->x, perf.algo, bytes);
+    }
+    static conv_algo_choice &choice(conv_plan *p) { return p->bwd_data; }
+};
 
-static int choose_bwd_filter(sdt_engine *e, cuda_state *s, conv_plan *p)
+struct conv_bwd_filter_dir {
+    using perf_t = cudnnConvolutionBwdFilterAlgoPerf_t;
+    static constexpr int max_algos = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+    static constexpr const char *missing = "conv2d backward: cuDNN has no weight-gradient algorithm";
+    static cudnnStatus_t heuristic(cudnnHandle_t h, const conv_plan *p, int *n, perf_t *perf)
+    {
+        return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->x, p->y, p->conv, p->w, max_algos, n,
+                                                             perf);
+    }
+    static cudnnStatus_t workspace(cudnnHandle_t h, const conv_plan *p, const perf_t &perf, size_t *bytes)
+    {
+        return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p->x, p->y, p->conv, p->w, perf.algo, bytes);
+    }
+    static conv_algo_choice &choice(conv_plan *p) { return p->bwd_filter; }
+};
+
+// The heuristic's candidates in its order: first the deterministic ones, then any; the first whose
+// workspace fits is kept in the plan.
+template <typename Dir> static int choose_algo(sdt_engine *e, cuda_state *s, conv_plan *p)
 {
     const sdt_dtype dtype = sdt_dtype(p->key.dtype);
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    typename Dir::perf_t perf[Dir::max_algos];
     int n = 0;
     CUDNN_TRY(e, cudnnSetConvolutionMathType(p->conv, base_math(dtype)));
-    CUDNN_TRY(e, cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-                     s->dnn, p->x, p->y, p->conv, p->w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
+    CUDNN_TRY(e, Dir::heuristic(s->dnn, p, &n, perf));
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < n; i++) {
             if (!candidate_ok(perf[i].status, perf[i].mathType, perf[i].determinism, dtype, pass == 0))
@@ -380,18 +371,15 @@ static int choose_bwd_filter(sdt_engine *e, cuda_state *s, conv_plan *p)
             const cudnnMathType_t math = run_math(perf[i].mathType, dtype);
             size_t bytes = 0;
             if (cudnnSetConvolutionMathType(p->conv, math) != CUDNN_STATUS_SUCCESS ||
-                cudnnGetConvolutionBackwardFilterWorkspaceSize(
-                    s->dnn, p->x, p->y, p->conv, p->w, perf[i].algo, &bytes) != CUDNN_STATUS_SUCCESS ||
-                bytes > ws_bytes(s))
+                Dir::workspace(s->dnn, p, perf[i], &bytes) != CUDNN_STATUS_SUCCESS || bytes > ws_bytes(s))
                 continue;
-            p->bwd_filter.algo = int(perf[i].algo);
-            p->bwd_filter.math = math;
-            p->bwd_filter.ready = 1;
+            conv_algo_choice &c = Dir::choice(p);
+            c.algo = int(perf[i].algo);
+            c.math = math;
+            c.ready = 1;
             return 0;
         }
-    return sdt_engine_fail(
-        e, "conv2d backward: cuDNN has no weight-gradient algorithm within %zu bytes of workspace",
-        ws_bytes(s));
+    return sdt_engine_fail(e, "%s within %zu bytes of workspace for this shape", Dir::missing, ws_bytes(s));
 }
 
 enum { CONV_FWD = 1, CONV_BWD_DATA = 2, CONV_BWD_FILTER = 4 };
@@ -421,11 +409,11 @@ static int conv_prepare(sdt_engine *e, cuda_state *s, const conv_geom *g, int di
         conv_plan *p = nullptr;
         int rc = conv_plan_get(e, s, g, *ct, &p);
         if (rc == 0 && (dirs & CONV_FWD))
-            rc = choose_once(e, s, p, &p->fwd, choose_fwd);
+            rc = choose_once(e, s, p, &p->fwd, choose_algo<conv_fwd_dir>);
         if (rc == 0 && (dirs & CONV_BWD_DATA))
-            rc = choose_once(e, s, p, &p->bwd_data, choose_bwd_data);
+            rc = choose_once(e, s, p, &p->bwd_data, choose_algo<conv_bwd_data_dir>);
         if (rc == 0 && (dirs & CONV_BWD_FILTER))
-            rc = choose_once(e, s, p, &p->bwd_filter, choose_bwd_filter);
+            rc = choose_once(e, s, p, &p->bwd_filter, choose_algo<conv_bwd_filter_dir>);
         if (rc == 0) {
             *out = p;
             return 0;
