@@ -460,23 +460,6 @@ static int staged_conv_input(sdt_engine *e, gemmconv_scratch *sc, const sdt_tens
     return 0;
 }
 
-// Any tensor as dtype `want` (weights, output gradients): itself or a converted copy in scratch.
-static int staged_plain(sdt_engine *e, gemmconv_scratch *sc, const sdt_tensor *t, sdt_dtype want,
-                        const void **out)
-{
-    if (t->dtype == want) {
-        *out = t->data;
-        return 0;
-    }
-    const int64_t n = sdt_tensor_numel(t);
-    void *p = nullptr;
-    if (gemmconv_scratch_alloc(e, sc, size_t(n) * gemmconv_dtype_size(want), &p) != 0 ||
-        gemmconv_convert(e, p, want, t->data, t->dtype, n) != 0)
-        return -1;
-    *out = p;
-    return 0;
-}
-
 static int launch_bias(sdt_engine *e, void *out, sdt_dtype out_type, const sdt_tensor *bias, int64_t total,
                        int64_t OC, int fill)
 {
@@ -543,7 +526,7 @@ static int conv_forward_staged(sdt_engine *e, cuda_state *s, gemmconv_scratch *s
     if (conv_prepare(e, s, &g, CONV_FWD, &ct, &p) != 0)
         return -1;
     const void *x = nullptr, *w = nullptr;
-    if (staged_conv_input(e, sc, inp, ct, &g, &x) != 0 || staged_plain(e, sc, weight, ct, &w) != 0)
+    if (staged_conv_input(e, sc, inp, ct, &g, &x) != 0 || gemmconv_staged(e, sc, weight, ct, &w) != 0)
         return -1;
     void *y = out->data;
     if (ct != out->dtype &&
@@ -624,13 +607,13 @@ static int conv_backward_staged(sdt_engine *e, cuda_state *s, gemmconv_scratch *
     if (conv_prepare(e, s, &g, dirs, &ct, &p) != 0)
         return -1;
     const void *dy = nullptr;
-    if (staged_plain(e, sc, dout, ct, &dy) != 0)
+    if (gemmconv_staged(e, sc, dout, ct, &dy) != 0)
         return -1;
     CUDNN_TRY(e, cudnnSetStream(s->dnn, s->stream));
     const float alpha = 1.0f, zero = 0.0f, one = 1.0f;
     if (dinp) {
         const void *w = nullptr;
-        if (staged_plain(e, sc, weight, ct, &w) != 0)
+        if (gemmconv_staged(e, sc, weight, ct, &w) != 0)
             return -1;
         // Straight into dinp (adding) when cuDNN's dx is dinp itself; else the padded/f32 gradient in
         // scratch.

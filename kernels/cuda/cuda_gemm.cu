@@ -40,15 +40,6 @@
 #include <cstdlib>
 #include <cstring>
 
-// CUBLAS_TRY (cuda_internal.h) names the failure with cublasGetStatusString, which lives in libcublas;
-// the build links only libcublasLt, whose own cublasLtGetStatusString says the same.
-#define LT_TRY(e, call)                                                                                      \
-    do {                                                                                                     \
-        cublasStatus_t rc_ = (call);                                                                         \
-        if (rc_ != CUBLAS_STATUS_SUCCESS)                                                                    \
-            return sdt_engine_fail((e), "%s: %s", #call, cublasLtGetStatusString(rc_));                      \
-    } while (0)
-
 // ---- scratch -------------------------------------------------------------------------------------------
 
 int gemmconv_scratch_alloc(sdt_engine *e, gemmconv_scratch *sc, size_t bytes, void **out)
@@ -274,28 +265,29 @@ void cuda_gemm_plans_free(cuda_state *s)
 static int plan_build(sdt_engine *e, cuda_state *s, gemm_plan *p)
 {
     const gemm_key *k = &p->key;
-    LT_TRY(e, cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUBLAS_TRY(e, cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     const cublasOperation_t ta = k->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     const cublasOperation_t tb = k->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    LT_TRY(e, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    LT_TRY(e, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    CUBLAS_TRY(e, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_TRY(e, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     if (k->bias) {
         const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
         const int32_t bias_type = lt_type(sdt_dtype(k->d_type)); // the documented rule: bias type = D type
-        LT_TRY(e, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-        LT_TRY(e, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
-                                                 sizeof bias_type));
+        CUBLAS_TRY(e,
+                   cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        CUBLAS_TRY(e, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                                     sizeof bias_type));
     }
     // Layouts describe the buffers as stored: op(A) is m x k, so A is stored k x m when transposed.
     const cudaDataType_t abt = lt_type(sdt_dtype(k->ab_type)), dt = lt_type(sdt_dtype(k->d_type));
-    LT_TRY(e, cublasLtMatrixLayoutCreate(&p->a, abt, uint64_t(k->trans_a ? k->k : k->m),
-                                         uint64_t(k->trans_a ? k->m : k->k), k->lda));
-    LT_TRY(e, cublasLtMatrixLayoutCreate(&p->b, abt, uint64_t(k->trans_b ? k->n : k->k),
-                                         uint64_t(k->trans_b ? k->k : k->n), k->ldb));
-    LT_TRY(e, cublasLtMatrixLayoutCreate(&p->d, dt, uint64_t(k->m), uint64_t(k->n), k->ldd));
+    CUBLAS_TRY(e, cublasLtMatrixLayoutCreate(&p->a, abt, uint64_t(k->trans_a ? k->k : k->m),
+                                             uint64_t(k->trans_a ? k->m : k->k), k->lda));
+    CUBLAS_TRY(e, cublasLtMatrixLayoutCreate(&p->b, abt, uint64_t(k->trans_b ? k->n : k->k),
+                                             uint64_t(k->trans_b ? k->k : k->n), k->ldb));
+    CUBLAS_TRY(e, cublasLtMatrixLayoutCreate(&p->d, dt, uint64_t(k->m), uint64_t(k->n), k->ldd));
 
     cublasLtMatmulPreference_t pref = nullptr;
-    LT_TRY(e, cublasLtMatmulPreferenceCreate(&pref));
+    CUBLAS_TRY(e, cublasLtMatmulPreferenceCreate(&pref));
     const uint64_t ws = s->workspace ? uint64_t(s->workspace_bytes) : 0;
     cublasStatus_t st =
         cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
@@ -394,19 +386,18 @@ static int lt_gemm(sdt_engine *e, cuda_state *s, int trans_a, int trans_b, int64
     if (plan_get(e, s, &key, &p) != 0)
         return -1;
     if (bias)
-        LT_TRY(e, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-                                                 sizeof bias));
+        CUBLAS_TRY(e, cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                     sizeof bias));
     const float alpha = 1.0f;
-    LT_TRY(e, cublasLtMatmul(s->lt, p->desc, &alpha, A, p->a, B, p->b, &beta, D, p->d, D, p->d, &p->algo,
-                             s->workspace, s->workspace ? s->workspace_bytes : 0, s->stream));
+    CUBLAS_TRY(e, cublasLtMatmul(s->lt, p->desc, &alpha, A, p->a, B, p->b, &beta, D, p->d, D, p->d, &p->algo,
+                                 s->workspace, s->workspace ? s->workspace_bytes : 0, s->stream));
     return 0;
 }
 
 // ---- staging -------------------------------------------------------------------------------------------
 
-// The data of t as dtype `want`: t's own buffer when it already is, else a converted copy in scratch.
-static int staged_input(sdt_engine *e, gemmconv_scratch *sc, const sdt_tensor *t, sdt_dtype want,
-                        const void **out)
+int gemmconv_staged(sdt_engine *e, gemmconv_scratch *sc, const sdt_tensor *t, sdt_dtype want,
+                    const void **out)
 {
     if (t->dtype == want) {
         *out = t->data;
@@ -482,8 +473,8 @@ static int linear_forward_staged(sdt_engine *e, cuda_state *s, gemmconv_scratch 
     if (bias && bias->dtype != dt)
         dt = SDT_F32;
     const void *x = nullptr, *w = nullptr, *b = nullptr;
-    if (staged_input(e, sc, inp, ab, &x) != 0 || staged_input(e, sc, weight, ab, &w) != 0 ||
-        (bias && staged_input(e, sc, bias, dt, &b) != 0))
+    if (gemmconv_staged(e, sc, inp, ab, &x) != 0 || gemmconv_staged(e, sc, weight, ab, &w) != 0 ||
+        (bias && gemmconv_staged(e, sc, bias, dt, &b) != 0))
         return -1;
     void *d = out->data;
     if (dt != out->dtype && gemmconv_scratch_alloc(e, sc, size_t(N * OC) * sizeof(float), &d) != 0)
@@ -518,7 +509,7 @@ static int linear_backward_staged(sdt_engine *e, cuda_state *s, gemmconv_scratch
         // dinp^T [C, N] += W^T [C, OC] @ dout^T [OC, N]
         const sdt_dtype ab = dout->dtype == weight->dtype ? dout->dtype : SDT_F32;
         const void *dy = nullptr, *w = nullptr;
-        if (staged_input(e, sc, dout, ab, &dy) != 0 || staged_input(e, sc, weight, ab, &w) != 0 ||
+        if (gemmconv_staged(e, sc, dout, ab, &dy) != 0 || gemmconv_staged(e, sc, weight, ab, &w) != 0 ||
             gemm_accumulate(e, s, sc, dinp, 0, 0, C, N, OC, w, C, dy, OC, ab) != 0)
             return -1;
     }
@@ -526,7 +517,7 @@ static int linear_backward_staged(sdt_engine *e, cuda_state *s, gemmconv_scratch
         // dweight^T [C, OC] += inp^T [C, N] @ dout [N, OC]
         const sdt_dtype ab = dout->dtype == inp->dtype ? dout->dtype : SDT_F32;
         const void *dy = nullptr, *x = nullptr;
-        if (staged_input(e, sc, dout, ab, &dy) != 0 || staged_input(e, sc, inp, ab, &x) != 0 ||
+        if (gemmconv_staged(e, sc, dout, ab, &dy) != 0 || gemmconv_staged(e, sc, inp, ab, &x) != 0 ||
             gemm_accumulate(e, s, sc, dweight, 0, 1, C, OC, N, x, C, dy, OC, ab) != 0)
             return -1;
     }

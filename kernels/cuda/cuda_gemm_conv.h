@@ -29,6 +29,9 @@ int gemmconv_convert(sdt_engine *e, void *dst, sdt_dtype dst_type, const void *s
 // dst [n] (dst_type) += src [n] (src_type), added in fp32 and rounded once.
 int gemmconv_add(sdt_engine *e, void *dst, sdt_dtype dst_type, const void *src, sdt_dtype src_type,
                  int64_t n);
+// *out = the data of t as dtype `want`: t's own buffer when it already is, else a converted copy in sc.
+int gemmconv_staged(sdt_engine *e, gemmconv_scratch *sc, const sdt_tensor *t, sdt_dtype want,
+                    const void **out);
 // dbias [cols] += the sums over rows of x [rows, cols] (x_type), in double, in a fixed order (deterministic).
 int gemmconv_add_column_sums(sdt_engine *e, gemmconv_scratch *sc, sdt_tensor *dbias, const void *x,
                              sdt_dtype x_type, int64_t rows, int64_t cols);
