@@ -28,6 +28,19 @@ expect_not() {
     fi
 }
 
+# expect_gone DESCRIPTION REGEX [SECONDS]: REGEX leaves the screen in time (default 5 seconds).
+expect_gone() {
+    local end=$((SECONDS + ${3:-5}))
+    while "$drive" "$session" shot | grep -Eq -- "$2"; do
+        if ((SECONDS >= end)); then
+            report_failure "$1: expected /$2/ to leave the screen"
+            return
+        fi
+        sleep 0.1
+    done
+    passed=$((passed + 1))
+}
+
 # expect_exit DESCRIPTION: the program ends within 5 seconds.
 expect_exit() {
     local end=$((SECONDS + 5))

@@ -93,8 +93,12 @@ expect "the log keeps the last lines" 'engine ended: killed by signal 9'
 "$drive" "$session" keys F5
 expect "F5 starts a new run" 'step [1-9][0-9]*/100000' 30
 "$drive" "$session" resize 120x40
-sleep 0.5
-width=$("$drive" "$session" shot | sed -n 5p | LC_ALL=C.UTF-8 wc -m)
+box_width() { "$drive" "$session" shot | sed -n 5p | LC_ALL=C.UTF-8 wc -m; }
+for _ in $(seq 50); do # the redraw follows the resize within the loop's next wake-up
+    width=$(box_width)
+    [ "$width" -eq 121 ] && break
+    sleep 0.1
+done
 check "a resize mid-run redraws the sparkline box 120 wide (got $((width - 1)))" test "$width" -eq 121
 "$drive" "$session" resize 80x24
 expect "and back at 80x24" '^└─+┘└─+┘$'
