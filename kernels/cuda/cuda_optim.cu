@@ -39,6 +39,8 @@ struct update_chunk {
     uint64_t first_tensor; // position of tensors[0] in the whole list (the rounding hash's tensor index)
 };
 
+static_assert(sizeof(update_chunk) + 128 <= 4096, "the chunk must fit the kernel-parameter limit");
+
 // The scalars of sdt_optimizer_update_args, by value.
 struct update_scalars {
     int kind;
