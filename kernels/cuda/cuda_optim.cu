@@ -6,8 +6,10 @@
 // use kernels/stochastic_round.h, the same code the CPU runs.
 //
 // Launch shape: the list is cut into chunks of up to CHUNK tensors passed by value in the kernel's
-// parameter struct (no device-side table to upload and keep alive, and a CUDA graph can capture it); the
-// grid's y index picks the tensor of the chunk and its x blocks stride over that tensor's elements.
+// parameter struct (no device-side table to upload and keep alive, and a CUDA graph can capture it). Each
+// tensor is cut into slabs of SLAB elements, one thread block per slab, numbered across the chunk's
+// tensors (block_start), so a chunk of one large and many small tensors keeps every block busy and no
+// block idles on a tensor shorter than the longest.
 #include <cstdint>
 
 #include "cuda_internal.h"
@@ -20,8 +22,12 @@ namespace
 {
 
 constexpr int THREADS = 256;
-// 48 bytes per tensor: 64 of them and the scalars stay under the 4 KiB kernel-parameter limit.
+constexpr int64_t SLAB = THREADS * 4; // elements per block: four per thread, a block-wide stride apart
+// 48 bytes per tensor: 64 of them, their block offsets and the scalars stay under the 4 KiB limit on
+// kernel parameters.
 constexpr int CHUNK = 64;
+// Blocks of one launch, at most (a chunk is closed early before it would pass this).
+constexpr int64_t MAX_BLOCKS = int64_t(1) << 30;
 
 struct update_tensor {
     float *param;      // [n] F32 master, updated in place
@@ -34,12 +40,11 @@ struct update_tensor {
 
 struct update_chunk {
     update_tensor tensors[CHUNK];
+    int32_t block_start[CHUNK + 1]; // tensor t has blocks block_start[t] .. block_start[t + 1] - 1
     int count;
-    int copy_is_bf16[CHUNK];
+    uint64_t copy_is_bf16; // bit t: tensor t's copy is BF16 (else F16)
     uint64_t first_tensor; // position of tensors[0] in the whole list (the rounding hash's tensor index)
 };
-
-static_assert(sizeof(update_chunk) + 128 <= 4096, "the chunk must fit the kernel-parameter limit");
 
 // The scalars of sdt_optimizer_update_args, by value.
 struct update_scalars {
@@ -51,16 +56,29 @@ struct update_scalars {
     int64_t step;
 };
 
+static_assert(sizeof(update_chunk) + sizeof(update_scalars) <= 4096,
+              "kernel parameters are limited to 4 KiB");
+
 __device__ __forceinline__ float sign_of(float x) { return float((x > 0.0f) - (x < 0.0f)); }
 
 __global__ void optimizer_update_kernel(const update_chunk chunk, const update_scalars a)
 {
-    const int t = int(blockIdx.y);
-    if (t >= chunk.count)
-        return;
+    // The tensor of this block: the last t with block_start[t] <= blockIdx.x (binary search).
+    const int32_t block = int32_t(blockIdx.x);
+    int lo = 0, hi = chunk.count - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (chunk.block_start[mid] <= block)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    const int t = lo;
     const update_tensor u = chunk.tensors[t];
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < u.n;
-         i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t begin = int64_t(block - chunk.block_start[t]) * SLAB;
+    const int64_t end = begin + SLAB < u.n ? begin + SLAB : u.n;
+    const bool copy_bf16 = (chunk.copy_is_bf16 >> t) & 1u;
+    for (int64_t i = begin + threadIdx.x; i < end; i += THREADS) {
         const float g = u.grad[i];
         float p = u.param[i];
         if (a.kind == SDT_UPDATE_ADAMW) {
@@ -92,7 +110,7 @@ __global__ void optimizer_update_kernel(const update_chunk chunk, const update_s
         u.param[i] = p;
         if (u.copy) {
             const uint32_t r = sdt_sr_bits(a.seed, a.step, chunk.first_tensor + uint64_t(t), uint64_t(i));
-            u.copy[i] = chunk.copy_is_bf16[t] ? sdt_sr_bf16(p, r) : sdt_sr_f16(p, r);
+            u.copy[i] = copy_bf16 ? sdt_sr_bf16(p, r) : sdt_sr_f16(p, r);
         }
     }
 }
@@ -122,33 +140,38 @@ int cuda_optimizer_update(sdt_engine *e, const sdt_optimizer_update_args *args)
                            args->seed,
                            args->step};
     const int states = sdt_optimizer_update_state_count(args);
-    for (size_t first = 0; first < args->count; first += CHUNK) {
+    size_t next = 0;
+    while (next < args->count) {
         update_chunk chunk{};
-        chunk.first_tensor = first;
-        int64_t longest = 0;
-        for (size_t i = first; i < args->count && chunk.count < CHUNK; i++) {
+        chunk.first_tensor = next;
+        int64_t blocks = 0;
+        while (next < args->count && chunk.count < CHUNK) {
+            const int64_t n = sdt_tensor_numel(&args->params[next]);
+            const int64_t slabs = (n + SLAB - 1) / SLAB;
+            if (chunk.count > 0 && blocks + slabs > MAX_BLOCKS)
+                break;
             update_tensor &u = chunk.tensors[chunk.count];
-            u.param = static_cast<float *>(args->params[i].data);
-            u.grad = static_cast<const float *>(args->grads[i].data);
-            u.state0 = states > 0 ? static_cast<float *>(args->state[0][i].data) : nullptr;
-            u.state1 = states > 1 ? static_cast<float *>(args->state[1][i].data) : nullptr;
-            u.copy = args->copies ? static_cast<uint16_t *>(args->copies[i].data) : nullptr;
-            chunk.copy_is_bf16[chunk.count] = args->copies && args->copies[i].dtype == SDT_BF16;
-            u.n = sdt_tensor_numel(&args->params[i]);
-            if (u.n > longest)
-                longest = u.n;
+            u.param = static_cast<float *>(args->params[next].data);
+            u.grad = static_cast<const float *>(args->grads[next].data);
+            u.state0 = states > 0 ? static_cast<float *>(args->state[0][next].data) : nullptr;
+            u.state1 = states > 1 ? static_cast<float *>(args->state[1][next].data) : nullptr;
+            u.copy = args->copies ? static_cast<uint16_t *>(args->copies[next].data) : nullptr;
+            u.n = n;
+            if (args->copies && args->copies[next].dtype == SDT_BF16)
+                chunk.copy_is_bf16 |= uint64_t(1) << chunk.count;
+            chunk.block_start[chunk.count] = int32_t(blocks);
+            blocks += slabs;
             chunk.count++;
+            next++;
         }
-        if (longest == 0)
-            continue;
-        // The x blocks are shared by the chunk's tensors: as many as the longest needs, capped so that the
-        // whole grid stays near cuda_blocks' cap.
-        unsigned x_blocks = cuda_blocks(s, longest, THREADS);
-        unsigned x_cap = unsigned((s->sm_count > 0 ? s->sm_count : 1) * 32 / chunk.count);
-        if (x_blocks > x_cap)
-            x_blocks = x_cap > 0 ? x_cap : 1;
-        const dim3 grid(x_blocks, unsigned(chunk.count));
-        optimizer_update_kernel<<<grid, THREADS, 0, s->stream>>>(chunk, a);
+        chunk.block_start[chunk.count] = int32_t(blocks);
+        if (blocks == 0)
+            continue; // only empty tensors
+        if (blocks > MAX_BLOCKS)
+            return sdt_engine_fail(e,
+                                   "optimizer_update: a tensor of %lld elements is too large for one launch",
+                                   (long long)chunk.tensors[0].n);
+        optimizer_update_kernel<<<unsigned(blocks), THREADS, 0, s->stream>>>(chunk, a);
         CUDA_TRY_LAUNCH(e, "optimizer_update");
     }
     return 0;
