@@ -203,6 +203,7 @@ static const char *const timed_op_names[SDT_OP_COUNT] = {
     [SDT_OP_SCALE] = "scale",
     [SDT_OP_AXPY] = "axpy",
     [SDT_OP_COPY] = "copy",
+    [SDT_OP_OPTIMIZER_UPDATE] = "optimizer_update",
 };
 
 static double monotonic_seconds(void)
@@ -859,4 +860,60 @@ int sdt_copy(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src)
         expect_numel(e, "copy", "source", src, ANY_DTYPE, sdt_tensor_numel(dst)) != 0)
         return -1;
     return TIMED_OP(e, SDT_OP_COPY, e->ops->copy(e, dst, src));
+}
+
+int sdt_optimizer_update_state_count(const sdt_optimizer_update_args *args)
+{
+    switch (args->kind) {
+    case SDT_UPDATE_ADAMW: return 2;
+    case SDT_UPDATE_LION: return 1;
+    case SDT_UPDATE_SGD: return args->use_momentum ? 1 : 0;
+    }
+    return -1;
+}
+
+/* Every tensor of the list: an F32 master, an F32 gradient and F32 state of its element count, and a
+ * BF16/F16 copy of it when copies are asked for. Shapes may differ (a flat buffer updates a [OC, C]
+ * weight), element counts may not. */
+int sdt_optimizer_update(sdt_engine *e, const sdt_optimizer_update_args *args)
+{
+    const char *op = "optimizer_update";
+    int states = sdt_optimizer_update_state_count(args);
+    if (states < 0)
+        return sdt_engine_fail(e, "%s: unknown update kind %d", op, (int)args->kind);
+    if (args->count > 0 && (!args->params || !args->grads))
+        return sdt_engine_fail(e, "%s: %zu tensors but no parameter or gradient list", op, args->count);
+    for (int s = 0; s < states; s++)
+        if (args->count > 0 && !args->state[s])
+            return sdt_engine_fail(e, "%s: state buffer %d of %d is missing", op, s + 1, states);
+    for (size_t i = 0; i < args->count; i++) {
+        const sdt_tensor *p = &args->params[i];
+        int64_t n = sdt_tensor_numel(p);
+        char role[64];
+        snprintf(role, sizeof role, "parameter %zu", i);
+        if (check_tensor(e, op, role, p, F32_ONLY) != 0)
+            return -1;
+        snprintf(role, sizeof role, "gradient %zu", i);
+        if (expect_numel(e, op, role, &args->grads[i], F32_ONLY, n) != 0)
+            return -1;
+        for (int s = 0; s < states; s++) {
+            snprintf(role, sizeof role, "state %d of tensor %zu", s + 1, i);
+            if (expect_numel(e, op, role, &args->state[s][i], F32_ONLY, n) != 0)
+                return -1;
+        }
+        if (args->copies) {
+            const sdt_tensor *c = &args->copies[i];
+            snprintf(role, sizeof role, "copy %zu", i);
+            if (expect_numel(e, op, role, c, ANY_DTYPE, n) != 0)
+                return -1;
+            if (c->dtype != SDT_BF16 && c->dtype != SDT_F16) {
+                char desc[200];
+                sdt_tensor_describe(c, desc, sizeof desc);
+                return sdt_engine_fail(e, "%s: %s is %s; it must be bf16 or f16", op, role, desc);
+            }
+        }
+    }
+    if (!e->ops->optimizer_update)
+        return sdt_engine_fail(e, "%s: the %s backend has no optimizer update", op, e->ops->name);
+    return TIMED_OP(e, SDT_OP_OPTIMIZER_UPDATE, e->ops->optimizer_update(e, args));
 }

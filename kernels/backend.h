@@ -204,6 +204,47 @@ int sdt_scale(sdt_engine *e, sdt_tensor *t, float alpha);
 int sdt_axpy(sdt_engine *e, sdt_tensor *y, float alpha, const sdt_tensor *x);
 int sdt_copy(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src);
 
+/* ---- the optimizer update ------------------------------------------------------------------------- */
+
+typedef enum sdt_optimizer_update_kind {
+    SDT_UPDATE_ADAMW, /* torch.optim.AdamW's single-tensor loop; state exp_avg, exp_avg_sq */
+    SDT_UPDATE_LION,  /* lion-pytorch; state exp_avg */
+    SDT_UPDATE_SGD,   /* torch.optim.SGD; state momentum_buffer (only with momentum) */
+} sdt_optimizer_update_kind;
+
+/* One fused update of a list of parameters that share their hyper-parameters (one parameter group). The
+ * scalars are the per-step values the caller derives from the learning rate and the step count (in double,
+ * rounded to F32 once; train/optim.c), so every backend applies exactly the same F32 numbers.
+ *
+ * Tensor i: params[i] F32 master [n_i] (updated in place), grads[i] F32 [n_i], state[s][i] F32 [n_i]
+ * (updated in place; the kind says how many), copies[i] BF16 or F16 [n_i] or copies NULL: a low-precision
+ * copy of the updated master written with stochastic rounding (kernels/stochastic_round.h) from
+ * (seed, step, i, element), the same bits on every backend. */
+typedef struct sdt_optimizer_update_args {
+    sdt_optimizer_update_kind kind;
+    /* AdamW: p = p * decay; m = b1 m + one_b1 g; v = b2 v + one_b2 g g;
+     *        p += step_size * m / (sqrt(v) / bc2_sqrt + eps).
+     * Lion:  p = p * decay + neg_lr * sign(b1 m + one_b1 g); m = b2 m + one_b2 g. */
+    float decay, b1, one_b1, b2, one_b2, step_size, bc2_sqrt, eps, neg_lr;
+    /* SGD: d = g (+ weight_decay p when use_weight_decay); with use_momentum the buffer becomes d on the
+     * first step, else one_dampening d + momentum buf; d = buf (nesterov: d + momentum buf); p += neg_lr d.
+     * Each multiply-add is one fused fmaf, as PyTorch's CPU kernel does it. */
+    float weight_decay, momentum, one_dampening;
+    int use_weight_decay, use_momentum, nesterov, first_step;
+    /* Stochastic rounding of copies: the seed and the step count the random bits come from. */
+    uint64_t seed;
+    int64_t step;
+    size_t count;            /* tensors in the list */
+    sdt_tensor *params;      /* [count] */
+    const sdt_tensor *grads; /* [count] */
+    sdt_tensor *state[2];    /* [count] each, or NULL where the kind keeps fewer buffers */
+    sdt_tensor *copies;      /* [count] or NULL */
+} sdt_optimizer_update_args;
+
+/* How many state buffers per tensor the update uses (AdamW 2, Lion 1, SGD 1 with momentum else 0). */
+int sdt_optimizer_update_state_count(const sdt_optimizer_update_args *args);
+int sdt_optimizer_update(sdt_engine *e, const sdt_optimizer_update_args *args);
+
 #ifdef __cplusplus
 }
 #endif

@@ -72,6 +72,7 @@ typedef struct sdt_backend_ops {
     int (*scale)(sdt_engine *e, sdt_tensor *t, float alpha);
     int (*axpy)(sdt_engine *e, sdt_tensor *y, float alpha, const sdt_tensor *x);
     int (*copy)(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src);
+    int (*optimizer_update)(sdt_engine *e, const sdt_optimizer_update_args *args);
 } sdt_backend_ops;
 
 /* The ops the timing hook (sdt_engine_set_op_timing) accounts for, one slot each; backend.c names them
@@ -108,6 +109,7 @@ typedef enum sdt_timed_op {
     SDT_OP_SCALE,
     SDT_OP_AXPY,
     SDT_OP_COPY,
+    SDT_OP_OPTIMIZER_UPDATE,
     SDT_OP_COUNT
 } sdt_timed_op;
 

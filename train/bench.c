@@ -59,6 +59,8 @@ sdt_bench_family sdt_bench_family_of_op(const char *op)
         return SDT_BENCH_ATTENTION;
     if (starts_with(op, "group_norm_") || starts_with(op, "layer_norm_"))
         return SDT_BENCH_NORM;
+    if (strcmp(op, "optimizer_update") == 0)
+        return SDT_BENCH_OPTIMIZER;
     return SDT_BENCH_ELEMENTWISE;
 }
 

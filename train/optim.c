@@ -1,7 +1,9 @@
 /* Optimizers. Each update follows the reference implementation's element
  * operations in the same order and precision (F32 tensors, scalars computed in
  * double and applied as F32) so a run matches PyTorch to rounding; see
- * docs/training.md. */
+ * docs/training.md. AdamW, Lion and SGD run as the backend op
+ * sdt_optimizer_update (their loops are in kernels/cpu/cpu_optim.c); the
+ * others are written in optim_*.c. */
 #include "optim.h"
 #include "optim_internal.h"
 #include "sdtune/strutil.h"
@@ -209,6 +211,12 @@ int sdt_optim_init(sdt_optimizer *o, const sdt_optim_config *cfg, int groups, ch
         return -1;
     }
     o->groups = groups;
+    sdt_engine_options host = {.device = SDT_DEVICE_CPU};
+    if (sdt_engine_create(&host, &o->engine, error) != 0) {
+        free(o->lr);
+        o->lr = NULL;
+        return -1;
+    }
     if (cfg->kind == SDT_OPTIM_PRODIGY)
         sdt_prodigy_init(o);
     return 0;
@@ -223,6 +231,7 @@ void sdt_optim_free(sdt_optimizer *o)
     }
     free(o->entries);
     free(o->lr);
+    sdt_engine_free(o->engine);
     memset(o, 0, sizeof *o);
 }
 
@@ -407,69 +416,86 @@ int sdt_optim_set_lr(sdt_optimizer *o, int group, double lr, char **error)
     return 0;
 }
 
-/* torch.optim.AdamW (single-tensor path) for one buffer; `step` is the count
- * after this update. */
-static void adamw(const sdt_optim_config *c, sdt_optim_entry *e, double lr, int64_t step)
+/* The per-step scalars of AdamW, Lion and SGD for one learning rate, computed in double and rounded to
+ * F32 once, as the reference implementations do; `step` is the count after this update. */
+static void update_scalars(const sdt_optim_config *c, double lr, int64_t step, sdt_optimizer_update_args *a)
 {
-    const float decay = (float)(1.0 - lr * c->weight_decay);
-    const float b1 = (float)c->beta1, one_b1 = (float)(1.0 - c->beta1);
-    const float b2 = (float)c->beta2, one_b2 = (float)(1.0 - c->beta2);
-    const double bc1 = 1.0 - pow(c->beta1, (double)step);
-    const double bc2 = 1.0 - pow(c->beta2, (double)step);
-    const float step_size = (float)(-(lr / bc1));
-    const float bc2_sqrt = (float)sqrt(bc2);
-    const float eps = (float)c->eps;
-    float *p = e->value, *g = e->grad, *m = e->state[0], *v = e->state[1];
-    for (size_t i = 0; i < e->count; i++) {
-        float pi = p[i] * decay;
-        float mi = m[i] * b1;
-        mi = mi + one_b1 * g[i];
-        float vi = v[i] * b2;
-        vi = vi + one_b2 * g[i] * g[i];
-        float denom = sqrtf(vi) / bc2_sqrt + eps;
-        p[i] = pi + step_size * (mi / denom);
-        m[i] = mi;
-        v[i] = vi;
+    a->decay = (float)(1.0 - lr * c->weight_decay);
+    a->b1 = (float)c->beta1;
+    a->one_b1 = (float)(1.0 - c->beta1);
+    a->b2 = (float)c->beta2;
+    a->one_b2 = (float)(1.0 - c->beta2);
+    a->neg_lr = (float)(-lr);
+    a->step = step;
+    switch (c->kind) {
+    case SDT_OPTIM_ADAMW: {
+        a->kind = SDT_UPDATE_ADAMW;
+        const double bc1 = 1.0 - pow(c->beta1, (double)step);
+        const double bc2 = 1.0 - pow(c->beta2, (double)step);
+        a->step_size = (float)(-(lr / bc1));
+        a->bc2_sqrt = (float)sqrt(bc2);
+        a->eps = (float)c->eps;
+        break;
+    }
+    case SDT_OPTIM_LION: a->kind = SDT_UPDATE_LION; break;
+    default:
+        a->kind = SDT_UPDATE_SGD;
+        a->weight_decay = (float)c->weight_decay;
+        a->momentum = (float)c->momentum;
+        a->one_dampening = (float)(1.0 - c->dampening);
+        a->use_weight_decay = c->weight_decay != 0.0;
+        a->use_momentum = c->momentum != 0.0;
+        a->nesterov = c->nesterov;
+        a->first_step = step == 1;
+        break;
     }
 }
 
-/* torch.optim.SGD (single-tensor path). The momentum buffer starts as a copy of
- * the first update. Each add-with-alpha is fused as PyTorch's CPU kernel fuses
- * it, which keeps the result identical to rounding. */
-static void sgd(const sdt_optim_config *c, sdt_optim_entry *e, double lr, int first)
+/* A flat F32 view of count host floats. */
+static sdt_tensor flat_view(float *data, size_t count)
 {
-    const float wd = (float)c->weight_decay, mom = (float)c->momentum;
-    const float one_damp = (float)(1.0 - c->dampening), neg_lr = (float)(-lr);
-    float *p = e->value, *g = e->grad, *buf = e->state[0];
-    for (size_t i = 0; i < e->count; i++) {
-        float d = g[i];
-        if (c->weight_decay != 0.0)
-            d = fmaf(wd, p[i], d);
-        if (c->momentum != 0.0) {
-            float b = first ? d : fmaf(one_damp, d, buf[i] * mom);
-            buf[i] = b;
-            d = c->nesterov ? fmaf(mom, b, d) : b;
+    int64_t shape[1] = {(int64_t)count};
+    return sdt_tensor_view(data, SDT_F32, 1, shape);
+}
+
+/* AdamW, Lion, SGD: one optimizer_update op per parameter group (the scalars depend on its learning
+ * rate) over every entry of the group. */
+static int fused_step(sdt_optimizer *o, int64_t step, char **error)
+{
+    /* params, grads, state[0], state[1]: [o->count] views each */
+    sdt_tensor *views = malloc((o->count ? o->count : 1) * 4 * sizeof *views);
+    if (!views)
+        return sdt_set_error(error, "optimizer: out of memory");
+    sdt_tensor *params = views, *grads = views + o->count, *first = views + 2 * o->count,
+               *second = views + 3 * o->count;
+    int rc = 0;
+    for (int gi = 0; gi < o->groups && rc == 0; gi++) {
+        sdt_optimizer_update_args a;
+        memset(&a, 0, sizeof a);
+        update_scalars(&o->cfg, o->lr[gi], step, &a);
+        size_t n = 0;
+        for (size_t i = 0; i < o->count; i++) {
+            sdt_optim_entry *e = &o->entries[i];
+            if (e->group != gi)
+                continue;
+            params[n] = flat_view(e->value, e->count);
+            grads[n] = flat_view(e->grad, e->count);
+            first[n] = flat_view(e->state[0], e->state[0] ? e->count : 0);
+            second[n] = flat_view(e->state[1], e->state[1] ? e->count : 0);
+            n++;
         }
-        p[i] = fmaf(neg_lr, d, p[i]);
+        if (n == 0)
+            continue;
+        a.count = n;
+        a.params = params;
+        a.grads = grads;
+        a.state[0] = first;
+        a.state[1] = second;
+        if (sdt_optimizer_update(o->engine, &a) != 0)
+            rc = sdt_set_error(error, "optimizer: %s", sdt_engine_error(o->engine));
     }
-}
-
-static float signf(float x) { return (float)((x > 0.0f) - (x < 0.0f)); }
-
-/* Lion: decoupled decay, p -= lr * sign(b1*m + (1-b1)*g), then m = b2*m +
- * (1-b2)*g. */
-static void lion(const sdt_optim_config *c, sdt_optim_entry *e, double lr)
-{
-    const float decay = (float)(1.0 - lr * c->weight_decay), neg_lr = (float)(-lr);
-    const float b1 = (float)c->beta1, one_b1 = (float)(1.0 - c->beta1);
-    const float b2 = (float)c->beta2, one_b2 = (float)(1.0 - c->beta2);
-    float *p = e->value, *g = e->grad, *m = e->state[0];
-    for (size_t i = 0; i < e->count; i++) {
-        float pi = p[i] * decay;
-        float u = signf(m[i] * b1 + one_b1 * g[i]);
-        p[i] = pi + neg_lr * u;
-        m[i] = m[i] * b2 + one_b2 * g[i];
-    }
+    free(views);
+    return rc;
 }
 
 int sdt_optim_step(sdt_optimizer *o, char **error)
@@ -486,13 +512,19 @@ int sdt_optim_step(sdt_optimizer *o, char **error)
         return 0;
     }
     const int64_t step = o->step + 1;
+    if (o->cfg.kind == SDT_OPTIM_ADAMW || o->cfg.kind == SDT_OPTIM_LION || o->cfg.kind == SDT_OPTIM_SGD) {
+        if (fused_step(o, step, error) != 0)
+            return -1;
+        o->step = step;
+        return 0;
+    }
     for (size_t i = 0; i < o->count; i++) {
         sdt_optim_entry *e = &o->entries[i];
         double lr = o->lr[e->group];
         switch (o->cfg.kind) {
-        case SDT_OPTIM_ADAMW: adamw(&o->cfg, e, lr, step); break;
-        case SDT_OPTIM_SGD: sgd(&o->cfg, e, lr, step == 1); break;
-        case SDT_OPTIM_LION: lion(&o->cfg, e, lr); break;
+        case SDT_OPTIM_ADAMW:
+        case SDT_OPTIM_SGD:
+        case SDT_OPTIM_LION: break;
         case SDT_OPTIM_ADAMW8BIT: sdt_adamw8bit_update(&o->cfg, e, lr, step); break;
         case SDT_OPTIM_ADAFACTOR:
             /* an entry cut short leaves the others of this step updated: the run stops on the error */

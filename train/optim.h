@@ -102,6 +102,9 @@ typedef struct sdt_optimizer {
     double scalars[4];
     int scalar_count;
     double last_d; /* Prodigy: d after the last step (d * lr is the effective learning rate) */
+    /* AdamW, Lion and SGD run as the backend's optimizer_update op (kernels/backend.h) on this CPU
+     * engine, owned by the optimizer (the buffers are host memory). */
+    sdt_engine *engine;
 } sdt_optimizer;
 
 int sdt_optim_init(sdt_optimizer *o, const sdt_optim_config *cfg, int groups, char **error);

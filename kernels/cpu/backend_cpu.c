@@ -539,6 +539,13 @@ static int copy(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src)
     return 0;
 }
 
+static int optimizer_update(sdt_engine *e, const sdt_optimizer_update_args *args)
+{
+    (void)e;
+    cpu_optimizer_update(args);
+    return 0;
+}
+
 static const sdt_backend_ops cpu_ops_table = {
     .name = "cpu",
     .init = cpu_init,
@@ -577,6 +584,7 @@ static const sdt_backend_ops cpu_ops_table = {
     .scale = scale,
     .axpy = axpy,
     .copy = copy,
+    .optimizer_update = optimizer_update,
 };
 
 const sdt_backend_ops *sdt_cpu_backend_ops(void) { return &cpu_ops_table; }

@@ -159,6 +159,13 @@ void cpu_fill(float *out, float value, int64_t n);               /* out [n] = va
 void cpu_scale(float *inout, float alpha, int64_t n);            /* inout [n] *= alpha */
 void cpu_axpy(float *y, float alpha, const float *x, int64_t n); /* y [n] += alpha * x [n] */
 
+/* ---- the optimizer update (cpu_optim.c) ------------------------------------------------------------- */
+
+/* AdamW, Lion or SGD over every tensor of the list, then the stochastic-rounded low-precision copies; the
+ * tensors are host memory that passed backend.c's checks (backend.h, sdt_optimizer_update). */
+struct sdt_optimizer_update_args;
+void cpu_optimizer_update(const struct sdt_optimizer_update_args *args);
+
 #ifdef __cplusplus
 }
 #endif

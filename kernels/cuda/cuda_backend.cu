@@ -246,6 +246,7 @@ constexpr sdt_backend_ops make_cuda_ops()
     t.scale = cuda_scale;
     t.axpy = cuda_axpy;
     t.copy = cuda_copy;
+    t.optimizer_update = cuda_optimizer_update;
     return t;
 }
 

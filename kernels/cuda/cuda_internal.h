@@ -206,4 +206,7 @@ int cuda_conv2d_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, s
                          const sdt_conv2d_params *p);
 void cuda_conv_plans_free(cuda_state *s);
 
+// cuda_optim.cu
+int cuda_optimizer_update(sdt_engine *e, const sdt_optimizer_update_args *args);
+
 #endif

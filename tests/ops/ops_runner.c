@@ -2,7 +2,8 @@
  *
  *   --mode grad    each backward against central finite differences of its forward (fp32)
  *   --mode golden  the CPU backend against PyTorch fixtures (tests/data/ops, tools/golden)
- *   --mode test    a backend against the CPU reference, per op and dtype (f32, f16, bf16)
+ *   --mode test    a backend against the CPU reference, per op and dtype (f32, f16, bf16), and the
+ *                  optimizer update bit for bit (optimizer_cases.c)
  *
  * Every output and gradient buffer sits between guard bytes that must survive the call; non-finite values
  * are reported before any error metric. Errors are normalised MSE, sum (a - b)^2 / sum b^2, which does not
@@ -17,6 +18,7 @@
 #include "backend.h"
 #include "device.h"
 #include "op_defs.h"
+#include "optimizer_cases.h"
 #include "sdtune/safetensors.h"
 
 enum { GUARD_BYTES = 512, FD_SAMPLES = 96 };
@@ -978,6 +980,8 @@ int main(int argc, char **argv)
             printf("case %s\n", op_case_at(i));
         for (size_t i = 0; i < op_device_case_count(); i++)
             printf("case %s (--mode test only)\n", op_device_case_at(i));
+        for (size_t i = 0; i < optimizer_case_count(); i++)
+            printf("case %s (--mode test only)\n", optimizer_case_name(i));
         return 0;
     }
     int grad = strcmp(o.mode, "grad") == 0, golden = strcmp(o.mode, "golden") == 0;
@@ -1045,6 +1049,13 @@ int main(int argc, char **argv)
                 continue;
             for (size_t d = 0; d < sizeof dtypes / sizeof dtypes[0]; d++)
                 backend_case(cpu, e, text, dtypes[d], &o, &t);
+        }
+        /* The optimizer update: an in-place update of a tensor list, compared bit for bit. A planted fault
+         * (--inject) targets the forward/backward cases only. */
+        for (size_t i = 0; test && !o.inject && i < optimizer_case_count(); i++) {
+            const char *text = optimizer_case_name(i);
+            if (case_selected("optimizer_update", text, &o))
+                optimizer_case_run(cpu, e, i) ? t.passed++ : t.failed++;
         }
     }
     if (t.skipped)

@@ -112,6 +112,7 @@ static void test_bad_options(test_state *t)
     CHECK(t, sdt_bench_family_of_op("softmax_forward") == SDT_BENCH_ATTENTION);
     CHECK(t, sdt_bench_family_of_op("group_norm_forward") == SDT_BENCH_NORM);
     CHECK(t, sdt_bench_family_of_op("geglu_backward") == SDT_BENCH_ELEMENTWISE);
+    CHECK(t, sdt_bench_family_of_op("optimizer_update") == SDT_BENCH_OPTIMIZER);
     CHECK(t, strcmp(sdt_bench_family_name(SDT_BENCH_OTHER), "other") == 0);
 }
 
