@@ -131,10 +131,8 @@ static void test_generate(test_state *t)
     generate(t, &f, &p, SDT_SAMPLER_EULER_A, 1, &a);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    /* Reported, not checked: speed lives in benchmarks, and a loaded machine would fail a timed check. */
     printf("64x64, 4 steps, euler_a, CFG 7.5: %.3f s\n", seconds);
-#if defined(NDEBUG) && !defined(__SANITIZE_ADDRESS__)
-    CHECK_MSG(t, seconds < 1.0, "%.3f s", seconds);
-#endif
     CHECK(t, a.width == 64 && a.height == 64 && a.pixels);
     CHECK(t, a.pixels && distinct_values(&a) > 8);
     generate(t, &f, &p, SDT_SAMPLER_EULER_A, 1, &b);
