@@ -61,6 +61,8 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
     if (strcmp(backend, "cuda") == 0)
         return sdt_set_error(error, "backend \"cuda\": training runs on the CPU backend only for now");
     sdt_engine_options eo = {.device = SDT_DEVICE_CPU, .threads = threads};
+    if (t->o->test_device == SDT_DEVICE_GUARDED)
+        eo.device = SDT_DEVICE_GUARDED;
     if (sdt_engine_create(&eo, &t->e, error) != 0)
         return -1;
     if (t->s.family_sdxl)
