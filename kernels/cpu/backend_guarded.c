@@ -102,8 +102,8 @@ static void *guarded_alloc(sdt_engine *e, size_t bytes)
         s->regions = grown;
         s->capacity = capacity;
     }
-    /* Born open while an op runs (none allocates today), closed otherwise. Fresh anonymous pages are
-     * zero, as on the CPU backend's allocator nothing is promised about them. */
+    /* Born open while an op runs (none allocates today), closed otherwise. Fresh anonymous pages happen
+     * to be zero; callers must not rely on it, since the CPU and CUDA allocators promise nothing. */
     int prot = s->open_depth > 0 ? PROT_READ | PROT_WRITE : PROT_NONE;
     void *base = mmap(NULL, mapped, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED)
