@@ -216,6 +216,15 @@ fail:
     return NULL;
 }
 
+/* SDTUNE_TEST_DEVICE=guarded runs training on the guarded test backend (docs/ops.md), which makes host code
+ * that touches device tensors fault on the CPU. Testing only, hence an environment variable and not a
+ * config setting: anything else, or nothing, is the config's backend. */
+static sdt_device_kind test_device_from_environment(void)
+{
+    const char *value = getenv("SDTUNE_TEST_DEVICE");
+    return value && strcmp(value, "guarded") == 0 ? SDT_DEVICE_GUARDED : SDT_DEVICE_CPU;
+}
+
 static void emit_to_sink(void *ctx, const sdt_event *ev) { sdt_event_sink_emit(ctx, ev); }
 
 /* outputs_ready: the journal goes beside the run's outputs. A journal that cannot be opened is reported (by
@@ -301,6 +310,7 @@ int cli_train(int argc, char **argv)
             .config_path = args.config_path,
             .threads = args.threads,
             .memory_free_bytes = args.memory_limit,
+            .test_device = test_device_from_environment(),
             .emit = emit_to_sink,
             .emit_ctx = session.sink,
             .control = &control,

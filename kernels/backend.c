@@ -64,7 +64,19 @@ void sdt_tensor_describe(const sdt_tensor *t, char *buf, size_t size)
     char dims[160];
     describe_dims(t->shape, t->ndim, dims, sizeof dims);
     snprintf(buf, size, "%s %s%s", dims, dtype_lower(t->dtype),
-             t->device == SDT_DEVICE_CUDA ? " (cuda)" : "");
+             t->device == SDT_DEVICE_CUDA      ? " (cuda)"
+             : t->device == SDT_DEVICE_GUARDED ? " (guarded)"
+                                               : "");
+}
+
+const char *sdt_device_kind_name(sdt_device_kind device)
+{
+    switch (device) {
+    case SDT_DEVICE_CPU: return "CPU";
+    case SDT_DEVICE_CUDA: return "GPU";
+    case SDT_DEVICE_GUARDED: return "guarded device";
+    }
+    return "?";
 }
 
 const char *sdt_activation_name(sdt_activation act)
@@ -86,6 +98,8 @@ int sdt_engine_create(const sdt_engine_options *options, sdt_engine **out, char 
     const sdt_backend_ops *ops = NULL;
     if (options->device == SDT_DEVICE_CPU) {
         ops = sdt_cpu_backend_ops();
+    } else if (options->device == SDT_DEVICE_GUARDED) {
+        ops = sdt_guarded_backend_ops();
     } else {
 #if defined(SDTUNE_HAVE_CUDA_OPS)
         ops = sdt_cuda_backend_ops();
@@ -264,8 +278,7 @@ static int check_tensor(sdt_engine *e, const char *op, const char *role, const s
     sdt_tensor_describe(t, desc, sizeof desc);
     if (t->device != e->options.device)
         return sdt_engine_fail(e, "%s: %s is on the %s but the engine runs on the %s", op, role,
-                               t->device == SDT_DEVICE_CUDA ? "GPU" : "CPU",
-                               e->options.device == SDT_DEVICE_CUDA ? "GPU" : "CPU");
+                               sdt_device_kind_name(t->device), sdt_device_kind_name(e->options.device));
     if (!sdt_dtype_is_compute(t->dtype))
         return sdt_engine_fail(e, "%s: %s is %s; ops compute with f32, f16 or bf16", op, role, desc);
     if (dtype_rule == F32_ONLY && t->dtype != SDT_F32)

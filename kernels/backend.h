@@ -26,6 +26,10 @@ extern "C" {
 typedef enum sdt_device_kind {
     SDT_DEVICE_CPU = 0,
     SDT_DEVICE_CUDA = 1,
+    /* Tests only (kernels/cpu/backend_guarded.c): the CPU ops on memory the host cannot touch between ops,
+     * so that host code that reads or writes device tensors faults on a machine without a GPU. Never a
+     * training setting; docs/ops.md says how to use it. */
+    SDT_DEVICE_GUARDED = 2,
 } sdt_device_kind;
 
 /* A view of memory the caller owns (an arena slice, a mapped file): the struct is a value, cheap to copy. */
@@ -39,6 +43,8 @@ typedef struct sdt_tensor {
 
 /* A CPU tensor view; shape has ndim entries (ndim <= SDT_MAX_DIMS). */
 sdt_tensor sdt_tensor_view(void *data, sdt_dtype dtype, int ndim, const int64_t *shape);
+/* "CPU", "GPU" or "guarded device", for messages. */
+const char *sdt_device_kind_name(sdt_device_kind device);
 int64_t sdt_tensor_numel(const sdt_tensor *t);
 size_t sdt_tensor_bytes(const sdt_tensor *t);
 /* Writes "[2, 64, 64, 320] f32" into buf. */
@@ -57,7 +63,7 @@ typedef struct sdt_engine_options {
 /* Returns 0 and *out, or -1 with *error set (caller frees) when the device cannot be used. */
 int sdt_engine_create(const sdt_engine_options *options, sdt_engine **out, char **error);
 void sdt_engine_free(sdt_engine *engine);
-/* "cpu" or "cuda". */
+/* "cpu", "cuda" or "guarded". */
 const char *sdt_engine_backend_name(const sdt_engine *engine);
 sdt_device_kind sdt_engine_device(const sdt_engine *engine);
 /* The message of the last op that failed ("conv2d: weight is [8, 3, 3, 4] f32, expected ..."). */
@@ -69,7 +75,8 @@ int sdt_engine_fail(sdt_engine *engine, const char *fmt, ...)
 #endif
     ;
 
-/* Device memory: CPU memory is 64-byte aligned host memory; CUDA memory is device memory. */
+/* Device memory: CPU memory is 64-byte aligned host memory; CUDA memory is device memory; guarded memory is
+ * page-aligned host memory the host may touch only through ops, upload and download. */
 void *sdt_engine_alloc(sdt_engine *engine, size_t bytes);
 void sdt_engine_dealloc(sdt_engine *engine, void *ptr);
 /* The engine allocator's high-water mark: the most bytes of device memory live at once since the engine

@@ -130,6 +130,9 @@ struct sdt_engine {
 
 /* The CPU backend's table (kernels/cpu/backend_cpu.c). */
 const sdt_backend_ops *sdt_cpu_backend_ops(void);
+/* The guarded test backend's table (kernels/cpu/backend_guarded.c): the CPU table's ops behind memory
+ * protection. */
+const sdt_backend_ops *sdt_guarded_backend_ops(void);
 #ifdef SDTUNE_HAVE_CUDA_OPS
 /* The CUDA backend's table, when the build has one. */
 const sdt_backend_ops *sdt_cuda_backend_ops(void);

@@ -273,8 +273,8 @@ int sdt_lora_add_to_optimizer(const sdt_lora_network *net, sdt_optimizer *o, int
             continue;
         }
         if (a->down.device != SDT_DEVICE_CPU)
-            return sdt_set_error(error, "LoRA: the optimizer needs host buffers; %s is on the GPU",
-                                 mod->name);
+            return sdt_set_error(error, "LoRA: the optimizer needs host buffers; %s is on the %s", mod->name,
+                                 sdt_device_kind_name(a->down.device));
         if (!a->down_grad.data || !a->up_grad.data)
             return sdt_set_error(error, "LoRA: %s was frozen earlier and has no gradient", mod->name);
         char name[400];

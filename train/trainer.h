@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "backend.h"
 #include "run_control.h"
 #include "sdtune/protocol.h"
 
@@ -42,6 +43,10 @@ typedef struct sdt_train_options {
     /* The free memory the memory plan is checked against, in bytes; 0: the device's (the host's
      * MemAvailable on the CPU backend). For tests and for leaving room to other processes. */
     size_t memory_free_bytes;
+    /* Tests only: SDT_DEVICE_GUARDED runs the step on the guarded backend, so that host code touching
+     * device tensors faults (docs/ops.md). 0 (SDT_DEVICE_CPU): the config's backend. Not a config
+     * setting; the engine's CLI sets it from SDTUNE_TEST_DEVICE=guarded. */
+    sdt_device_kind test_device;
 } sdt_train_options;
 
 /* How a run ended; also the engine's exit code (docs/protocol.md). */

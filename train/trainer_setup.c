@@ -26,11 +26,13 @@ static int attach_full_grads(sdt_trainer *t, sdt_param_table *table, char **erro
         void *g = sdt_engine_alloc(t->e, bytes); /* same shape as the value, F32 */
         if (!g)
             return sdt_set_error(error, "out of memory for the gradient of %s.%s", table->component, p->name);
-        memset(g, 0, bytes);
         t->full_grads[t->full_grad_count++] = g;
         p->trainable = 1;
         p->grad = p->value;
         p->grad.data = g;
+        /* Zeroed by an op: the buffer is device memory (engine's device), not the host's to memset. */
+        if (sdt_fill(t->e, &p->grad, 0.0f) != 0)
+            return sdt_set_error(error, "%s.%s: %s", table->component, p->name, sdt_engine_error(t->e));
     }
     return 0;
 }
@@ -61,6 +63,8 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
     if (strcmp(backend, "cuda") == 0)
         return sdt_set_error(error, "backend \"cuda\": training runs on the CPU backend only for now");
     sdt_engine_options eo = {.device = SDT_DEVICE_CPU, .threads = threads};
+    if (t->o->test_device == SDT_DEVICE_GUARDED)
+        eo.device = SDT_DEVICE_GUARDED;
     if (sdt_engine_create(&eo, &t->e, error) != 0)
         return -1;
     if (t->s.family_sdxl)

@@ -924,12 +924,13 @@ static void usage(FILE *out)
 {
     fputs(
         "usage: ops-runner [--mode grad|golden|test] [--op NAME[,NAME...]] [--case TEXT]\n"
-        "                  [--backend cpu|cuda] [--dir FIXTURES] [--threads N] [--inject F]\n"
+        "                  [--backend cpu|cuda|guarded] [--dir FIXTURES] [--threads N] [--inject F]\n"
         "                  [--skip-without-device] [--list]\n"
         "\n"
         "  --mode grad    check every backward against central finite differences (default)\n"
         "  --mode golden  check the CPU backend against the PyTorch fixtures in --dir\n"
         "  --mode test    check --backend against the CPU reference in f32, f16 and bf16\n"
+        "                 (--backend guarded: the CPU ops on memory the host cannot touch between ops)\n"
         "  --op NAME      only these ops; --case TEXT: only cases whose name contains TEXT\n"
         "  --inject F     plant a fault (gradient, overrun, nan, input) after each op: every case must fail\n"
         "  --skip-without-device\n"
@@ -995,8 +996,10 @@ int main(int argc, char **argv)
         device = SDT_DEVICE_CPU;
     } else if (strcmp(o.backend, "cuda") == 0) {
         device = SDT_DEVICE_CUDA;
+    } else if (strcmp(o.backend, "guarded") == 0) {
+        device = SDT_DEVICE_GUARDED;
     } else {
-        fprintf(stderr, "ops-runner: unknown backend '%s' (cpu or cuda)\n", o.backend);
+        fprintf(stderr, "ops-runner: unknown backend '%s' (cpu, cuda or guarded)\n", o.backend);
         return 2;
     }
     sdt_engine *cpu = NULL, *e = NULL;
