@@ -245,6 +245,7 @@ GUARDED_OP(fill, (sdt_engine * e, sdt_tensor *t, float value), (e, t, value))
 GUARDED_OP(scale, (sdt_engine * e, sdt_tensor *t, float alpha), (e, t, alpha))
 GUARDED_OP(axpy, (sdt_engine * e, sdt_tensor *y, float alpha, const sdt_tensor *x), (e, y, alpha, x))
 GUARDED_OP(copy, (sdt_engine * e, sdt_tensor *dst, const sdt_tensor *src), (e, dst, src))
+GUARDED_OP(optimizer_update, (sdt_engine * e, const sdt_optimizer_update_args *args), (e, args))
 
 static const sdt_backend_ops guarded_ops_table = {
     .name = "guarded",
@@ -285,6 +286,7 @@ static const sdt_backend_ops guarded_ops_table = {
     .scale = guarded_scale,
     .axpy = guarded_axpy,
     .copy = guarded_copy,
+    .optimizer_update = guarded_optimizer_update,
 };
 
 const sdt_backend_ops *sdt_guarded_backend_ops(void) { return &guarded_ops_table; }
