@@ -217,22 +217,71 @@ int sdt_optim_init(sdt_optimizer *o, const sdt_optim_config *cfg, int groups, ch
         o->lr = NULL;
         return -1;
     }
+    o->owns_engine = 1;
     if (cfg->kind == SDT_OPTIM_PRODIGY)
         sdt_prodigy_init(o);
     return 0;
+}
+
+/* The optimizer's buffers are host memory (its own CPU engine, or a CPU training engine). */
+static int on_host(const sdt_optimizer *o)
+{
+    return !o->engine || sdt_engine_device(o->engine) == SDT_DEVICE_CPU;
+}
+
+/* State buffers come from calloc on the host and from the engine's allocator elsewhere. */
+static void free_state(const sdt_optimizer *o, sdt_optim_entry *e)
+{
+    for (int s = 0; s < 4; s++) {
+        if (on_host(o))
+            free(e->state[s]);
+        else if (e->state[s])
+            sdt_engine_dealloc(o->engine, e->state[s]);
+        e->state[s] = NULL;
+    }
 }
 
 void sdt_optim_free(sdt_optimizer *o)
 {
     for (size_t i = 0; i < o->count; i++) {
         free(o->entries[i].name);
-        for (int s = 0; s < 4; s++)
-            free(o->entries[i].state[s]);
+        free_state(o, &o->entries[i]);
     }
     free(o->entries);
     free(o->lr);
-    sdt_engine_free(o->engine);
+    if (o->owns_engine)
+        sdt_engine_free(o->engine);
     memset(o, 0, sizeof *o);
+}
+
+int sdt_optim_use_engine(sdt_optimizer *o, sdt_engine *engine, char **error)
+{
+    if (!engine)
+        return sdt_set_error(error, "optimizer: no engine given");
+    if (o->count > 0)
+        return sdt_set_error(error, "optimizer: the engine must be chosen before buffers are registered");
+    const sdt_device_kind device = sdt_engine_device(engine);
+    const sdt_optim_kind kind = o->cfg.kind;
+    if (device != SDT_DEVICE_CPU && kind != SDT_OPTIM_ADAMW && kind != SDT_OPTIM_LION &&
+        kind != SDT_OPTIM_SGD)
+        return sdt_set_error(error,
+                             "optimizer %s runs on the host only: it cannot train tensors on the %s (AdamW, "
+                             "Lion and SGD can)",
+                             sdt_optim_kind_name(kind), sdt_device_kind_name(device));
+    if (o->owns_engine)
+        sdt_engine_free(o->engine);
+    o->engine = engine;
+    o->owns_engine = 0;
+    return 0;
+}
+
+/* A flat F32 tensor of count floats of the optimizer's device. */
+static sdt_tensor flat_view(const sdt_optimizer *o, float *data, size_t count)
+{
+    int64_t shape[1] = {(int64_t)count};
+    sdt_tensor t = sdt_tensor_view(data, SDT_F32, 1, shape);
+    t.device = o->engine ? sdt_engine_device(o->engine) : SDT_DEVICE_CPU;
+    return t;
 }
 
 void sdt_optim_layout(const sdt_optim_config *c, sdt_optim_entry *e)
@@ -285,16 +334,24 @@ void sdt_optim_layout(const sdt_optim_config *c, sdt_optim_entry *e)
 }
 
 /* (Re)allocates the state buffers of e from its layout, zeroed; Prodigy's p0
- * starts as the value. */
-static int allocate_state(const sdt_optim_config *c, sdt_optim_entry *e)
+ * starts as the value (Prodigy runs on the host only). */
+static int allocate_state(const sdt_optimizer *o, sdt_optim_entry *e)
 {
-    for (int s = 0; s < 4; s++) {
-        free(e->state[s]);
-        e->state[s] = NULL;
-    }
+    const sdt_optim_config *c = &o->cfg;
+    free_state(o, e);
     sdt_optim_layout(c, e);
     for (int s = 0; s < 4 && e->state_names[s]; s++) {
-        e->state[s] = calloc(e->state_count[s] ? e->state_count[s] : 1, sizeof(float));
+        size_t floats = e->state_count[s] ? e->state_count[s] : 1;
+        if (!on_host(o)) {
+            e->state[s] = sdt_engine_alloc(o->engine, floats * sizeof(float)); /* [state_count[s]] */
+            if (!e->state[s])
+                return -1;
+            sdt_tensor t = flat_view(o, e->state[s], floats);
+            if (sdt_fill(o->engine, &t, 0.0f) != 0)
+                return -1;
+            continue;
+        }
+        e->state[s] = calloc(floats, sizeof(float)); /* [state_count[s]] */
         if (!e->state[s])
             return -1;
         if (c->kind == SDT_OPTIM_PRODIGY && strcmp(e->state_names[s], "p0") == 0)
@@ -334,10 +391,9 @@ int sdt_optim_add(sdt_optimizer *o, const char *name, float *value, float *grad,
     e->count = count;
     e->group = group;
     e->outer = 1;
-    if (!e->name || allocate_state(&o->cfg, e) != 0) {
+    if (!e->name || allocate_state(o, e) != 0) {
         free(e->name);
-        for (int s = 0; s < 4; s++)
-            free(e->state[s]);
+        free_state(o, e);
         sdt_set_error(error, "optimizer: out of memory");
         return -1;
     }
@@ -368,7 +424,7 @@ int sdt_optim_set_shape(sdt_optimizer *o, const char *name, int ndim, const int6
         e->cols = (size_t)shape[ndim - 1];
         e->outer = e->rows * e->cols > 0 ? e->count / (e->rows * e->cols) : 1;
     }
-    if (allocate_state(&o->cfg, e) != 0)
+    if (allocate_state(o, e) != 0)
         return sdt_set_error(error, "optimizer: out of memory");
     return 0;
 }
@@ -383,9 +439,11 @@ int sdt_optim_add_table(sdt_optimizer *o, sdt_param_table *t, int group, char **
         sdt_param *p = &t->items[i];
         if (!p->trainable)
             continue;
-        if (p->value.dtype != SDT_F32 || p->grad.dtype != SDT_F32 || p->value.device != SDT_DEVICE_CPU ||
-            p->grad.device != SDT_DEVICE_CPU || !p->value.data || !p->grad.data) {
-            sdt_set_error(error, "optimizer: %s.%s needs F32 host value and gradient", t->component, p->name);
+        const sdt_device_kind device = sdt_engine_device(o->engine);
+        if (p->value.dtype != SDT_F32 || p->grad.dtype != SDT_F32 || p->value.device != device ||
+            p->grad.device != device || !p->value.data || !p->grad.data) {
+            sdt_set_error(error, "optimizer: %s.%s needs F32 value and gradient on the %s", t->component,
+                          p->name, sdt_device_kind_name(device));
             return -1;
         }
         size_t len = strlen(t->component) + strlen(p->name) + 2;
@@ -451,13 +509,6 @@ static void update_scalars(const sdt_optim_config *c, double lr, int64_t step, s
     }
 }
 
-/* A flat F32 view of count host floats. */
-static sdt_tensor flat_view(float *data, size_t count)
-{
-    int64_t shape[1] = {(int64_t)count};
-    return sdt_tensor_view(data, SDT_F32, 1, shape);
-}
-
 /* AdamW, Lion, SGD: one optimizer_update op per parameter group (the scalars depend on its learning
  * rate) over every entry of the group. */
 static int fused_step(sdt_optimizer *o, int64_t step, char **error)
@@ -478,10 +529,10 @@ static int fused_step(sdt_optimizer *o, int64_t step, char **error)
             sdt_optim_entry *e = &o->entries[i];
             if (e->group != gi)
                 continue;
-            params[n] = flat_view(e->value, e->count);
-            grads[n] = flat_view(e->grad, e->count);
-            first[n] = flat_view(e->state[0], e->state[0] ? e->count : 0);
-            second[n] = flat_view(e->state[1], e->state[1] ? e->count : 0);
+            params[n] = flat_view(o, e->value, e->count);
+            grads[n] = flat_view(o, e->grad, e->count);
+            first[n] = flat_view(o, e->state[0], e->state[0] ? e->count : 0);
+            second[n] = flat_view(o, e->state[1], e->state[1] ? e->count : 0);
             n++;
         }
         if (n == 0)
@@ -540,6 +591,14 @@ int sdt_optim_step(sdt_optimizer *o, char **error)
 
 void sdt_optim_scale_grads(sdt_optimizer *o, float factor)
 {
+    if (!on_host(o)) {
+        /* x * factor in F32, as the loop below */
+        for (size_t i = 0; i < o->count; i++) {
+            sdt_tensor g = flat_view(o, o->entries[i].grad, o->entries[i].count);
+            (void)sdt_scale(o->engine, &g, factor);
+        }
+        return;
+    }
     for (size_t i = 0; i < o->count; i++) {
         float *g = o->entries[i].grad;
         for (size_t j = 0; j < o->entries[i].count; j++)
@@ -549,19 +608,54 @@ void sdt_optim_scale_grads(sdt_optimizer *o, float factor)
 
 void sdt_optim_zero_grads(sdt_optimizer *o)
 {
+    if (!on_host(o)) {
+        for (size_t i = 0; i < o->count; i++) {
+            sdt_tensor g = flat_view(o, o->entries[i].grad, o->entries[i].count);
+            (void)sdt_fill(o->engine, &g, 0.0f);
+        }
+        return;
+    }
     for (size_t i = 0; i < o->count; i++)
         memset(o->entries[i].grad, 0, o->entries[i].count * sizeof(float));
 }
 
-void sdt_optim_clip_grad_norm(sdt_optimizer *o, double max_norm, double *total_norm)
+/* Adds g[j]^2 (in double) of count floats to *sum. */
+static void add_squares(const float *g, size_t count, double *sum)
+{
+    for (size_t j = 0; j < count; j++)
+        *sum += (double)g[j] * (double)g[j];
+}
+
+/* The sum of squares of every gradient, in entry order as on the host. Off the CPU each gradient is
+ * downloaded first (a reduction op would spare the copies); NAN when a download fails. */
+static double gradient_sum_squares(sdt_optimizer *o)
 {
     double sum = 0.0;
-    for (size_t i = 0; i < o->count; i++) {
-        const float *g = o->entries[i].grad;
-        for (size_t j = 0; j < o->entries[i].count; j++)
-            sum += (double)g[j] * (double)g[j];
+    if (on_host(o)) {
+        for (size_t i = 0; i < o->count; i++)
+            add_squares(o->entries[i].grad, o->entries[i].count, &sum);
+        return sum;
     }
-    double norm = sqrt(sum);
+    size_t largest = 1;
+    for (size_t i = 0; i < o->count; i++)
+        largest = o->entries[i].count > largest ? o->entries[i].count : largest;
+    float *host = malloc(largest * sizeof *host); /* [largest] one gradient at a time */
+    if (!host)
+        return NAN;
+    for (size_t i = 0; i < o->count && !isnan(sum); i++) {
+        sdt_tensor g = flat_view(o, o->entries[i].grad, o->entries[i].count);
+        if (sdt_engine_download(o->engine, host, &g, o->entries[i].count * sizeof *host) != 0)
+            sum = NAN;
+        else
+            add_squares(host, o->entries[i].count, &sum);
+    }
+    free(host);
+    return sum;
+}
+
+void sdt_optim_clip_grad_norm(sdt_optimizer *o, double max_norm, double *total_norm)
+{
+    double norm = sqrt(gradient_sum_squares(o));
     if (total_norm)
         *total_norm = norm;
     if (!(max_norm > 0.0))

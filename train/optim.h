@@ -102,13 +102,20 @@ typedef struct sdt_optimizer {
     double scalars[4];
     int scalar_count;
     double last_d; /* Prodigy: d after the last step (d * lr is the effective learning rate) */
-    /* AdamW, Lion and SGD run as the backend's optimizer_update op (kernels/backend.h) on this CPU
-     * engine, owned by the optimizer (the buffers are host memory). */
+    /* AdamW, Lion and SGD run as the backend's optimizer_update op (kernels/backend.h) on this engine:
+     * the optimizer's own CPU engine, or the training engine handed over by sdt_optim_use_engine (then
+     * values, gradients and state are memory of that engine's device). */
     sdt_engine *engine;
+    int owns_engine;
 } sdt_optimizer;
 
 int sdt_optim_init(sdt_optimizer *o, const sdt_optim_config *cfg, int groups, char **error);
 void sdt_optim_free(sdt_optimizer *o);
+/* Runs the optimizer on `engine` (borrowed), the one the buffers to register live on, instead of its own
+ * CPU engine: state is allocated there, the update, gradient scaling, zeroing and clipping go through its
+ * ops, and the state list downloads (sdt_optim_state_set uploads). Call before the first sdt_optim_add.
+ * AdamW8bit, Adafactor and Prodigy are host loops and refuse an engine off the CPU. */
+int sdt_optim_use_engine(sdt_optimizer *o, sdt_engine *engine, char **error);
 
 /* Registers a buffer pair (the optimizer keeps pointers, not copies). State is zero-initialised (Prodigy's
  * p0 is the value, taken again at the first step). */
@@ -147,13 +154,19 @@ typedef struct sdt_optim_state {
     sdt_optim_buffer *items;
     size_t count;
     char *names; /* storage of the names */
+    float *host; /* [sum of counts] host copies of the buffers when the state lives off the CPU */
 } sdt_optim_state;
 
-/* Lists the state buffers (views; valid until the optimizer is freed). */
+/* Lists the state buffers (views valid until the optimizer is freed; copies, downloaded now, when the
+ * optimizer runs off the CPU). */
 int sdt_optim_state_list(const sdt_optimizer *o, sdt_optim_state *out, char **error);
 void sdt_optim_state_free(sdt_optim_state *s);
 /* Restores one buffer by name (for loading); size must match. */
 int sdt_optim_state_set(sdt_optimizer *o, const char *name, const float *data, size_t count, char **error);
+/* Copies the value of entry `index` (entries[index].count floats) to or from host memory, through the
+ * engine when the optimizer runs off the CPU. */
+int sdt_optim_value_download(const sdt_optimizer *o, size_t index, float *host, char **error);
+int sdt_optim_value_upload(sdt_optimizer *o, size_t index, const float *host, char **error);
 /* Restores everything from a list made by sdt_optim_state_list of an optimizer with the same entries;
  * every buffer must be present. */
 int sdt_optim_state_import(sdt_optimizer *o, const sdt_optim_state *s, int64_t step, char **error);

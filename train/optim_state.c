@@ -17,6 +17,41 @@ static int entry_slots(const sdt_optim_entry *e)
 
 static const char scalars_name[] = "optimizer.scalars";
 
+/* The state lives in memory of the optimizer's engine; off the CPU only upload and download reach it. */
+static int state_on_device(const sdt_optimizer *o)
+{
+    return o->engine && sdt_engine_device(o->engine) != SDT_DEVICE_CPU;
+}
+
+static sdt_tensor state_tensor(const sdt_optimizer *o, float *data, size_t count)
+{
+    int64_t shape[1] = {(int64_t)count};
+    sdt_tensor t = sdt_tensor_view(data, SDT_F32, 1, shape);
+    t.device = sdt_engine_device(o->engine);
+    return t;
+}
+
+/* Replaces every entry buffer of the list by a host copy downloaded from the device. */
+static int download_state(const sdt_optimizer *o, sdt_optim_state *out, size_t entry_items, char **error)
+{
+    size_t floats = 0;
+    for (size_t i = 0; i < entry_items; i++)
+        floats += out->items[i].count;
+    out->host = malloc((floats ? floats : 1) * sizeof(float)); /* [floats] every buffer, in list order */
+    if (!out->host)
+        return sdt_set_error(error, "optimizer: out of memory");
+    float *w = out->host;
+    for (size_t i = 0; i < entry_items; i++) {
+        sdt_tensor t = state_tensor(o, out->items[i].data, out->items[i].count);
+        if (sdt_engine_download(o->engine, w, &t, out->items[i].count * sizeof(float)) != 0)
+            return sdt_set_error(error, "optimizer state %s: %s", out->items[i].name,
+                                 sdt_engine_error(o->engine));
+        out->items[i].data = w;
+        w += out->items[i].count;
+    }
+    return 0;
+}
+
 int sdt_optim_state_list(const sdt_optimizer *o, sdt_optim_state *out, char **error)
 {
     memset(out, 0, sizeof *out);
@@ -45,6 +80,10 @@ int sdt_optim_state_list(const sdt_optimizer *o, sdt_optim_state *out, char **er
             w += len + 1;
         }
     }
+    if (state_on_device(o) && download_state(o, out, out->count, error) != 0) {
+        sdt_optim_state_free(out);
+        return -1;
+    }
     if (o->scalar_count) {
         /* The doubles' bytes, seen as floats: copied as bytes, never computed with.
          */
@@ -59,6 +98,7 @@ void sdt_optim_state_free(sdt_optim_state *s)
 {
     free(s->items);
     free(s->names);
+    free(s->host);
     memset(s, 0, sizeof *s);
 }
 
@@ -87,7 +127,13 @@ int sdt_optim_state_set(sdt_optimizer *o, const char *name, const float *data, s
                               e->state_count[s]);
                 return -1;
             }
-            memcpy(e->state[s], data, count * sizeof(float));
+            if (!state_on_device(o)) {
+                memcpy(e->state[s], data, count * sizeof(float));
+                return 0;
+            }
+            sdt_tensor t = state_tensor(o, e->state[s], count);
+            if (sdt_engine_upload(o->engine, &t, data, count * sizeof(float)) != 0)
+                return sdt_set_error(error, "optimizer state %s: %s", name, sdt_engine_error(o->engine));
             return 0;
         }
     }
@@ -112,5 +158,31 @@ int sdt_optim_state_import(sdt_optimizer *o, const sdt_optim_state *s, int64_t s
         if (sdt_optim_state_set(o, s->items[i].name, s->items[i].data, s->items[i].count, error) != 0)
             return -1;
     o->step = step;
+    return 0;
+}
+
+int sdt_optim_value_download(const sdt_optimizer *o, size_t index, float *host, char **error)
+{
+    const sdt_optim_entry *e = &o->entries[index];
+    if (!state_on_device(o)) {
+        memcpy(host, e->value, e->count * sizeof(float));
+        return 0;
+    }
+    sdt_tensor t = state_tensor(o, e->value, e->count);
+    if (sdt_engine_download(o->engine, host, &t, e->count * sizeof(float)) != 0)
+        return sdt_set_error(error, "optimizer: %s: %s", e->name, sdt_engine_error(o->engine));
+    return 0;
+}
+
+int sdt_optim_value_upload(sdt_optimizer *o, size_t index, const float *host, char **error)
+{
+    sdt_optim_entry *e = &o->entries[index];
+    if (!state_on_device(o)) {
+        memcpy(e->value, host, e->count * sizeof(float));
+        return 0;
+    }
+    sdt_tensor t = state_tensor(o, e->value, e->count);
+    if (sdt_engine_upload(o->engine, &t, host, e->count * sizeof(float)) != 0)
+        return sdt_set_error(error, "optimizer: %s: %s", e->name, sdt_engine_error(o->engine));
     return 0;
 }

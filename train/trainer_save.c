@@ -286,21 +286,31 @@ int sdt_trainer_save_model(sdt_trainer *t, sdt_save_kind kind, int number, char 
 
 static int write_weights(const sdt_trainer *t, const char *path, char **error)
 {
-    size_t n = t->optim.count;
+    size_t n = t->optim.count, floats = 0;
+    for (size_t i = 0; i < n; i++)
+        floats += t->optim.entries[i].count;
     sdt_st_write_tensor *w = calloc(n ? n : 1, sizeof *w);
     int64_t *shapes = calloc(n ? n : 1, sizeof *shapes);
-    if (!w || !shapes) {
-        free(w);
-        free(shapes);
-        return sdt_set_error(error, "out of memory");
+    /* [floats] host copies of every value, in entry order (the values may live in device memory) */
+    float *values = malloc((floats ? floats : 1) * sizeof *values);
+    int rc = -1;
+    if (!w || !shapes || !values) {
+        sdt_set_error(error, "out of memory");
+        goto done;
     }
+    float *at = values;
     for (size_t i = 0; i < n; i++) {
         const sdt_optim_entry *en = &t->optim.entries[i];
+        if (sdt_optim_value_download(&t->optim, i, at, error) != 0)
+            goto done;
         shapes[i] = (int64_t)en->count;
         w[i] = (sdt_st_write_tensor){
-            .name = en->name, .dtype = SDT_F32, .ndim = 1, .shape = &shapes[i], .data = en->value};
+            .name = en->name, .dtype = SDT_F32, .ndim = 1, .shape = &shapes[i], .data = at};
+        at += en->count;
     }
-    int rc = sdt_safetensors_write(path, w, n, NULL, 0, error);
+    rc = sdt_safetensors_write(path, w, n, NULL, 0, error);
+done:
+    free(values);
     free(w);
     free(shapes);
     return rc;
@@ -465,7 +475,16 @@ int sdt_trainer_load_state(sdt_trainer *t, const char *dir, char **error)
                           st ? "of another size or dtype" : "missing");
             goto done;
         }
-        memcpy(en->value, st->data, en->count * sizeof(float));
+        float *copy = malloc(en->count ? en->count * sizeof *copy : 1); /* [count] aligned copy */
+        if (!copy) {
+            sdt_set_error(error, "out of memory");
+            goto done;
+        }
+        memcpy(copy, st->data, en->count * sizeof(float));
+        int r = sdt_optim_value_upload(&t->optim, i, copy, error);
+        free(copy);
+        if (r != 0)
+            goto done;
     }
     for (size_t i = 0; i < sdt_safetensors_count(o); i++) {
         const sdt_st_tensor *st = sdt_safetensors_tensor(o, i);
