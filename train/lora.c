@@ -272,9 +272,10 @@ int sdt_lora_add_to_optimizer(const sdt_lora_network *net, sdt_optimizer *o, int
             a->up_grad.data = NULL;
             continue;
         }
-        if (a->down.device != SDT_DEVICE_CPU)
-            return sdt_set_error(error, "LoRA: the optimizer needs host buffers; %s is on the %s", mod->name,
-                                 sdt_device_kind_name(a->down.device));
+        if (a->down.device != sdt_engine_device(o->engine))
+            return sdt_set_error(error, "LoRA: %s is on the %s, the optimizer on the %s", mod->name,
+                                 sdt_device_kind_name(a->down.device),
+                                 sdt_device_kind_name(sdt_engine_device(o->engine)));
         if (!a->down_grad.data || !a->up_grad.data)
             return sdt_set_error(error, "LoRA: %s was frozen earlier and has no gradient", mod->name);
         char name[400];

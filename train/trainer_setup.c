@@ -274,6 +274,10 @@ int sdt_trainer_setup_training(sdt_trainer *t, char **error)
                              "nothing would train");
     if (sdt_optim_init(&t->optim, &oc, groups, error) != 0)
         return -1;
+    /* Off the CPU the optimizer works where the trained tensors live (on the CPU its own engine keeps
+     * the update's op timings apart from the step's). */
+    if (sdt_engine_device(t->e) != SDT_DEVICE_CPU && sdt_optim_use_engine(&t->optim, t->e, error) != 0)
+        return -1;
     sdt_trainer_log(t, SDT_LOG_INFO, "use %s optimizer", sdt_optim_kind_name(oc.kind));
     if (oc.kind == SDT_OPTIM_ADAFACTOR && oc.relative_step)
         sdt_trainer_log(t, SDT_LOG_INFO,

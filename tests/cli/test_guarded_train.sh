@@ -98,5 +98,5 @@ if [ ! -s "$work/out/demo.safetensors" ]; then
     echo "FAIL the guarded step finished but saved no LoRA"
     exit 1
 fi
-echo "the guarded training step is device-clean: remove the list in docs/cuda.md"
+echo "the guarded training step is device-clean"
 exit 0
