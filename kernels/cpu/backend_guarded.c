@@ -1,10 +1,12 @@
 /* The guarded backend, for tests only: the CPU backend's ops on memory that the host cannot touch between
- * ops. Every allocation is its own mmap'd region, kept PROT_NONE except while an op, an upload or a
- * download runs; then every live region is made readable and writable, the CPU implementation runs, and
- * the regions are closed again. Host code that reads or writes a tensor of this device directly (which
- * would read garbage or crash on a GPU) therefore gets SIGSEGV at the very access, on a machine without a
- * GPU. Tensors carry SDT_DEVICE_GUARDED, so the engine's device checks also refuse a host buffer handed to
- * an op. Slow by design (two mprotect calls per live region per op): never a training backend. */
+ * ops. Allocations are carved, page-aligned and never reused, from one address range reserved at start;
+ * the range is kept PROT_NONE except while an op, an upload or a download runs; then it is made readable
+ * and writable (one mprotect for the used part), the CPU implementation runs, and it is closed again.
+ * Host code that reads or writes a tensor of this device directly (which would read garbage or crash on a
+ * GPU) therefore gets SIGSEGV at the very access, on a machine without a GPU; so does a freed pointer
+ * used between ops (its pages are given back and never handed out again). Tensors carry
+ * SDT_DEVICE_GUARDED, so the engine's device checks also refuse a host buffer handed to an op. Two
+ * mprotect calls per op: a test backend, never a training one. */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,15 +17,21 @@
 #include "backend_impl.h"
 
 typedef struct guarded_region {
-    void *base;   /* what mmap returned and the caller got (page-aligned) */
-    size_t bytes; /* the mapped size, a whole number of pages */
+    void *base;   /* the caller's pointer (page-aligned, inside the reserved range) */
+    size_t bytes; /* a whole number of pages */
 } guarded_region;
 
+/* The address range allocations come from: reserved (no memory behind it until touched), never reused,
+ * so it bounds the bytes one engine may allocate over its life, not at once. */
+#define GUARDED_RESERVE_BYTES ((size_t)1 << 40)
+
 typedef struct guarded_state {
+    char *reserve;           /* [GUARDED_RESERVE_BYTES] mapped PROT_NONE at init */
+    size_t used;             /* bytes handed out from the start of reserve (a whole number of pages) */
     guarded_region *regions; /* every live allocation, in no particular order */
     size_t count, capacity;
     size_t page;
-    int open_depth; /* > 0 while an op or a copy runs: the regions are then readable and writable */
+    int open_depth; /* > 0 while an op or a copy runs: the used range is then readable and writable */
 } guarded_state;
 
 static guarded_state *state_of(sdt_engine *e) { return e->backend_state; }
@@ -33,10 +41,9 @@ static guarded_state *state_of(sdt_engine *e) { return e->backend_state; }
 static int protect_all(sdt_engine *e, int prot)
 {
     guarded_state *s = state_of(e);
-    for (size_t i = 0; i < s->count; i++)
-        if (mprotect(s->regions[i].base, s->regions[i].bytes, prot) != 0)
-            return sdt_engine_fail(e, "guarded backend: mprotect of %zu bytes failed: %s",
-                                   s->regions[i].bytes, strerror(errno));
+    if (s->used > 0 && mprotect(s->reserve, s->used, prot) != 0)
+        return sdt_engine_fail(e, "guarded backend: mprotect of %zu bytes failed: %s", s->used,
+                               strerror(errno));
     return 0;
 }
 
@@ -69,6 +76,11 @@ static int guarded_init(sdt_engine *e)
     long page = sysconf(_SC_PAGESIZE);
     s->page = page > 0 ? (size_t)page : 4096;
     e->backend_state = s;
+    void *reserve =
+        mmap(NULL, GUARDED_RESERVE_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (reserve == MAP_FAILED)
+        return sdt_engine_fail(e, "guarded backend: cannot reserve its address range: %s", strerror(errno));
+    s->reserve = reserve;
     /* The CPU backend's own setup (its thread count). */
     const sdt_backend_ops *cpu = sdt_cpu_backend_ops();
     return cpu->init ? cpu->init(e) : 0;
@@ -79,8 +91,8 @@ static void guarded_shutdown(sdt_engine *e)
     guarded_state *s = state_of(e);
     if (!s)
         return;
-    for (size_t i = 0; i < s->count; i++)
-        munmap(s->regions[i].base, s->regions[i].bytes);
+    if (s->reserve)
+        munmap(s->reserve, GUARDED_RESERVE_BYTES);
     free(s->regions);
     free(s);
     e->backend_state = NULL;
@@ -102,12 +114,16 @@ static void *guarded_alloc(sdt_engine *e, size_t bytes)
         s->regions = grown;
         s->capacity = capacity;
     }
-    /* Born open while an op runs (none allocates today), closed otherwise. Fresh anonymous pages happen
-     * to be zero; callers must not rely on it, since the CPU and CUDA allocators promise nothing. */
-    int prot = s->open_depth > 0 ? PROT_READ | PROT_WRITE : PROT_NONE;
-    void *base = mmap(NULL, mapped, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (base == MAP_FAILED)
+    if (mapped > GUARDED_RESERVE_BYTES - s->used) {
+        sdt_engine_fail(e, "guarded backend: its %zu-byte address range is used up", GUARDED_RESERVE_BYTES);
         return NULL;
+    }
+    /* Born open while an op runs (none allocates today), closed otherwise (the reserve is PROT_NONE).
+     * Fresh pages happen to be zero; callers must not rely on it, the other allocators promise nothing. */
+    void *base = s->reserve + s->used;
+    if (s->open_depth > 0 && mprotect(base, mapped, PROT_READ | PROT_WRITE) != 0)
+        return NULL;
+    s->used += mapped;
     s->regions[s->count++] = (guarded_region){base, mapped};
     e->live_bytes += mapped;
     if (e->live_bytes > e->peak_bytes)
@@ -121,8 +137,9 @@ static void guarded_dealloc(sdt_engine *e, void *ptr)
     for (size_t i = 0; i < s->count; i++) {
         if (s->regions[i].base != ptr)
             continue;
-        /* Unmapped, not cached: a later use of the freed pointer faults too. */
-        munmap(ptr, s->regions[i].bytes);
+        /* Its memory goes back to the system; the addresses are never handed out again, so a later use
+         * of the freed pointer between ops faults too (during an op it reads zeros). */
+        madvise(ptr, s->regions[i].bytes, MADV_DONTNEED);
         e->live_bytes -= s->regions[i].bytes;
         s->regions[i] = s->regions[--s->count];
         return;
