@@ -1,11 +1,10 @@
 /* The engine client (tui/run/engine_client.c): fake engines (/bin/sh scripts written here) for line
  * assembly, commands, exit detection, abort escalation and reaping; then the real engine (SDT_ENGINE_PATH)
  * on the demo config: a whole run, pause/resume/stop, and a detached run that finishes on its own. */
-#define _GNU_SOURCE /* nftw, mkdtemp, getpgid, setenv */
+#define _GNU_SOURCE /* mkdtemp, getpgid, setenv */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,6 +23,7 @@
 #include "sdtune/atomic_file.h"
 #include "sdtune/strutil.h"
 #include "unit/check.h"
+#include "unit/test_files.h"
 
 #define MAX_KEPT_LINES 512
 
@@ -108,14 +108,6 @@ static bool until_first_event_line(engine_client *c, collected *col)
 
 /* ---- a scratch folder with fake engines ------------------------------------------------------------------
  */
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 static char *make_temp_dir(void)
 {
@@ -241,7 +233,7 @@ static void test_line_assembly(test_state *t)
         collected_free(&col);
     }
     free(path);
-    remove_tree(dir);
+    test_remove_tree(dir);
     free(dir);
 }
 
@@ -327,7 +319,7 @@ static void test_commands_and_exit(test_state *t)
     CHECK_STR_CONTAINS(t, error, "cannot run the engine /nonexistent/sdtune-engine");
     free(error);
     free(path);
-    remove_tree(dir);
+    test_remove_tree(dir);
     free(dir);
 }
 
@@ -398,7 +390,7 @@ static void test_abort_escalation(test_state *t)
     }
     free(stubborn);
     free(deaf);
-    remove_tree(dir);
+    test_remove_tree(dir);
     free(dir);
 }
 
@@ -441,39 +433,14 @@ static void test_find_engine(test_state *t)
     free(self_elsewhere);
     free(self);
     free(engine);
-    remove_tree(dir);
-    remove_tree(other);
+    test_remove_tree(dir);
+    test_remove_tree(other);
     free(dir);
     free(other);
 }
 
 /* ---- the real engine
  * ------------------------------------------------------------------------------------------ */
-
-/* The TOML line `key = value` in [section] of text, replacing the line (or the commented default) there. */
-static char *set_key(char *text, const char *section, const char *key, const char *value)
-{
-    sdt_buf out;
-    sdt_buf_init(&out);
-    char *header = sdt_format("[%s]", section);
-    char *plain = sdt_format("%s = ", key), *commented = sdt_format("# %s = ", key);
-    for (char *line = text; *line;) {
-        char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) + 1 : strlen(line);
-        bool drop =
-            strncmp(line, plain, strlen(plain)) == 0 || strncmp(line, commented, strlen(commented)) == 0;
-        if (!drop)
-            sdt_buf_append(&out, line, len);
-        if (strncmp(line, header, strlen(header)) == 0 && (line[strlen(header)] == '\n'))
-            sdt_buf_printf(&out, "%s = %s\n", key, value);
-        line += len;
-    }
-    free(header);
-    free(plain);
-    free(commented);
-    free(text);
-    return sdt_buf_take(&out);
-}
 
 /* A copy of the repository's config.toml writing to dir/name, `steps` steps of one image, no samples, the
  * latents cached on disk.
@@ -489,13 +456,13 @@ static char *make_config(test_state *t, const char *dir, const char *name, int s
     }
     char *out_dir = sdt_format("\"%s/%s\"", dir, name);
     char *steps_text = sdt_format("%d", steps);
-    text = set_key(text, "folders", "output_dir", out_dir);
-    text = set_key(text, "folders", "output_name", "\"demo\"");
-    text = set_key(text, "training", "max_train_steps", steps_text);
-    text = set_key(text, "training", "train_batch_size", "1");
-    text = set_key(text, "sampling", "sample_every_n_steps", "0");
+    text = test_toml_set_key(text, "folders", "output_dir", out_dir);
+    text = test_toml_set_key(text, "folders", "output_name", "\"demo\"");
+    text = test_toml_set_key(text, "training", "max_train_steps", steps_text);
+    text = test_toml_set_key(text, "training", "train_batch_size", "1");
+    text = test_toml_set_key(text, "sampling", "sample_every_n_steps", "0");
     /* The latents of the demo's images are encoded once, by the first run, into the test's cache. */
-    text = set_key(text, "dataset", "cache_latents_to_disk", "true");
+    text = test_toml_set_key(text, "dataset", "cache_latents_to_disk", "true");
     char *path = sdt_format("%s/%s.toml", dir, name);
     CHECK_MSG(t, text && sdt_atomic_write(path, text, strlen(text), &error) == 0, "%s", error ? error : "");
     free(error);
@@ -710,7 +677,7 @@ static void test_real_engine(test_state *t)
     test_real_pause_resume_stop(t, dir);
     test_real_detach(t, dir);
     unsetenv("SDTUNE_CACHE_DIR");
-    remove_tree(dir);
+    test_remove_tree(dir);
     free(cache);
     free(dir);
 }

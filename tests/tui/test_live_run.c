@@ -3,9 +3,8 @@
  * missing journal), then the real engine (SDT_ENGINE_PATH) on copies of config.toml: its run is found live
  * from the config, followed from the journal into a run state, stopped with SIGTERM (done, saved, no longer
  * live) or aborted with SIGTERM and SIGINT (exit 3). */
-#define _GNU_SOURCE /* nftw, mkdtemp, setenv */
+#define _GNU_SOURCE /* mkdtemp, setenv */
 #include <errno.h>
-#include <ftw.h>
 #include <math.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -26,14 +25,7 @@
 #include "sdtune/diag.h"
 #include "sdtune/strutil.h"
 #include "unit/check.h"
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+#include "unit/test_files.h"
 
 static char *make_temp_dir(void)
 {
@@ -151,36 +143,11 @@ static void test_written_journals(test_state *t)
     free(first);
     free(second);
     free(path);
-    remove_tree(dir);
+    test_remove_tree(dir);
     free(dir);
 }
 
 /* ---- the real engine ---------------------------------------------------------------------------- */
-
-/* The TOML line `key = value` in [section] of text, replacing the line (or the commented default) there. */
-static char *set_key(char *text, const char *section, const char *key, const char *value)
-{
-    sdt_buf out;
-    sdt_buf_init(&out);
-    char *header = sdt_format("[%s]", section);
-    char *plain = sdt_format("%s = ", key), *commented = sdt_format("# %s = ", key);
-    for (char *line = text; *line;) {
-        char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line) + 1 : strlen(line);
-        bool drop =
-            strncmp(line, plain, strlen(plain)) == 0 || strncmp(line, commented, strlen(commented)) == 0;
-        if (!drop)
-            sdt_buf_append(&out, line, len);
-        if (strncmp(line, header, strlen(header)) == 0 && (line[strlen(header)] == '\n'))
-            sdt_buf_printf(&out, "%s = %s\n", key, value);
-        line += len;
-    }
-    free(header);
-    free(plain);
-    free(commented);
-    free(text);
-    return sdt_buf_take(&out);
-}
 
 /* A copy of config.toml training many steps of batch 1 into dir/name, no samples; loaded. */
 static sdt_config *make_config(test_state *t, const char *dir, const char *name, char **path_out)
@@ -194,12 +161,12 @@ static sdt_config *make_config(test_state *t, const char *dir, const char *name,
         return NULL;
     }
     char *out_dir = sdt_format("\"%s/%s\"", dir, name);
-    text = set_key(text, "folders", "output_dir", out_dir);
-    text = set_key(text, "folders", "output_name", "\"demo\"");
-    text = set_key(text, "training", "max_train_steps", "100000");
-    text = set_key(text, "training", "train_batch_size", "1");
-    text = set_key(text, "sampling", "sample_every_n_steps", "0");
-    text = set_key(text, "dataset", "cache_latents_to_disk", "true");
+    text = test_toml_set_key(text, "folders", "output_dir", out_dir);
+    text = test_toml_set_key(text, "folders", "output_name", "\"demo\"");
+    text = test_toml_set_key(text, "training", "max_train_steps", "100000");
+    text = test_toml_set_key(text, "training", "train_batch_size", "1");
+    text = test_toml_set_key(text, "sampling", "sample_every_n_steps", "0");
+    text = test_toml_set_key(text, "dataset", "cache_latents_to_disk", "true");
     char *path = sdt_format("%s/%s.toml", dir, name);
     CHECK_MSG(t, text && sdt_atomic_write(path, text, strlen(text), &error) == 0, "%s", error ? error : "");
     free(error);
@@ -389,7 +356,7 @@ static void test_real_engine(test_state *t)
     test_real_stop(t, dir);
     test_real_abort(t, dir);
     unsetenv("SDTUNE_CACHE_DIR");
-    remove_tree(dir);
+    test_remove_tree(dir);
     free(cache);
     free(dir);
 }

@@ -4,6 +4,7 @@
 #define SDTUNE_TESTS_UNIT_TEST_FILES_H
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,32 @@ static inline int test_write_file(const char *path, const void *data, size_t len
         return -1;
     size_t put = fwrite(data, 1, len, f);
     return fclose(f) == 0 && put == len ? 0 : -1;
+}
+
+/* text (freed) with the TOML line `key = value` in [section], replacing the line or the commented default
+ * there (as config.toml writes them); the caller frees the result. */
+static inline char *test_toml_set_key(char *text, const char *section, const char *key, const char *value)
+{
+    sdt_buf out;
+    sdt_buf_init(&out);
+    char *header = sdt_format("[%s]", section);
+    char *plain = sdt_format("%s = ", key), *commented = sdt_format("# %s = ", key);
+    for (char *line = text; *line;) {
+        char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) + 1 : strlen(line);
+        bool drop =
+            strncmp(line, plain, strlen(plain)) == 0 || strncmp(line, commented, strlen(commented)) == 0;
+        if (!drop)
+            sdt_buf_append(&out, line, len);
+        if (strncmp(line, header, strlen(header)) == 0 && (line[strlen(header)] == '\n'))
+            sdt_buf_printf(&out, "%s = %s\n", key, value);
+        line += len;
+    }
+    free(header);
+    free(plain);
+    free(commented);
+    free(text);
+    return sdt_buf_take(&out);
 }
 
 #endif
