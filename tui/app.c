@@ -3,6 +3,7 @@
  * The loop polls the terminal and, while an engine is attached, its stdout and stderr with a 100 ms
  * timeout, so the engine's lines are read as they come and the client's tick (reaping, abort escalation)
  * runs a few times a second; without an engine it blocks on the terminal. */
+#define _GNU_SOURCE /* ppoll */
 #include "app.h"
 
 #include <errno.h>
@@ -688,7 +689,8 @@ static void service_engine(app *a)
     sync_log(a);
 }
 
-static int event_loop(app *a)
+/* The loop proper, with SIGWINCH blocked; during_wait is the mask to wait with (SIGWINCH open). */
+static int event_loop_blocked(app *a, const sigset_t *during_wait_mask)
 {
     nodelay(stdscr, TRUE);
     /* A run of this config that another sdtune left training is shown at once. */
@@ -706,7 +708,10 @@ static int event_loop(app *a)
          * journal is read on the tick); blocks when idle. */
         bool ticking = (a->client && !(a->have_run && a->run.engine_exited)) || app_attached_running(a);
         bool more = a->attached && attached_run_has_more(a->attached); /* a long journal being replayed */
-        int ready = poll(fds, (nfds_t)n, more ? 0 : ticking ? 100 : -1);
+        /* SIGWINCH is blocked except inside ppoll, so a resize that lands while drawing wakes the next
+         * wait instead of being noticed only at the next key. */
+        struct timespec tick = {0, more ? 0 : 100 * 1000 * 1000};
+        int ready = ppoll(fds, (nfds_t)n, more || ticking ? &tick : NULL, during_wait_mask);
         if (ready < 0 && errno != EINTR)
             return -1;
         service_engine(a);
@@ -718,6 +723,20 @@ static int event_loop(app *a)
             return -1;
     }
     return 0;
+}
+
+/* Runs the loop with SIGWINCH open only while it waits. */
+static int event_loop(app *a)
+{
+    sigset_t winch, outside, during_wait;
+    sigemptyset(&winch);
+    sigaddset(&winch, SIGWINCH);
+    sigprocmask(SIG_BLOCK, &winch, &outside);
+    during_wait = outside;
+    sigdelset(&during_wait, SIGWINCH);
+    int rc = event_loop_blocked(a, &during_wait);
+    sigprocmask(SIG_SETMASK, &outside, NULL);
+    return rc;
 }
 
 int app_run(app *a)
