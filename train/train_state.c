@@ -223,6 +223,8 @@ int sdt_train_state_from_json(sdt_trainer *t, const char *text, const char *path
         t->scaler.scale = value;
         t->scaler.good_steps = good;
         t->overflow_steps = overflows;
+        sdt_trainer_log(t, SDT_LOG_INFO, "resume: fp16 loss scale %.17g after %lld steps without overflow",
+                        value, (long long)good);
     }
     json_t *session = json_object_get(root, "session_id");
     if (json_is_string(session))

@@ -217,8 +217,35 @@ static void stop_on_overflow(void *ctx, const sdt_event *ev)
         atomic_store(&log->control->stop, 1);
 }
 
+/* An fp16 run from the LoRA at start_path with extra [saving] lines, stopped at its first overflow;
+ * events in *log. */
+static sdt_train_result run_to_overflow(test_state *t, trainer_fixture *f, const char *start_path,
+                                        const char *saving, double loss_scale_init, event_log *log,
+                                        sdt_run_control *control)
+{
+    char *network = sdt_format("network_weights = \"%s\"\n", start_path);
+    char *settings = network ? run_settings(ADAMW, "fp16", network, saving) : NULL;
+    sdt_config *cfg = settings ? trainer_fixture_config(t, f, "no_half_vae = true\n", settings) : NULL;
+    free(network);
+    free(settings);
+    memset(control, 0, sizeof *control);
+    log->control = control;
+    sdt_train_options o = {0};
+    o.cfg = cfg;
+    o.emit = stop_on_overflow;
+    o.emit_ctx = log;
+    o.control = control;
+    o.loss_scale_init = loss_scale_init;
+    char *error = NULL;
+    sdt_train_result r = cfg ? sdt_train_run(&o, &error) : SDT_TRAIN_FAILED;
+    CHECK_MSG(t, r == SDT_TRAIN_DONE, "%s", error ? error : "");
+    free(error);
+    sdt_config_free(cfg);
+    return r;
+}
+
 /* A loss scale of 2^40 makes dL/dpred overflow fp16 for real: the step is skipped, the scale halves, the
- * weights are those the run started from, and the state keeps the halved scale. */
+ * weights are those the run started from, and the state keeps the halved scale for a resumed run. */
 static void test_fp16_overflow_skips_and_halves(test_state *t)
 {
     trainer_fixture f;
@@ -226,33 +253,20 @@ static void test_fp16_overflow_skips_and_halves(test_state *t)
         /* weights to start from, with non-zero up weights: a short fp32 run's LoRA */
         run_result start;
         run_precision(t, &f, ADAMW, "no", &start);
-        char start_path[256], path[256];
+        char start_path[256], path[256], state_dir[256];
         snprintf(start_path, sizeof start_path, "%s/start.safetensors", f.root);
         snprintf(path, sizeof path, "%s/tiny.safetensors", f.out);
+        snprintf(state_dir, sizeof state_dir, "%s/overflow-state", f.root);
         CHECK(t, rename(path, start_path) == 0);
 
-        char *network = sdt_format("network_weights = \"%s\"\n", start_path);
-        char *settings = network ? run_settings(ADAMW, "fp16", network, "save_state = true\n") : NULL;
-        sdt_config *cfg = settings ? trainer_fixture_config(t, &f, "no_half_vae = true\n", settings) : NULL;
-        free(network);
-        free(settings);
         event_log log = {0};
         sdt_run_control control;
-        memset(&control, 0, sizeof control);
-        log.control = &control;
-        sdt_train_options o = {0};
-        o.cfg = cfg;
-        o.emit = stop_on_overflow;
-        o.emit_ctx = &log;
-        o.control = &control;
-        o.loss_scale_init = 1099511627776.0; /* 2^40 */
-        char *error = NULL;
-        sdt_train_result r = cfg ? sdt_train_run(&o, &error) : SDT_TRAIN_FAILED;
-        CHECK_MSG(t, r == SDT_TRAIN_DONE, "%s", error ? error : "");
+        run_to_overflow(t, &f, start_path, "save_state = true\n", 1099511627776.0 /* 2^40 */, &log, &control);
         CHECK(t, event_log_has_text(&log, "initial loss scale 1099511627776"));
         CHECK(t, event_log_has_text(&log, "overflowed at loss scale 1099511627776; step skipped, the loss "
                                           "scale is now 549755813888"));
         CHECK(t, event_log_count(&log, SDT_EV_PROGRESS) == 0); /* no step was taken */
+        event_log_free(&log);
 
         /* the skipped step left the weights as loaded: the saved LoRA equals the start, bit for bit */
         float *before = NULL, *after = NULL;
@@ -270,19 +284,29 @@ static void test_fp16_overflow_skips_and_halves(test_state *t)
         free(before);
         free(after);
 
-        /* the state keeps the halved scale for a resumed run */
+        /* the state keeps the halved scale */
         snprintf(path, sizeof path, "%s/tiny-state/train_state.json", f.out);
         size_t len = 0;
         char *state = test_read_file(path, &len);
         CHECK_MSG(t, state != NULL, "%s is missing", path);
         if (state) {
             CHECK_STR_CONTAINS(t, state, "\"loss_scale\": 549755813888");
+            CHECK_STR_CONTAINS(t, state, "\"loss_scale_good_steps\": 0");
             CHECK_STR_CONTAINS(t, state, "\"overflow_steps\": 1");
         }
         free(state);
-        free(error);
+        snprintf(path, sizeof path, "%s/tiny-state", f.out);
+        CHECK(t, rename(path, state_dir) == 0);
+
+        /* a run resumed from it starts at the saved scale, not at the initial one given (which it
+         * ignores), overflows again and halves once more */
+        char *resume = sdt_format("save_state = true\nresume = \"%s\"\n", state_dir);
+        run_to_overflow(t, &f, start_path, resume, 4.0, &log, &control);
+        free(resume);
+        CHECK(t, event_log_has_text(&log, "resume: fp16 loss scale 549755813888"));
+        CHECK(t, event_log_has_text(&log, "overflowed at loss scale 549755813888; step skipped, the loss "
+                                          "scale is now 274877906944"));
         event_log_free(&log);
-        sdt_config_free(cfg);
         run_result_free(&start);
     }
     trainer_fixture_close(&f);
