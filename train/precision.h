@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 /* The compute dtype of mixed_precision on device: "no" F32, "bf16" BF16, "fp16" F16; "auto" BF16 on CUDA
- * (every GPU the CUDA backend supports computes bf16 on its tensor cores) and F32 on the CPU backend, where
+ * (the backend is built for Hopper, whose tensor cores compute bf16) and F32 on the CPU backend, where
  * low-precision tensors only cost conversions. */
 sdt_dtype sdt_train_compute_dtype(const sdt_config *cfg, sdt_device_kind device);
 
