@@ -89,11 +89,11 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
         t->scaler.scale = t->o->loss_scale_init;
     if (t->compute_dtype != SDT_F32)
         sdt_trainer_log(t, SDT_LOG_INFO,
-                        "mixed precision %s: frozen weights%s and activations in %s; LoRA weights, gradients "
+                        "mixed precision %s: frozen weights and activations in %s%s; LoRA weights, gradients "
                         "and the loss in fp32",
                         sdt_train_precision_name(t->compute_dtype),
-                        t->s.no_half_vae ? " (but the VAE's)" : "",
-                        sdt_train_precision_name(t->compute_dtype));
+                        sdt_train_precision_name(t->compute_dtype),
+                        t->s.no_half_vae ? " (the VAE in fp32: no_half_vae)" : "");
     if (t->scaler.enabled)
         sdt_trainer_log(t, SDT_LOG_INFO, "fp16 loss scaling: initial loss scale %.17g", t->scaler.scale);
     sdt_model_load_options lo = {.dtype = t->compute_dtype, .vae_f32 = t->s.no_half_vae};
