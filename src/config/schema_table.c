@@ -455,7 +455,7 @@ static const sdt_setting settings[] = {
 
     /* ---- [precision_memory] ---- */
     {ROW(PRECISION_MEMORY, "mixed_precision", ENUM, "auto"), DONE, VALUES(mixed_precision_values),
-     HELP("compute precision: auto (bf16 where the GPU has it, else fp16), bf16, fp16 or no (fp32)")},
+     HELP("compute precision: auto (bf16 on a GPU, fp32 on the CPU), bf16, fp16 or no (fp32)")},
     {ROW(PRECISION_MEMORY, "fp8_base", BOOL, "false"),
      HELP("store the frozen U-Net and text encoder weights in fp8 (saves VRAM)")},
     {ROW(PRECISION_MEMORY, "vram_limit_gb", FLOAT, "0"), AT_LEAST(0),
