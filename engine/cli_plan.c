@@ -1,6 +1,7 @@
 /* `plan`: the memory plan of the run a config describes (train/memory_plan.h), printed as `train` prints it
- * before it starts, for the CPU backend or for what the CUDA backend will hold (bf16 weights and
- * activations, fp32 LoRA), from the model's headers or a preset arch; nothing is loaded or allocated. */
+ * before it starts, for the CPU backend or for what the CUDA backend will hold (weights and activations in
+ * the config's mixed_precision, bf16 for auto on CUDA; fp32 LoRA), from the model's headers or a preset
+ * arch; nothing is loaded or allocated. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +19,9 @@ static void usage(FILE *out)
         "usage: sdtune-engine plan CONFIG [--device cpu|cuda] [--dtype fp32|fp16|bf16] [--arch ARCH]\n"
         "                               [--free MIB]\n"
         "  CONFIG      an sdtune config: batch size, resolution, checkpointing, LoRA, optimizer\n"
-        "  --device D  cpu (default): the CPU backend, fp32; cuda: bf16 weights and activations\n"
-        "  --dtype D   the frozen weights' and the activations' dtype (default fp32 on cpu, bf16 on cuda)\n"
+        "  --device D  cpu (default) or cuda: the backend the run is planned for\n"
+        "  --dtype D   the frozen weights' and the activations' dtype (default: the config's\n"
+        "              mixed_precision; auto is fp32 on cpu, bf16 on cuda)\n"
         "  --arch A    plan for a preset (%s) instead of the config's model\n"
         "  --free MIB  check against this much free memory instead of the device's\n"
         "exit 0 when the plan fits (or the free memory is unknown), 1 when it does not or on errors, 2 on "
@@ -112,8 +114,6 @@ int cli_plan(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (!dtype_given && device == SDT_DEVICE_CUDA)
-        dtype = SDT_BF16;
 
     sdt_diag_list diags;
     sdt_diag_list_init(&diags);
@@ -133,8 +133,12 @@ int cli_plan(int argc, char **argv)
     if (model_tables(cfg, arch, &model, &error) != 0 ||
         sdt_memory_plan_input_from_config(cfg, &model, device, &in, &error) != 0)
         goto done;
-    in.weight_dtype = dtype;
-    in.activation_dtype = dtype;
+    /* Without --dtype the config's mixed_precision decides, as for the run ("auto": fp32 on the CPU
+     * backend, bf16 on CUDA). */
+    if (dtype_given) {
+        in.weight_dtype = dtype;
+        in.activation_dtype = dtype;
+    }
     if (sdt_memory_plan_build(&in, &plan, &error) != 0)
         goto done;
     size_t free_bytes = 0;

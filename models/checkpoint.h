@@ -60,6 +60,7 @@ typedef struct sdt_model_load_options {
     const char *vae_path; /* a VAE that replaces the checkpoint's: single file (LDM or diffusers names, with
                              or without first_stage_model.), a diffusers vae/ folder or its weights file */
     sdt_dtype dtype;      /* of the loaded values: SDT_F32 (0, the default), SDT_F16 or SDT_BF16 */
+    int vae_f32;          /* the VAE's values F32 whatever dtype (mixed precision's no_half_vae) */
     int header_only;      /* names, shapes and dtypes only (inspect): no engine needed, no value is read */
 } sdt_model_load_options;
 

@@ -303,7 +303,11 @@ static int read_values(session *s, sdt_engine *e)
 {
     char *err = NULL;
     sdt_dtype dtype = s->opt.dtype;
-    if (sdt_model_alloc(e, s->m, dtype, &err) != 0) {
+    int failed = 0;
+    for (int c = 0; c < SDT_COMPONENT_COUNT && !failed; c++)
+        failed = sdt_param_table_alloc(e, sdt_model_table(s->m, c),
+                                       c == SDT_COMPONENT_VAE && s->opt.vae_f32 ? SDT_F32 : dtype, &err) != 0;
+    if (failed) {
         fatal(s, "%s: %s", s->path, err ? err : "cannot allocate the model");
         free(err);
         return -1;

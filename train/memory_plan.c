@@ -10,6 +10,7 @@
 #include "memory_plan_internal.h"
 #include "optim_internal.h"
 #include "optim_settings.h"
+#include "precision.h"
 #include "sdtune/config.h"
 
 /* The CUDA backend's library workspace (kernels/cuda/cuda_internal.h CUDA_WORKSPACE_BYTES): allocated
@@ -131,7 +132,8 @@ int sdt_memory_plan_build(const sdt_memory_plan_input *in, sdt_memory_plan *out,
         }
         if (c == SDT_COMPONENT_VAE && !in->vae_resident)
             continue;
-        out->weights_by_component[c] = table_bytes(t, in->weight_dtype);
+        out->weights_by_component[c] =
+            table_bytes(t, c == SDT_COMPONENT_VAE && in->vae_f32 ? SDT_F32 : in->weight_dtype);
         out->bytes[SDT_MEM_WEIGHTS] += out->weights_by_component[c];
     }
     if (in->lora && lora_parameters(in, out, &largest, &unet_rank, &unet_conv_rank, &te_rank, error) != 0)
@@ -190,8 +192,11 @@ int sdt_memory_plan_input_from_config(const sdt_config *cfg, const sdt_model *mo
     memset(in, 0, sizeof *in);
     in->model = model;
     in->device = device;
-    in->weight_dtype = SDT_F32;
-    in->activation_dtype = SDT_F32;
+    /* Frozen weights and activations in the run's compute dtype (precision.h); the trained parameters,
+     * their gradients and the optimizer state are F32 whatever it is. */
+    in->weight_dtype = sdt_train_compute_dtype(cfg, device);
+    in->activation_dtype = in->weight_dtype;
+    in->vae_f32 = sdt_config_bool(cfg, "no_half_vae");
     in->lora = sdt_config_training(cfg) == SDT_TRAIN_LORA;
     if (in->lora) {
         sdt_lora_options_default(&in->lora_options);

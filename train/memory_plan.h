@@ -41,8 +41,9 @@ typedef struct sdt_memory_plan_input {
     const sdt_model *model;     /* parameter tables built (values not needed: a header-only load will do) */
     sdt_device_kind device;     /* CUDA adds the library workspace */
     sdt_dtype weight_dtype;     /* frozen weights as loaded */
-    sdt_dtype activation_dtype; /* activations (F32 on the CPU backend) */
+    sdt_dtype activation_dtype; /* activations (the compute dtype, like weight_dtype) */
     int vae_resident;           /* the VAE's weights stay loaded during training */
+    int vae_f32;                /* no_half_vae: the VAE's weights are F32 whatever weight_dtype */
     int lora;                   /* LoRA (else the UNet's own weights train: DreamBooth / fine-tune) */
     sdt_lora_options lora_options;
     int train_unet, train_text_encoder;
@@ -66,8 +67,9 @@ typedef struct sdt_memory_plan {
 /* Fills *in from a config (train_batch_size, resolution, gradient_checkpointing, the LoRA and optimizer
  * settings, what trains, cache_latents and sampling) for model on device. The VAE counts as resident on the
  * CPU backend (the trainer keeps it loaded); on CUDA only when latents are not cached or samples are made.
- * weight_dtype and activation_dtype: F32 on the CPU backend; the CUDA backend's bf16 storage is asked for by
- * the caller. Returns 0, or -1 with *error set (an optimizer the engine does not know, ...). */
+ * weight_dtype and activation_dtype: the compute dtype of mixed_precision on device
+ * (sdt_train_compute_dtype: "auto" is F32 on the CPU backend, BF16 on CUDA). Returns 0, or -1 with *error
+ * set (an optimizer the engine does not know, ...). */
 struct sdt_config;
 int sdt_memory_plan_input_from_config(const struct sdt_config *cfg, const sdt_model *model,
                                       sdt_device_kind device, sdt_memory_plan_input *in, char **error);

@@ -85,6 +85,11 @@ char *sdt_train_state_to_json(const sdt_trainer *t)
     json_object_set_new(root, "epoch_loss_steps", json_integer(t->epoch_loss_steps));
     json_object_set_new(root, "skipped_steps", json_integer(t->skipped_steps));
     json_object_set_new(root, "skipped_in_row", json_integer(t->skipped_in_row));
+    if (t->scaler.enabled) { /* fp16 runs: GradScaler's state_dict (scale and growth tracker) */
+        json_object_set_new(root, "loss_scale", json_real(t->scaler.scale));
+        json_object_set_new(root, "loss_scale_good_steps", json_integer(t->scaler.good_steps));
+        json_object_set_new(root, "overflow_steps", json_integer(t->overflow_steps));
+    }
     json_object_set_new(root, "settings_hash", json_string(hash));
     json_object_set_new(root, "session_id", json_string(t->session_id));
     json_object_set_new(root, "training_started_at", json_integer(t->training_started_at));
@@ -203,6 +208,24 @@ int sdt_train_state_from_json(sdt_trainer *t, const char *text, const char *path
     t->skipped_steps = skipped;
     t->skipped_in_row = in_row;
     t->training_started_at = started;
+    /* The loss scale of an fp16 run; a state without one (saved by a run in another precision) leaves
+     * the scaler at its start. */
+    json_t *scale = json_object_get(root, "loss_scale");
+    if (t->scaler.enabled && scale) {
+        int64_t good = 0, overflows = 0;
+        double value = json_number_value(scale);
+        if (!(value > 0) || get_int(root, "loss_scale_good_steps", path, &good, error) != 0 ||
+            get_int(root, "overflow_steps", path, &overflows, error) != 0) {
+            if (!(value > 0))
+                sdt_set_error(error, "resume: %s: \"loss_scale\" is not a positive number", path);
+            goto done;
+        }
+        t->scaler.scale = value;
+        t->scaler.good_steps = good;
+        t->overflow_steps = overflows;
+        sdt_trainer_log(t, SDT_LOG_INFO, "resume: fp16 loss scale %.17g after %lld steps without overflow",
+                        value, (long long)good);
+    }
     json_t *session = json_object_get(root, "session_id");
     if (json_is_string(session))
         snprintf(t->session_id, sizeof t->session_id, "%s", json_string_value(session));

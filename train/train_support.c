@@ -123,9 +123,16 @@ static void check_values(support_check *c)
                build_has_cuda()
                    ? "not implemented yet (training runs on the CPU backend for now; use cpu or auto)"
                    : "this build has no CUDA backend (use cpu or auto)");
-    static const char *const fp32_precisions[] = {"no", "auto", NULL};
-    check_one_of(c, "mixed_precision", fp32_precisions,
-                 "not implemented yet (the CPU backend trains in fp32: use \"no\" or \"auto\")");
+    /* LoRA trains in any precision (precision.h: frozen weights and activations in bf16 or fp16, the
+     * network in fp32). Full training keeps the model's own weights trainable, and those are fp32
+     * masters only: "auto" still means fp32 on the CPU backend, so only an explicit half precision is
+     * refused. */
+    if (sdt_config_training(c->cfg) != SDT_TRAIN_LORA) {
+        static const char *const fp32_precisions[] = {"no", "auto", NULL};
+        check_one_of(c, "mixed_precision", fp32_precisions,
+                     "not implemented yet for DreamBooth and fine-tuning (the trained model weights stay "
+                     "fp32: use \"no\", or train a LoRA in bf16 or fp16)");
+    }
 }
 
 int sdt_train_check_supported(const sdt_config *cfg, sdt_diag_list *diags)

@@ -4,7 +4,7 @@
  * never silently ignore one. This check refuses (1) every setting the engine does not implement yet (schema
  * impl = SDT_IMPL_PLANNED) that is given a value other than its default, and (2) values of implemented
  * settings the engine cannot honour (an optimizer, scheduler or sampler not written yet, SD2 and SDXL, the
- * CUDA backend, mixed precision on the CPU, ...). See docs/training.md, "Running a training". */
+ * CUDA backend, mixed precision for full training, ...). See docs/training.md, "Running a training". */
 #ifndef SDTUNE_TRAIN_TRAIN_SUPPORT_H
 #define SDTUNE_TRAIN_TRAIN_SUPPORT_H
 

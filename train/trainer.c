@@ -457,9 +457,13 @@ sdt_train_result sdt_train_run(const sdt_train_options *o, char **error)
             goto finish;
         }
         sdt_trainer_log(&t, SDT_LOG_INFO, "model saved.");
-        if (t.skipped_steps)
+        if (t.skipped_steps > t.overflow_steps)
             sdt_trainer_log(&t, SDT_LOG_WARNING, "%lld steps were skipped for non-finite values",
-                            (long long)t.skipped_steps);
+                            (long long)(t.skipped_steps - t.overflow_steps));
+        if (t.overflow_steps) /* GradScaler's routine, not a fault: information only */
+            sdt_trainer_log(&t, SDT_LOG_INFO,
+                            "%lld steps were skipped for fp16 overflows (final loss scale %.17g)",
+                            (long long)t.overflow_steps, t.scaler.scale);
         emit_done(&t, result);
     }
 finish:

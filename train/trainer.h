@@ -40,6 +40,9 @@ typedef struct sdt_train_options {
     int64_t inject_nan_step;
     int inject_nan_count;
     int inject_nan_grad;
+    /* For the loss scaler's tests: the first loss scale of an fp16 run (a huge one makes the first steps
+     * overflow for real). 0: GradScaler's 65536. */
+    double loss_scale_init;
     /* The free memory the memory plan is checked against, in bytes; 0: the device's (the host's
      * MemAvailable on the CPU backend). For tests and for leaving room to other processes. */
     size_t memory_free_bytes;

@@ -75,6 +75,7 @@ void sdt_train_settings_read(const sdt_config *cfg, sdt_train_settings *s)
     s->tokenizer_dir = str(cfg, "tokenizer_dir");
     s->backend = str(cfg, "backend");
     s->v_parameterization = sdt_config_bool(cfg, "v_parameterization");
+    s->no_half_vae = sdt_config_bool(cfg, "no_half_vae");
     s->clip_skip = (int)sdt_config_int(cfg, "clip_skip");
     s->max_token_length = (int)sdt_config_int(cfg, "max_token_length");
     s->train_text_encoder = sdt_config_bool(cfg, "train_text_encoder");

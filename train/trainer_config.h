@@ -16,6 +16,7 @@ typedef struct sdt_train_settings {
     sdt_train_kind kind;
     const char *model_path, *vae_path, *tokenizer_dir, *backend;
     int v_parameterization, clip_skip, max_token_length, train_text_encoder;
+    int no_half_vae; /* the VAE stays F32 under mixed precision */
     int64_t stop_text_encoder_training;
     int cpu_threads;
     /* folders */

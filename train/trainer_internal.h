@@ -14,6 +14,7 @@
 #include "memory_plan.h"
 #include "objective.h"
 #include "optim.h"
+#include "precision.h"
 #include "sdtune/strutil.h"
 #include "text_cache.h"
 #include "tokenizer.h"
@@ -80,6 +81,11 @@ typedef struct sdt_trainer {
     double max_grad_norm;
     int accumulation;
 
+    /* precision (precision.h): the frozen weights, the UNet's inputs and its activations are in
+     * compute_dtype; the trained parameters, their gradients and the loss stay F32 */
+    sdt_dtype compute_dtype;
+    sdt_loss_scaler scaler; /* fp16 only; its scale is saved in a state */
+
     /* where the run stands (saved in a state) */
     uint64_t seed;
     sdt_rng rng; /* noise and timesteps */
@@ -90,6 +96,7 @@ typedef struct sdt_trainer {
     double epoch_loss_sum;
     int64_t epoch_loss_steps;
     int64_t skipped_steps, skipped_in_row;
+    int64_t overflow_steps; /* of skipped_steps: fp16 overflows the loss scaler skipped */
 
     /* the memory plan, made before the model is loaded (trainer_memory.c) */
     sdt_memory_plan memory_plan;

@@ -246,7 +246,7 @@ static int save_lora(sdt_trainer *t, const char *path, sdt_save_kind kind, int64
     info.bucket_info_json = bucket_info;
     info.optimizer_text = optimizer;
     info.datetime_iso = date;
-    info.mixed_precision = "no"; /* the training loop computes in fp32 whatever the config asks */
+    info.mixed_precision = sdt_train_precision_name(t->compute_dtype); /* what ran: "auto" resolved */
     sdt_kv_list md = {0};
     rc = sdt_lora_metadata(t->cfg, &t->lora, &info, &md, error);
     if (rc == 0)

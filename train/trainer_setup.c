@@ -74,7 +74,29 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
     if (!path || !*path)
         return sdt_set_error(error,
                              "pretrained_model_name_or_path is not set: which model should be trained?");
-    sdt_model_load_options lo = {.dtype = SDT_F32};
+    /* Mixed precision: the frozen weights are stored in the compute dtype (kohya casts the UNet and the
+     * text encoder to weight_dtype, and the VAE too unless no_half_vae); the LoRA network made later keeps
+     * F32 masters. */
+    t->compute_dtype = sdt_train_compute_dtype(t->cfg, sdt_engine_device(t->e));
+    if (t->compute_dtype != SDT_F32 && t->s.kind != SDT_KIND_LORA)
+        return sdt_set_error(
+            error,
+            "mixed_precision \"%s\": DreamBooth and fine-tuning train the model's own weights, "
+            "which stay fp32 for now (use \"no\")",
+            sdt_train_precision_name(t->compute_dtype));
+    sdt_loss_scaler_init(&t->scaler, t->compute_dtype);
+    if (t->scaler.enabled && t->o->loss_scale_init > 0)
+        t->scaler.scale = t->o->loss_scale_init;
+    if (t->compute_dtype != SDT_F32)
+        sdt_trainer_log(t, SDT_LOG_INFO,
+                        "mixed precision %s: frozen weights and activations in %s%s; LoRA weights, gradients "
+                        "and the loss in fp32",
+                        sdt_train_precision_name(t->compute_dtype),
+                        sdt_train_precision_name(t->compute_dtype),
+                        t->s.no_half_vae ? " (the VAE in fp32: no_half_vae)" : "");
+    if (t->scaler.enabled)
+        sdt_trainer_log(t, SDT_LOG_INFO, "fp16 loss scaling: initial loss scale %.17g", t->scaler.scale);
+    sdt_model_load_options lo = {.dtype = t->compute_dtype, .vae_f32 = t->s.no_half_vae};
     const char *vae = t->s.vae_path;
     if (vae && *vae)
         lo.vae_path = vae;

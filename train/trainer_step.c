@@ -143,7 +143,7 @@ static int make_context(sdt_trainer *t, micro_batch *m, int encoder_trains, char
                                    .hidden_layer = -1,
                                    .keep_for_backward = 1,
                                    .checkpoint = sdt_unet_checkpointing(t->unet),
-                                   .dtype = SDT_F32};
+                                   .dtype = t->compute_dtype};
         int rc = sdt_clip_text_forward(t->e, t->text_encoder, &m->text, ids, m->B, L, &o);
         free(ids);
         if (rc != 0)
@@ -185,6 +185,17 @@ static int make_context(sdt_trainer *t, micro_batch *m, int encoder_trains, char
     if (sdt_act_alloc(t->e, &m->ctx_t, SDT_F32, 3, shape) != 0 ||
         sdt_engine_upload(t->e, &m->ctx_t, m->context, sdt_tensor_bytes(&m->ctx_t)) != 0)
         return engine_error(t, error, "context upload");
+    if (t->compute_dtype == SDT_F32)
+        return 0;
+    /* The cache holds F32 outputs; the UNet's cross-attention takes the context in the compute dtype. */
+    sdt_tensor narrow = {0}; /* [B, L, W] compute dtype */
+    if (sdt_act_alloc(t->e, &narrow, t->compute_dtype, 3, shape) != 0 ||
+        sdt_copy(t->e, &narrow, &m->ctx_t) != 0) {
+        sdt_act_free(t->e, &narrow);
+        return engine_error(t, error, "context conversion");
+    }
+    sdt_act_free(t->e, &m->ctx_t);
+    m->ctx_t = narrow;
     return 0;
 }
 
@@ -228,7 +239,9 @@ static int micro_step(sdt_trainer *t, int micro, int64_t attempt, double *loss, 
                                .context = &m.ctx_t,
                                .sample_weights = m.weights,
                                .dcontext = encoder_trains ? &m.dctx_t : NULL,
-                               .poison_loss = injected(t, attempt, 0)};
+                               .poison_loss = injected(t, attempt, 0),
+                               .dtype = t->compute_dtype,
+                               .loss_scale = (float)t->scaler.scale};
     rc = sdt_diffusion_pass_run(t->e, t->unet, &pass, loss, error);
     if (rc != 0)
         goto done;
@@ -272,13 +285,34 @@ sdt_step_outcome sdt_trainer_step(sdt_trainer *t, double *loss, char **error)
     }
     *loss = sum / micro;
     double norm = 0;
+    int grads_bad = 0; /* the loss was finite, the gradient norm is not */
     if (!bad) {
-        sdt_optim_scale_grads(&t->optim, 1.0f / (float)t->accumulation);
+        /* 1/accumulation and, in fp16, the loss scale's unscaling in one pass, before clipping (as
+         * GradScaler.unscale_ comes before clip_grad_norm_). The scale is a power of two: exact. */
+        sdt_optim_scale_grads(&t->optim, (float)(1.0 / ((double)t->accumulation * t->scaler.scale)));
         sdt_optim_clip_grad_norm(&t->optim, t->max_grad_norm, &norm);
         if (injected(t, attempt, 1))
             norm = NAN;
-        if (!isfinite(norm))
+        if (!isfinite(norm)) {
             bad = "gradient norm";
+            grads_bad = 1;
+        }
+    }
+    /* fp16: gradients that overflowed at a scale above 1 say the scale is too large, not that training
+     * diverged: GradScaler skips the step and halves the scale. At scale 1 nothing is left to blame on the
+     * scaling, and nan_policy decides. */
+    if (grads_bad && t->scaler.enabled && t->scaler.scale > 1.0) {
+        double scale = t->scaler.scale;
+        sdt_loss_scaler_update(&t->scaler, 0);
+        sdt_optim_zero_grads(&t->optim);
+        t->skipped_steps++;
+        t->overflow_steps++;
+        sdt_trainer_log(
+            t, SDT_LOG_WARNING,
+            "step %lld: fp16 gradients overflowed at loss scale %.17g; step skipped, the loss scale "
+            "is now %.17g",
+            (long long)(t->global_step + 1), scale, t->scaler.scale);
+        return SDT_STEP_SKIPPED;
     }
     if (bad) {
         sdt_optim_zero_grads(&t->optim);
@@ -313,5 +347,9 @@ sdt_step_outcome sdt_trainer_step(sdt_trainer *t, double *loss, char **error)
         return SDT_STEP_FAILED;
     sdt_optim_zero_grads(&t->optim);
     t->skipped_in_row = 0;
+    if (sdt_loss_scaler_update(&t->scaler, 1))
+        sdt_trainer_log(
+            t, SDT_LOG_INFO, "step %lld: %lld steps without overflow; the loss scale is now %.17g",
+            (long long)(t->global_step + 1), (long long)t->scaler.growth_interval, t->scaler.scale);
     return SDT_STEP_TAKEN;
 }

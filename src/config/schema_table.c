@@ -115,7 +115,7 @@ static const sdt_setting settings[] = {
      HELP("the model predicts v (v-prediction), e.g. SD 2.x 768-v models")},
     {ROW(MODEL, "vae", PATH, ""), DONE,
      HELP("replacement VAE (.safetensors file or diffusers folder); empty = the model's own")},
-    {ROW(MODEL, "no_half_vae", BOOL, "false"), DYN(no_half_vae_dyn), ALIAS("sdxl_no_half_vae"),
+    {ROW(MODEL, "no_half_vae", BOOL, "false"), DONE, DYN(no_half_vae_dyn), ALIAS("sdxl_no_half_vae"),
      HELP("keep the VAE in fp32 under mixed precision (avoids NaNs with the SDXL VAE)")},
     {ROW(MODEL, "clip_skip", INT, "1"), DONE, RANGE(1, 12),
      HELP("use the text encoder's Nth layer from the end (1 = last; 2 is common for anime models)")},
@@ -455,7 +455,7 @@ static const sdt_setting settings[] = {
 
     /* ---- [precision_memory] ---- */
     {ROW(PRECISION_MEMORY, "mixed_precision", ENUM, "auto"), DONE, VALUES(mixed_precision_values),
-     HELP("compute precision: auto (bf16 where the GPU has it, else fp16), bf16, fp16 or no (fp32)")},
+     HELP("compute precision: auto (bf16 on a GPU, fp32 on the CPU), bf16, fp16 or no (fp32)")},
     {ROW(PRECISION_MEMORY, "fp8_base", BOOL, "false"),
      HELP("store the frozen U-Net and text encoder weights in fp8 (saves VRAM)")},
     {ROW(PRECISION_MEMORY, "vram_limit_gb", FLOAT, "0"), AT_LEAST(0),

@@ -4,11 +4,14 @@
 # faults, as it would misbehave on a GPU. docs/cuda.md lists the places known to do so today, under
 # "Device-clean training: what still touches device memory on the host".
 #
+# An optional third argument is the run's mixed_precision ("bf16": the frozen weights and activations in
+# bf16, so the step's dtype conversions must go through ops too).
+#
 # Exit 0: the step ran without touching device memory on the host (the list can go).
 # Exit 77 (skipped): it stopped or faulted, but only at places the list names; the first is printed.
 # Exit 1: a place the list does not name (a new one: fix it, or list it), or any other failure.
 set -uo pipefail
-engine=$1 src=$2
+engine=$1 src=$2 precision=${3:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export SDTUNE_CACHE_DIR=$work/cache
@@ -33,6 +36,9 @@ set_key "$cfg" folders output_dir "\"$work/out\""
 set_key "$cfg" folders output_name "\"demo\""
 set_key "$cfg" training max_train_steps 1
 set_key "$cfg" training train_batch_size 1
+if [ -n "$precision" ]; then
+    set_key "$cfg" precision_memory mixed_precision "\"$precision\""
+fi
 printf 'a red circle on a blue background --w 64 --h 64 --d 1 --s 3\n' >"$work/prompts.txt"
 set_key "$cfg" sampling sample_prompts "\"$work/prompts.txt\""
 
@@ -100,5 +106,9 @@ if [ ! -s "$work/out/demo.safetensors" ]; then
     echo "FAIL the guarded step finished but saved no LoRA"
     exit 1
 fi
-echo "the guarded training step is device-clean"
+if [ -n "$precision" ] && ! grep -q "mixed precision $precision" "$log"; then
+    echo "FAIL the guarded step did not run in $precision"
+    exit 1
+fi
+echo "the guarded training step is device-clean${precision:+ in $precision}"
 exit 0

@@ -116,10 +116,24 @@ static void test_weights_equal_the_arenas(test_state *t)
         plan_input(&in, &half, SDT_OPTIM_ADAMW);
         in.weight_dtype = SDT_BF16;
         sdt_memory_plan r = build(t, &in);
-        for (int c = 0; c < SDT_COMPONENT_COUNT; c++)
+        for (int c = 0; c < SDT_COMPONENT_COUNT; c++) {
             CHECK_MSG(t, r.weights_by_component[c] == sdt_model_table(&half, c)->plan.bytes[SDT_LIFE_FROZEN],
                       "bf16 %s", sdt_component_name(c));
+            /* 2 bytes per element, each entry padded to the arena's alignment */
+            const sdt_param_table *table = sdt_model_table(&half, c);
+            size_t elements = (size_t)sdt_param_table_numel(table);
+            CHECK_MSG(t,
+                      r.weights_by_component[c] >= 2 * elements &&
+                          r.weights_by_component[c] < 2 * elements + table->count * SDT_ARENA_ALIGN,
+                      "bf16 %s: %zu bytes for %zu elements", sdt_component_name(c), r.weights_by_component[c],
+                      elements);
+        }
         CHECK(t, r.bytes[SDT_MEM_WEIGHTS] < q.bytes[SDT_MEM_WEIGHTS]);
+        /* no_half_vae: the VAE alone stays 4 bytes per element */
+        in.vae_f32 = 1;
+        sdt_memory_plan v = build(t, &in);
+        CHECK(t, v.weights_by_component[SDT_COMPONENT_VAE] == p.weights_by_component[SDT_COMPONENT_VAE]);
+        CHECK(t, v.weights_by_component[SDT_COMPONENT_UNET] == r.weights_by_component[SDT_COMPONENT_UNET]);
     }
     sdt_model_free(e, &half);
     if (e)
@@ -359,6 +373,66 @@ static void test_activations_match_a_measured_unet_step(test_state *t)
     tiny_close(&m);
 }
 
+/* The config's mixed_precision sets the plan's dtypes: the run's compute dtype (precision.h) for the
+ * frozen weights and the activations; "auto" is fp32 on the CPU backend and bf16 on CUDA. In bf16 the
+ * weights take half (to the arena's padding) and so do the activations, but for the F32 statistics the
+ * norms and attention keep. */
+static void test_mixed_precision_from_config(test_state *t)
+{
+    tiny m;
+    if (tiny_open(t, &m) != 0) {
+        tiny_close(&m);
+        return;
+    }
+    static const struct {
+        const char *toml;
+        sdt_device_kind device;
+        sdt_dtype expected;
+        int vae_f32;
+    } cases[] = {
+        {"", SDT_DEVICE_CPU, SDT_F32, 0},
+        {"", SDT_DEVICE_CUDA, SDT_BF16, 0},
+        {"mixed_precision = \"no\"\n", SDT_DEVICE_CUDA, SDT_F32, 0},
+        {"mixed_precision = \"bf16\"\n", SDT_DEVICE_CPU, SDT_BF16, 0},
+        {"mixed_precision = \"fp16\"\n", SDT_DEVICE_CPU, SDT_F16, 0},
+        {"mixed_precision = \"bf16\"\n[model]\nno_half_vae = true\n", SDT_DEVICE_CPU, SDT_BF16, 1},
+    };
+    sdt_memory_plan plans[2];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[200];
+        snprintf(text, sizeof text, "[precision_memory]\n%s", cases[i].toml);
+        sdt_diag_list diags;
+        sdt_diag_list_init(&diags);
+        sdt_config *cfg = sdt_config_load_text(text, strlen(text), "plan.toml", &diags);
+        sdt_diag_list_free(&diags);
+        sdt_memory_plan_input in;
+        char *error = NULL;
+        int rc = cfg ? sdt_memory_plan_input_from_config(cfg, &m.model, cases[i].device, &in, &error) : -1;
+        CHECK_MSG(t, rc == 0, "%s", error ? error : text);
+        free(error);
+        sdt_config_free(cfg);
+        if (rc != 0)
+            continue;
+        CHECK_MSG(t, in.weight_dtype == cases[i].expected && in.activation_dtype == cases[i].expected,
+                  "case %zu: %s weights, %s activations", i, sdt_dtype_name(in.weight_dtype),
+                  sdt_dtype_name(in.activation_dtype));
+        CHECK(t, in.vae_f32 == cases[i].vae_f32);
+        if (i == 0 || i == 3) {
+            in.gradient_checkpointing = 0;
+            plans[i == 3] = build(t, &in);
+        }
+    }
+    /* bf16 against fp32, same config otherwise */
+    size_t w32 = plans[0].bytes[SDT_MEM_WEIGHTS], w16 = plans[1].bytes[SDT_MEM_WEIGHTS];
+    size_t a32 = plans[0].bytes[SDT_MEM_ACTIVATIONS], a16 = plans[1].bytes[SDT_MEM_ACTIVATIONS];
+    CHECK_MSG(t, w16 * 2 >= w32 && w16 * 2 < w32 + w32 / 20, "weights fp32 %zu, bf16 %zu", w32, w16);
+    CHECK_MSG(t, a16 < a32 * 3 / 4 && a16 * 2 >= a32, "activations fp32 %zu, bf16 %zu", a32, a16);
+    CHECK(t, plans[1].bytes[SDT_MEM_TRAINABLE] == plans[0].bytes[SDT_MEM_TRAINABLE]);
+    CHECK(t, plans[1].bytes[SDT_MEM_GRADS] == plans[0].bytes[SDT_MEM_GRADS]);
+    CHECK(t, plans[1].bytes[SDT_MEM_OPTIMIZER] == plans[0].bytes[SDT_MEM_OPTIMIZER]);
+    tiny_close(&m);
+}
+
 /* ---- the trainer ---- */
 
 static sdt_train_result run(test_state *t, trainer_fixture *f, const char *extra, size_t free_bytes,
@@ -420,10 +494,12 @@ static void test_a_run_reports_its_plan_and_measured_peak(test_state *t)
         trainer_fixture_close(&f);
         return;
     }
-    static const char *const extras[2] = {"[training]\nmax_train_steps = 1\ntrain_batch_size = 2\n",
+    static const char *const extras[3] = {"[training]\nmax_train_steps = 1\ntrain_batch_size = 2\n",
                                           "[training]\nmax_train_steps = 1\ntrain_batch_size = 2\n"
-                                          "gradient_checkpointing = true\n"};
-    for (int k = 0; k < 2; k++) {
+                                          "gradient_checkpointing = true\n",
+                                          "[training]\nmax_train_steps = 1\ntrain_batch_size = 2\n"
+                                          "[precision_memory]\nmixed_precision = \"bf16\"\n"};
+    for (int k = 0; k < 3; k++) {
         event_log log = {0};
         sdt_train_result r = run(t, &f, extras[k], 0, &log);
         CHECK_MSG(t, r == SDT_TRAIN_DONE, "result %d", (int)r);
@@ -450,6 +526,7 @@ int main(void)
         TEST(test_lora_and_optimizers_equal_the_allocations),
         TEST(test_full_training_equals_the_allocations),
         TEST(test_activations_match_a_measured_unet_step),
+        TEST(test_mixed_precision_from_config),
         TEST(test_a_run_that_does_not_fit_is_refused),
         TEST(test_a_run_reports_its_plan_and_measured_peak),
     };
