@@ -177,11 +177,11 @@ int64_t sdt_param_table_numel(const sdt_param_table *t)
     return n;
 }
 
-sdt_dtype sdt_param_storage_dtype(const sdt_param_table *t, const sdt_param *p, sdt_dtype dtype)
+sdt_dtype sdt_param_storage_dtype(const sdt_param *p, sdt_dtype dtype, int f8_weights)
 {
     if (p->trainable)
         return SDT_F32; /* trainable weights keep fp32 master copies whatever the frozen weights' dtype */
-    if (t->f8_weights && (p->kind == SDT_PARAM_LINEAR_WEIGHT || p->kind == SDT_PARAM_CONV_WEIGHT))
+    if (f8_weights && (p->kind == SDT_PARAM_LINEAR_WEIGHT || p->kind == SDT_PARAM_CONV_WEIGHT))
         return SDT_F8_E4M3;
     return dtype;
 }
@@ -217,7 +217,7 @@ int sdt_param_table_alloc(sdt_engine *e, sdt_param_table *t, sdt_dtype dtype, ch
         sdt_tensor_spec *spec = &t->specs[s++];
         spec->name = p->name;
         spec->life = p->trainable ? SDT_LIFE_TRAINABLE : SDT_LIFE_FROZEN;
-        spec->dtype = sdt_param_storage_dtype(t, p, dtype);
+        spec->dtype = sdt_param_storage_dtype(p, dtype, t->f8_weights);
         spec->ndim = p->ndim;
         memcpy(spec->shape, p->shape, sizeof spec->shape);
         spec->bind = &p->value;

@@ -91,10 +91,10 @@ int64_t sdt_param_numel(const sdt_param *p);
 /* Total elements over the table (the "parameter count" of the component). */
 int64_t sdt_param_table_numel(const sdt_param_table *t);
 
-/* The dtype p's value is stored in when the table is allocated with `dtype`: F32 for trainable entries
- * (master weights), F8_E4M3 for the frozen linear and conv weights of a table with f8_weights set, else
+/* The dtype p's value is stored in when its table is allocated with `dtype`: F32 for trainable entries
+ * (master weights), F8_E4M3 for frozen linear and conv weights when f8_weights (the table's flag), else
  * dtype. */
-sdt_dtype sdt_param_storage_dtype(const sdt_param_table *t, const sdt_param *p, sdt_dtype dtype);
+sdt_dtype sdt_param_storage_dtype(const sdt_param *p, sdt_dtype dtype, int f8_weights);
 /* Encodes n fp32 values (engine layout) into dst (host memory of p->value's size) in p->value's dtype; for
  * F8_E4M3 the per-tensor scale is computed from the values and stored in p->value.scale. Returns 0, or -1
  * when the dtype is not one a parameter can have. */

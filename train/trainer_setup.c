@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fp8_base.h"
 #include "optim_settings.h"
 #include "trainer_internal.h"
 
@@ -74,7 +75,10 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
     if (!path || !*path)
         return sdt_set_error(error,
                              "pretrained_model_name_or_path is not set: which model should be trained?");
-    sdt_model_load_options lo = {.dtype = SDT_F32};
+    /* fp8_base / fp8_base_unet: the frozen weights of those components load as F8 (LoRA only). */
+    if (sdt_fp8_base_check(t->cfg, error) != 0)
+        return -1;
+    sdt_model_load_options lo = {.dtype = SDT_F32, .f8_components = sdt_fp8_base_components(t->cfg)};
     const char *vae = t->s.vae_path;
     if (vae && *vae)
         lo.vae_path = vae;
