@@ -8,9 +8,11 @@
 #include "backend.h"
 #include "checkpoint.h"
 #include "layers.h"
+#include "sdtune/strutil.h"
 #include "unet.h"
 #include "unit/check.h"
 #include "unit/test_engine.h"
+#include "unit/test_files.h"
 
 #define TINY_FIXTURE "tests/data/models/sd15_tiny.safetensors"
 
@@ -169,4 +171,61 @@ static void test_f8_load_and_forward(test_state *t)
     sdt_engine_free(e);
 }
 
-TEST_MAIN("f8_model", TEST(test_f8_load_and_forward))
+/* Saving a model with F8 weights writes their dequantised values (code * scale): loaded back in F32, each
+ * equals its dequantisation exactly; loaded back in F8, each has the same codes and scale again. */
+static void test_f8_save_round_trip(test_state *t)
+{
+    char dir[256];
+    sdt_engine *e = test_cpu_engine(t, 1);
+    if (!e || test_make_temp_dir(dir, sizeof dir, "f8-save") != 0) {
+        sdt_engine_free(e);
+        return;
+    }
+    sdt_model quant, back, again;
+    size_t bytes = 0;
+    const unsigned unet = 1u << SDT_COMPONENT_UNET;
+    char *path = sdt_format("%s/f8.safetensors", dir), *error = NULL;
+    sdt_model_save_options so = {.format = SDT_CKPT_LDM, .dtype = SDT_F32};
+    int ok = load(t, e, &quant, unet, &bytes) == 0;
+    ok = ok && sdt_model_save(e, &quant, path, &so, &error) == 0;
+    CHECK_MSG(t, ok, "%s", error ? error : "");
+    free(error);
+    sdt_model_load_options lo = {.dtype = SDT_F32};
+    error = NULL;
+    int loaded = ok && sdt_model_load(e, path, &lo, &back, NULL, &error) == 0;
+    CHECK_MSG(t, !ok || loaded, "%s", error ? error : "");
+    free(error);
+    lo.f8_components = unet;
+    error = NULL;
+    int loaded_again = ok && sdt_model_load(e, path, &lo, &again, NULL, &error) == 0;
+    CHECK_MSG(t, !ok || loaded_again, "%s", error ? error : "");
+    free(error);
+    if (loaded && loaded_again) {
+        int bad = 0, bad_codes = 0;
+        for (size_t i = 0; i < quant.unet.count; i++) {
+            const sdt_param *q = &quant.unet.items[i], *b = &back.unet.items[i], *a = &again.unet.items[i];
+            if (q->value.dtype != SDT_F8_E4M3)
+                continue;
+            int64_t n = sdt_param_numel(q);
+            const uint8_t *codes = q->value.data;
+            for (int64_t k = 0; k < n; k++)
+                bad += ((const float *)b->value.data)[k] != sdt_f8e4m3_to_f32(codes[k]) * q->value.scale;
+            /* amax of the saved values is 448 * scale rounded once, so the new scale is the old one within
+             * an ulp (fl(fl(448 s) / 448) need not be s), and every code is the same. */
+            bad_codes += fabsf(a->value.scale - q->value.scale) > q->value.scale * 0x1p-22f ||
+                         memcmp(a->value.data, codes, (size_t)n) != 0;
+        }
+        CHECK_MSG(t, bad == 0, "%d saved values are not code * scale", bad);
+        CHECK_MSG(t, bad_codes == 0, "%d weights quantise differently after the round trip", bad_codes);
+    }
+    if (loaded)
+        sdt_model_free(e, &back);
+    if (loaded_again)
+        sdt_model_free(e, &again);
+    sdt_model_free(e, &quant);
+    free(path);
+    test_remove_tree(dir);
+    sdt_engine_free(e);
+}
+
+TEST_MAIN("f8_model", TEST(test_f8_load_and_forward), TEST(test_f8_save_round_trip))
