@@ -306,7 +306,7 @@ static void try_option(const sdt_memory_plan_input *in, option *opts, int *n, co
 const char *sdt_memory_plan_suggest(const sdt_memory_plan_input *in, const sdt_memory_plan *p,
                                     size_t free_bytes, sdt_buf *out)
 {
-    option opts[8];
+    option opts[12];
     int n = 0;
     char text[160];
     sdt_memory_plan_input alt;
@@ -347,6 +347,12 @@ const char *sdt_memory_plan_suggest(const sdt_memory_plan_input *in, const sdt_m
         alt = *in;
         alt.train_text_encoder = 0;
         try_option(&alt, opts, &n, "network_train_unet_only", "network_train_unet_only = true");
+    }
+    const unsigned all_fp8 = (1u << SDT_COMPONENT_UNET) | (1u << SDT_COMPONENT_TEXT_ENCODER);
+    if (in->lora && in->f8_components != all_fp8) {
+        alt = *in;
+        alt.f8_components = all_fp8;
+        try_option(&alt, opts, &n, "fp8_base", "fp8_base = true");
     }
     /* best first */
     for (int i = 1; i < n; i++)

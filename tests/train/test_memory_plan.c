@@ -156,6 +156,18 @@ static void test_fp8_weights_equal_the_arenas(test_state *t)
         CHECK(t, p.weights_by_component[SDT_COMPONENT_UNET] < q.weights_by_component[SDT_COMPONENT_UNET]);
         CHECK(t, p.weights_by_component[SDT_COMPONENT_TEXT_ENCODER] ==
                      q.weights_by_component[SDT_COMPONENT_TEXT_ENCODER]);
+        /* A LoRA run that does not fit is told about fp8_base, with what it saves; one that has it is not. */
+        sdt_buf advice;
+        sdt_buf_init(&advice);
+        sdt_memory_plan_suggest(&in, &q, 1, &advice);
+        CHECK_STR_CONTAINS(t, advice.data, "fp8_base = true");
+        sdt_buf_free(&advice);
+        sdt_buf_init(&advice);
+        in.f8_components = (1u << SDT_COMPONENT_UNET) | (1u << SDT_COMPONENT_TEXT_ENCODER);
+        sdt_memory_plan all = build(t, &in);
+        sdt_memory_plan_suggest(&in, &all, 1, &advice);
+        CHECK(t, !advice.data || !strstr(advice.data, "fp8_base"));
+        sdt_buf_free(&advice);
     }
     sdt_model_free(e, &m);
     if (e)
