@@ -50,7 +50,7 @@ typedef struct sdt_param_table {
     size_t count, capacity;
     sdt_name_index index; /* item name -> position in items */
     /* Set before allocation: the frozen linear and conv weights are stored as F8_E4M3 with a per-tensor
-     * scale (sdt_param_storage_dtype; docs/models.md says why only those). */
+     * scale (sdt_param_storage_dtype; docs/training.md, "Frozen weights in fp8", says why only those). */
     int f8_weights;
     /* Storage, once allocated. */
     sdt_tensor_spec *specs;

@@ -120,8 +120,8 @@ int gemmconv_add(sdt_engine *e, void *dst, sdt_dtype dst_type, const void *src, 
 // A frozen weight stored as e4m3fn codes with a per-tensor scale (docs/ops.md) is dequantised into scratch
 // of the activations' dtype before every GEMM or convolution that reads it, and the op then runs its usual
 // bf16 (or f16, f32) path: the memory saving is in the stored weights, the scratch lives for one call.
-// The value is code * scale in fp32, rounded once, exactly as the CPU backend computes it (its f32 path
-// then matches bit for bit; bf16 rounds that product once more, as storing the weight in bf16 would).
+// The value is code * scale in fp32, rounded once into the scratch's dtype: in f32 the dequantised weight is
+// the CPU backend's bit for bit; in bf16 it is that product rounded once more, as a bf16-stored weight is.
 //
 // A native FP8 GEMM would go here instead: cuBLASLt on Hopper multiplies e4m3 A and B with per-tensor
 // scales (CUBLASLT_MATMUL_DESC_A_SCALE_POINTER / B_SCALE_POINTER) and fp32 accumulation, but it needs the
