@@ -21,9 +21,10 @@ static int spec_bytes(const sdt_tensor_spec *spec, size_t *bytes, char **error)
         *error = sdt_format("tensor \"%s\": unknown lifetime class %d", name, (int)spec->life);
         return -1;
     }
-    if (!sdt_dtype_is_compute(spec->dtype)) {
-        *error = sdt_format("tensor \"%s\": %s is not a compute dtype (f32, f16, bf16)", name,
-                            sdt_dtype_name(spec->dtype));
+    if (!sdt_dtype_is_weight(spec->dtype)) {
+        *error = sdt_format("tensor \"%s\": %s is not a compute dtype (f32, f16, bf16) or F8_E4M3 (frozen "
+                            "weights)",
+                            name, sdt_dtype_name(spec->dtype));
         return -1;
     }
     if (spec->ndim < 0 || spec->ndim > SDT_MAX_DIMS) {

@@ -50,7 +50,8 @@ typedef struct sdt_arena_plan {
 } sdt_arena_plan;
 
 /* Lays out specs[0..count). Returns 0, or -1 with *error set (caller frees) naming the bad spec: a
- * non-compute dtype, a negative dimension, a size that overflows. */
+ * dtype tensors cannot have (F8_E4M3 is accepted: frozen weights), a negative dimension, a size that
+ * overflows. */
 int sdt_arena_plan_build(sdt_arena_plan *plan, const sdt_tensor_spec *specs, size_t count, char **error);
 void sdt_arena_plan_free(sdt_arena_plan *plan);
 size_t sdt_arena_plan_total(const sdt_arena_plan *plan);

@@ -2,6 +2,7 @@
  * checked (device, dtype, shape) before the backend's table is called. A message names the op, the
  * tensor's role and both shapes, so a model wiring mistake reads as "conv2d: weight is [8, 3, 3, 5] f32,
  * expected [8, 3, 3, 4]" instead of a crash inside a kernel. */
+#include <float.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,11 @@ int64_t sdt_tensor_numel(const sdt_tensor *t)
     for (int i = 0; i < t->ndim; i++)
         n *= t->shape[i];
     return n;
+}
+
+float sdt_tensor_scale(const sdt_tensor *t)
+{
+    return t->dtype == SDT_F8_E4M3 && t->scale != 0.0f ? t->scale : 1.0f;
 }
 
 size_t sdt_tensor_bytes(const sdt_tensor *t)
@@ -268,7 +274,8 @@ static int op_timer_end(sdt_engine *e, sdt_timed_op id, int rc)
 
 /* ---- checks -------------------------------------------------------------------------------------------- */
 
-enum { ANY_DTYPE = 0, F32_ONLY = 1 };
+/* ANY_DTYPE: a compute dtype. WEIGHT_DTYPE: a compute dtype or F8_E4M3 (the weight of linear and conv2d). */
+enum { ANY_DTYPE = 0, F32_ONLY = 1, WEIGHT_DTYPE = 2 };
 
 /* A present tensor lives on the engine's device, has a compute dtype (or F32 where asked), has data unless
  * it is empty, and has a sane rank. */
@@ -279,8 +286,17 @@ static int check_tensor(sdt_engine *e, const char *op, const char *role, const s
     if (t->device != e->options.device)
         return sdt_engine_fail(e, "%s: %s is on the %s but the engine runs on the %s", op, role,
                                sdt_device_kind_name(t->device), sdt_device_kind_name(e->options.device));
-    if (!sdt_dtype_is_compute(t->dtype))
+    if (dtype_rule == WEIGHT_DTYPE && t->dtype == SDT_F8_E4M3) {
+        /* A negative, NaN or infinite scale would turn every value into garbage without an error. */
+        if (!(t->scale >= 0.0f && t->scale <= FLT_MAX))
+            return sdt_engine_fail(e, "%s: %s is %s with scale %g; the scale must be finite and positive", op,
+                                   role, desc, (double)t->scale);
+    } else if (!sdt_dtype_is_compute(t->dtype)) {
+        if (t->dtype == SDT_F8_E4M3)
+            return sdt_engine_fail(e, "%s: %s is %s; only the weight of linear and conv2d may be F8_E4M3", op,
+                                   role, desc);
         return sdt_engine_fail(e, "%s: %s is %s; ops compute with f32, f16 or bf16", op, role, desc);
+    }
     if (dtype_rule == F32_ONLY && t->dtype != SDT_F32)
         return sdt_engine_fail(e, "%s: %s is %s; it must be f32", op, role, desc);
     if (t->ndim < 0 || t->ndim > SDT_MAX_DIMS)
@@ -353,10 +369,10 @@ static int expect_rows(sdt_engine *e, const char *op, const char *role, const sd
     return expect_shape(e, op, role, t, ANY_DTYPE, n, dims);
 }
 
-static int need_rank(sdt_engine *e, const char *op, const char *role, const sdt_tensor *t, int min_rank,
-                     int max_rank)
+static int need_rank_of(sdt_engine *e, const char *op, const char *role, const sdt_tensor *t, int dtype_rule,
+                        int min_rank, int max_rank)
 {
-    if (check_tensor(e, op, role, t, ANY_DTYPE) != 0)
+    if (check_tensor(e, op, role, t, dtype_rule) != 0)
         return -1;
     if (t->ndim < min_rank || t->ndim > max_rank) {
         char got[200];
@@ -368,6 +384,12 @@ static int need_rank(sdt_engine *e, const char *op, const char *role, const sdt_
     return 0;
 }
 
+static int need_rank(sdt_engine *e, const char *op, const char *role, const sdt_tensor *t, int min_rank,
+                     int max_rank)
+{
+    return need_rank_of(e, op, role, t, ANY_DTYPE, min_rank, max_rank);
+}
+
 /* ---- ops ----------------------------------------------------------------------------------------------- */
 
 /* The gradients of a layer with weight [OC, ...] and bias [OC] (linear, conv2d), each shaped like what it
@@ -375,6 +397,11 @@ static int need_rank(sdt_engine *e, const char *op, const char *role, const sdt_
 static int check_layer_grads(sdt_engine *e, const char *op, const sdt_tensor *dinp, const sdt_tensor *inp,
                              const sdt_tensor *dweight, const sdt_tensor *weight, const sdt_tensor *dbias)
 {
+    if (dweight && weight->dtype == SDT_F8_E4M3)
+        return sdt_engine_fail(e,
+                               "%s: the weight is F8_E4M3, a frozen weight; its gradient cannot be computed "
+                               "(pass no weight gradient)",
+                               op);
     if (expect_like_opt(e, op, "input gradient", dinp, inp) != 0 ||
         expect_like_opt(e, op, "weight gradient", dweight, weight) != 0)
         return -1;
@@ -385,7 +412,8 @@ static int check_layer_grads(sdt_engine *e, const char *op, const sdt_tensor *di
 
 static int check_linear(sdt_engine *e, const char *op, const sdt_tensor *inp, const sdt_tensor *weight)
 {
-    if (need_rank(e, op, "input", inp, 1, SDT_MAX_DIMS) != 0 || need_rank(e, op, "weight", weight, 2, 2) != 0)
+    if (need_rank(e, op, "input", inp, 1, SDT_MAX_DIMS) != 0 ||
+        need_rank_of(e, op, "weight", weight, WEIGHT_DTYPE, 2, 2) != 0)
         return -1;
     if (weight->shape[1] != last_dim(inp))
         return sdt_engine_fail(e, "%s: weight is [%lld, %lld] but the input has %lld features", op,
@@ -423,7 +451,8 @@ int sdt_linear_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, sd
 static int check_conv2d(sdt_engine *e, const char *op, const sdt_tensor *inp, const sdt_tensor *weight,
                         const sdt_conv2d_params *p, int64_t out_dims[4])
 {
-    if (need_rank(e, op, "input", inp, 4, 4) != 0 || need_rank(e, op, "weight", weight, 4, 4) != 0)
+    if (need_rank(e, op, "input", inp, 4, 4) != 0 ||
+        need_rank_of(e, op, "weight", weight, WEIGHT_DTYPE, 4, 4) != 0)
         return -1;
     if (weight->shape[3] != inp->shape[3])
         return sdt_engine_fail(e, "%s: weight [OC, KH, KW, C] has C = %lld but the input has %lld channels",

@@ -4,6 +4,9 @@
  *
  * Tensors carry a dtype (F32, F16, BF16) and a device. The CPU backend computes in fp32, converting F16 and
  * BF16 tensors on the way in and out (accumulating gradients are widened, added to and rounded back).
+ * The weight of linear and conv2d (forward and backward) may also be F8_E4M3 with a per-tensor scale: a
+ * frozen weight (its gradient must be NULL) that the backends dequantise (code * scale, in fp32) before
+ * computing, exactly as if the dequantised values had been passed.
  *
  * Layouts and gradient rules are those of kernels/cpu/cpu_ops.h (channels-last activations, conv weights
  * [OC, KH, KW, C], backward adds into every gradient, a NULL gradient is not computed); docs/ops.md lists
@@ -39,6 +42,9 @@ typedef struct sdt_tensor {
     sdt_device_kind device;
     int ndim;
     int64_t shape[SDT_MAX_DIMS];
+    /* F8_E4M3 only: real value = stored value * scale (sdt_f8e4m3_scale_for). 0 reads as 1, so zeroed
+     * structs and views stay valid; ignored for every other dtype. */
+    float scale;
 } sdt_tensor;
 
 /* A CPU tensor view; shape has ndim entries (ndim <= SDT_MAX_DIMS). */
@@ -46,6 +52,8 @@ sdt_tensor sdt_tensor_view(void *data, sdt_dtype dtype, int ndim, const int64_t 
 /* "CPU", "GPU" or "guarded device", for messages. */
 const char *sdt_device_kind_name(sdt_device_kind device);
 int64_t sdt_tensor_numel(const sdt_tensor *t);
+/* The factor stored values are multiplied by: t->scale for an F8_E4M3 tensor (1 when 0), else 1. */
+float sdt_tensor_scale(const sdt_tensor *t);
 size_t sdt_tensor_bytes(const sdt_tensor *t);
 /* Writes "[2, 64, 64, 320] f32" into buf. */
 void sdt_tensor_describe(const sdt_tensor *t, char *buf, size_t size);

@@ -304,9 +304,12 @@ static int read_values(session *s, sdt_engine *e)
     char *err = NULL;
     sdt_dtype dtype = s->opt.dtype;
     int failed = 0;
-    for (int c = 0; c < SDT_COMPONENT_COUNT && !failed; c++)
-        failed = sdt_param_table_alloc(e, sdt_model_table(s->m, c),
-                                       c == SDT_COMPONENT_VAE && s->opt.vae_f32 ? SDT_F32 : dtype, &err) != 0;
+    for (int c = 0; c < SDT_COMPONENT_COUNT && !failed; c++) {
+        sdt_param_table *table = sdt_model_table(s->m, c);
+        table->f8_weights = (s->opt.f8_components >> c) & 1u;
+        failed = sdt_param_table_alloc(e, table, c == SDT_COMPONENT_VAE && s->opt.vae_f32 ? SDT_F32 : dtype,
+                                       &err) != 0;
+    }
     if (failed) {
         fatal(s, "%s: %s", s->path, err ? err : "cannot allocate the model");
         free(err);
@@ -323,20 +326,26 @@ static int read_values(session *s, sdt_engine *e)
             void *dst = on_cpu ? p->value.data : malloc(bytes ? bytes : 1); /* [numel] engine layout */
             float *tmp = NULL, *perm = NULL;
             int permute = p->kind == SDT_PARAM_CONV_WEIGHT;
-            if (permute) {
+            /* An F8 weight is quantised from its fp32 values (its scale needs all of them first). */
+            int through_f32 = permute || p->value.dtype == SDT_F8_E4M3;
+            if (through_f32) {
                 tmp = malloc((n ? n : 1) * sizeof *tmp);   /* [numel] file layout */
                 perm = malloc((n ? n : 1) * sizeof *perm); /* [numel] engine layout */
             }
-            int ok = dst && (!permute || (tmp && perm)), upload_failed = 0;
-            if (ok && !permute) {
+            int ok = dst && (!through_f32 || (tmp && perm)), upload_failed = 0;
+            if (ok && !through_f32) {
                 ok = sdt_convert(dst, p->value.dtype, src->data, src->dtype, n) == 0;
             } else if (ok) {
                 ok = sdt_convert(tmp, SDT_F32, src->data, src->dtype, n) == 0;
-                index_walk w;
-                index_walk_start(&w, p, 0);
-                for (size_t f = 0; ok && f < n; f++, index_walk_next(&w))
-                    perm[index_walk_engine(&w)] = tmp[f];
-                ok = ok && sdt_convert(dst, p->value.dtype, perm, SDT_F32, n) == 0;
+                if (permute) {
+                    index_walk w;
+                    index_walk_start(&w, p, 0);
+                    for (size_t f = 0; ok && f < n; f++, index_walk_next(&w))
+                        perm[index_walk_engine(&w)] = tmp[f];
+                } else if (ok) {
+                    memcpy(perm, tmp, n * sizeof *perm);
+                }
+                ok = ok && sdt_param_encode(p, dst, perm, n) == 0;
             }
             if (ok && !on_cpu && sdt_engine_upload(e, &p->value, dst, bytes) != 0) {
                 fatal(s, "%s: %s: %s", s->path, src->name, sdt_engine_error(e));

@@ -35,11 +35,13 @@ typedef struct tensor_fill {
     void *owned;
 } tensor_fill;
 
-static float host_value(const void *host, sdt_dtype dtype, uint64_t i)
+/* Element i of a value as the engine holds it (an F8_E4M3 weight dequantised with its scale). */
+static float host_value(const void *host, const sdt_tensor *value, uint64_t i)
 {
-    switch (dtype) {
+    switch (value->dtype) {
     case SDT_F16: return sdt_f16_to_f32(((const uint16_t *)host)[i]);
     case SDT_BF16: return sdt_bf16_to_f32(((const uint16_t *)host)[i]);
+    case SDT_F8_E4M3: return sdt_f8e4m3_to_f32(((const uint8_t *)host)[i]) * sdt_tensor_scale(value);
     default: return ((const float *)host)[i];
     }
 }
@@ -86,7 +88,7 @@ static int fill_tensor(void *ctx, uint64_t offset, void *buf, size_t len)
         index_walk w;
         index_walk_start(&w, p, first);
         for (int64_t i = 0; i < n; i++, index_walk_next(&w))
-            out[i] = host_value(f->host, p->value.dtype, index_walk_engine(&w));
+            out[i] = host_value(f->host, &p->value, index_walk_engine(&w));
     } else {
         init_gen g;
         init_gen_for(&g, p, f->src->seed, f->component, f->index);

@@ -160,7 +160,7 @@ int sdt_model_init_random(sdt_engine *e, sdt_model *m, uint64_t seed, char **err
                 values[k] = init_gen_value(&g, (uint64_t)k);
             const void *host = values;
             if (converted) {
-                sdt_convert(converted, p->value.dtype, values, SDT_F32, (size_t)n);
+                sdt_param_encode(p, converted, values, (size_t)n); /* F8 weights get their scale here */
                 host = converted;
             }
             int rc = sdt_engine_upload(e, &p->value, host, bytes);

@@ -177,6 +177,25 @@ int64_t sdt_param_table_numel(const sdt_param_table *t)
     return n;
 }
 
+sdt_dtype sdt_param_storage_dtype(const sdt_param *p, sdt_dtype dtype, int f8_weights)
+{
+    if (p->trainable)
+        return SDT_F32; /* trainable weights keep fp32 master copies whatever the frozen weights' dtype */
+    if (f8_weights && (p->kind == SDT_PARAM_LINEAR_WEIGHT || p->kind == SDT_PARAM_CONV_WEIGHT))
+        return SDT_F8_E4M3;
+    return dtype;
+}
+
+int sdt_param_encode(sdt_param *p, void *dst, const float *values, size_t n)
+{
+    if (p->value.dtype == SDT_F8_E4M3) {
+        p->value.scale = sdt_f8e4m3_scale_for(values, n);
+        sdt_f32_to_f8e4m3_scaled(dst, values, n, p->value.scale);
+        return 0;
+    }
+    return sdt_convert(dst, p->value.dtype, values, SDT_F32, n);
+}
+
 int sdt_param_table_alloc(sdt_engine *e, sdt_param_table *t, sdt_dtype dtype, char **error)
 {
     if (t->allocated) {
@@ -198,8 +217,7 @@ int sdt_param_table_alloc(sdt_engine *e, sdt_param_table *t, sdt_dtype dtype, ch
         sdt_tensor_spec *spec = &t->specs[s++];
         spec->name = p->name;
         spec->life = p->trainable ? SDT_LIFE_TRAINABLE : SDT_LIFE_FROZEN;
-        /* Trainable weights keep fp32 master copies whatever the frozen weights' dtype. */
-        spec->dtype = p->trainable ? SDT_F32 : dtype;
+        spec->dtype = sdt_param_storage_dtype(p, dtype, t->f8_weights);
         spec->ndim = p->ndim;
         memcpy(spec->shape, p->shape, sizeof spec->shape);
         spec->bind = &p->value;

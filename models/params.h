@@ -49,6 +49,9 @@ typedef struct sdt_param_table {
     sdt_param *items;
     size_t count, capacity;
     sdt_name_index index; /* item name -> position in items */
+    /* Set before allocation: the frozen linear and conv weights are stored as F8_E4M3 with a per-tensor
+     * scale (sdt_param_storage_dtype; docs/training.md, "Frozen weights in fp8", says why only those). */
+    int f8_weights;
     /* Storage, once allocated. */
     sdt_tensor_spec *specs;
     sdt_arena_plan plan;
@@ -87,6 +90,15 @@ sdt_param *sdt_param_findf(sdt_param_table *t, const char *fmt, ...)
 int64_t sdt_param_numel(const sdt_param *p);
 /* Total elements over the table (the "parameter count" of the component). */
 int64_t sdt_param_table_numel(const sdt_param_table *t);
+
+/* The dtype p's value is stored in when its table is allocated with `dtype`: F32 for trainable entries
+ * (master weights), F8_E4M3 for frozen linear and conv weights when f8_weights (the table's flag), else
+ * dtype. */
+sdt_dtype sdt_param_storage_dtype(const sdt_param *p, sdt_dtype dtype, int f8_weights);
+/* Encodes n fp32 values (engine layout) into dst (host memory of p->value's size) in p->value's dtype; for
+ * F8_E4M3 the per-tensor scale is computed from the values and stored in p->value.scale. Returns 0, or -1
+ * when the dtype is not one a parameter can have. */
+int sdt_param_encode(sdt_param *p, void *dst, const float *values, size_t n);
 
 /* Allocates every value in `dtype` (frozen class, or trainable class for trainable entries) and a grad
  * (F32, zeroed) for each trainable entry, one arena block per class, on the engine's device. Values are

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "device.h"
+#include "fp8_base.h"
 #include "lora_internal.h"
 #include "memory_plan_internal.h"
 #include "optim_internal.h"
@@ -37,15 +38,22 @@ size_t sdt_memory_plan_total(const sdt_memory_plan *p)
 
 static size_t elem_bytes(sdt_dtype dtype) { return sdt_dtype_bits(dtype) / 8; }
 
-/* A table's values as sdt_param_table_alloc lays them out: one arena tensor per entry, padded. */
-static size_t table_bytes(const sdt_param_table *t, sdt_dtype dtype)
+/* A table's values as sdt_param_table_alloc lays them out: one arena tensor per entry, padded; with
+ * f8_weights the frozen linear and conv weights take 1 byte each (fp8_base). */
+static size_t stored_table_bytes(const sdt_param_table *t, sdt_dtype dtype, int f8_weights)
 {
     size_t bytes = 0;
     for (size_t i = 0; i < t->count; i++) {
-        size_t raw = (size_t)sdt_param_numel(&t->items[i]) * elem_bytes(dtype);
+        sdt_dtype stored = sdt_param_storage_dtype(&t->items[i], dtype, f8_weights);
+        size_t raw = (size_t)sdt_param_numel(&t->items[i]) * elem_bytes(stored);
         bytes += (raw + SDT_ARENA_ALIGN - 1) / SDT_ARENA_ALIGN * SDT_ARENA_ALIGN;
     }
     return bytes;
+}
+
+static size_t table_bytes(const sdt_param_table *t, sdt_dtype dtype)
+{
+    return stored_table_bytes(t, dtype, 0);
 }
 
 /* The optimizer's state for one registered tensor of `ndim` dims, as sdt_optim_add + sdt_optim_set_shape
@@ -133,7 +141,8 @@ int sdt_memory_plan_build(const sdt_memory_plan_input *in, sdt_memory_plan *out,
         if (c == SDT_COMPONENT_VAE && !in->vae_resident)
             continue;
         out->weights_by_component[c] =
-            table_bytes(t, c == SDT_COMPONENT_VAE && in->vae_f32 ? SDT_F32 : in->weight_dtype);
+            stored_table_bytes(t, c == SDT_COMPONENT_VAE && in->vae_f32 ? SDT_F32 : in->weight_dtype,
+                               (in->f8_components >> c) & 1u);
         out->bytes[SDT_MEM_WEIGHTS] += out->weights_by_component[c];
     }
     if (in->lora && lora_parameters(in, out, &largest, &unet_rank, &unet_conv_rank, &te_rank, error) != 0)
@@ -198,6 +207,7 @@ int sdt_memory_plan_input_from_config(const sdt_config *cfg, const sdt_model *mo
     in->activation_dtype = in->weight_dtype;
     in->vae_f32 = sdt_config_bool(cfg, "no_half_vae");
     in->lora = sdt_config_training(cfg) == SDT_TRAIN_LORA;
+    in->f8_components = in->lora ? sdt_fp8_base_components(cfg) : 0; /* full training refuses fp8_base */
     if (in->lora) {
         sdt_lora_options_default(&in->lora_options);
         in->lora_options.network_dim = (int)sdt_config_int(cfg, "network_dim");
@@ -250,8 +260,9 @@ void sdt_memory_plan_table(const sdt_memory_plan_input *in, const sdt_memory_pla
             const char *sep = "  ";
             for (int k = 0; k < SDT_COMPONENT_COUNT; k++)
                 if (p->weights_by_component[k]) {
-                    sdt_buf_printf(out, "%s%s %.2f", sep, sdt_component_name(k),
-                                   mib(p->weights_by_component[k]));
+                    sdt_buf_printf(out, "%s%s %.2f%s", sep, sdt_component_name(k),
+                                   mib(p->weights_by_component[k]),
+                                   (in->f8_components >> k) & 1u ? " (linear/conv weights in fp8)" : "");
                     sep = ", ";
                 }
         } else if (c == SDT_MEM_TRAINABLE) {
@@ -301,7 +312,7 @@ static void try_option(const sdt_memory_plan_input *in, option *opts, int *n, co
 const char *sdt_memory_plan_suggest(const sdt_memory_plan_input *in, const sdt_memory_plan *p,
                                     size_t free_bytes, sdt_buf *out)
 {
-    option opts[8];
+    option opts[12];
     int n = 0;
     char text[160];
     sdt_memory_plan_input alt;
@@ -342,6 +353,12 @@ const char *sdt_memory_plan_suggest(const sdt_memory_plan_input *in, const sdt_m
         alt = *in;
         alt.train_text_encoder = 0;
         try_option(&alt, opts, &n, "network_train_unet_only", "network_train_unet_only = true");
+    }
+    const unsigned all_fp8 = (1u << SDT_COMPONENT_UNET) | (1u << SDT_COMPONENT_TEXT_ENCODER);
+    if (in->lora && in->f8_components != all_fp8) {
+        alt = *in;
+        alt.f8_components = all_fp8;
+        try_option(&alt, opts, &n, "fp8_base", "fp8_base = true");
     }
     /* best first */
     for (int i = 1; i < n; i++)

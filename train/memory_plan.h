@@ -38,9 +38,10 @@ const char *sdt_mem_category_name(sdt_mem_category c);
 
 /* What the plan is computed from. sdt_memory_plan_input_from_config fills it from a config. */
 typedef struct sdt_memory_plan_input {
-    const sdt_model *model;     /* parameter tables built (values not needed: a header-only load will do) */
-    sdt_device_kind device;     /* CUDA adds the library workspace */
-    sdt_dtype weight_dtype;     /* frozen weights as loaded */
+    const sdt_model *model; /* parameter tables built (values not needed: a header-only load will do) */
+    sdt_device_kind device; /* CUDA adds the library workspace */
+    sdt_dtype weight_dtype; /* frozen weights as loaded */
+    unsigned f8_components; /* bit c (1u << SDT_COMPONENT_*): frozen linear/conv weights in F8 (fp8_base) */
     sdt_dtype activation_dtype; /* activations (the compute dtype, like weight_dtype) */
     int vae_resident;           /* the VAE's weights stay loaded during training */
     int vae_f32;                /* no_half_vae: the VAE's weights are F32 whatever weight_dtype */

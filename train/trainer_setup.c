@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fp8_base.h"
 #include "optim_settings.h"
 #include "trainer_internal.h"
 
@@ -96,7 +97,12 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
                         t->s.no_half_vae ? " (the VAE in fp32: no_half_vae)" : "");
     if (t->scaler.enabled)
         sdt_trainer_log(t, SDT_LOG_INFO, "fp16 loss scaling: initial loss scale %.17g", t->scaler.scale);
-    sdt_model_load_options lo = {.dtype = t->compute_dtype, .vae_f32 = t->s.no_half_vae};
+    /* fp8_base / fp8_base_unet: the frozen weights of those components load as F8 (LoRA only). */
+    if (sdt_fp8_base_check(t->cfg, error) != 0)
+        return -1;
+    sdt_model_load_options lo = {.dtype = t->compute_dtype,
+                                 .vae_f32 = t->s.no_half_vae,
+                                 .f8_components = sdt_fp8_base_components(t->cfg)};
     const char *vae = t->s.vae_path;
     if (vae && *vae)
         lo.vae_path = vae;

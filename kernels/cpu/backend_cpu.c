@@ -1,6 +1,7 @@
 /* The CPU backend: the fp32 reference ops of cpu_ops.h behind the backend table. Tensors that are already
  * F32 are used in place; F16 and BF16 tensors are widened into temporary fp32 buffers on the way in and
- * rounded back (nearest-even) on the way out. This is the reference, not the fast path, so the temporaries
+ * rounded back (nearest-even) on the way out; an F8_E4M3 weight is dequantised (code * scale) on the way
+ * in. This is the reference, not the fast path, so the temporaries
  * are plain heap allocations. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,7 +56,11 @@ static float *stage(staging *s, const sdt_tensor *t, sdt_tensor *target, int loa
         sdt_engine_fail(s->e, "cpu backend: out of memory widening a tensor of %zu elements to fp32", n);
         return NULL;
     }
-    if (load)
+    /* An F8_E4M3 tensor is a frozen weight (backend.c lets it nowhere else, and never as a target): its
+     * codes times the per-tensor scale are the values the op computes with. */
+    if (load && t->dtype == SDT_F8_E4M3)
+        sdt_f8e4m3_to_f32_scaled(item->f32, t->data, n, sdt_tensor_scale(t));
+    else if (load)
         sdt_convert(item->f32, SDT_F32, t->data, t->dtype, n);
     return item->f32;
 }

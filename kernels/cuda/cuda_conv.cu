@@ -25,6 +25,10 @@
 // directly, else into scratch that is then added. dbias is the deterministic column sum of dout over
 // B * OH * OW rows (cuda_gemm.cu).
 //
+// F8_E4M3 weights (frozen, with a per-tensor scale) are dequantised into scratch of the activations'
+// dtype by the entry points below before anything else (cuda_gemm.cu says why and where a native FP8 path
+// would go), so the rest of this file only ever sees compute dtypes.
+//
 // Pointwise convolutions (1x1, stride 1, no padding) are linear layers over the pixels and go to
 // cuBLASLt (cuda_gemm.cu) instead, as on the CPU.
 //
@@ -550,7 +554,10 @@ int cuda_conv2d_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp, c
 {
     cuda_state *s = cuda_of(e);
     gemmconv_scratch sc = {};
-    int rc = conv_forward_staged(e, s, &sc, out, inp, weight, bias, p);
+    sdt_tensor w; // weight, or its dequantised copy in the input's dtype (cuda_gemm.cu)
+    int rc = gemmconv_dequantized_weight(e, &sc, weight, inp->dtype, &w);
+    if (rc == 0)
+        rc = conv_forward_staged(e, s, &sc, out, inp, &w, bias, p);
     gemmconv_scratch_release(s, &sc);
     return rc;
 }
@@ -656,7 +663,11 @@ int cuda_conv2d_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, s
 {
     cuda_state *s = cuda_of(e);
     gemmconv_scratch sc = {};
-    int rc = conv_backward_staged(e, s, &sc, dinp, dweight, dbias, dout, inp, weight, p);
+    // weight, or its dequantised copy in dout's dtype (an F8 weight has no dweight: backend.c refuses it)
+    sdt_tensor w;
+    int rc = dinp ? gemmconv_dequantized_weight(e, &sc, weight, dout->dtype, &w) : (w = *weight, 0);
+    if (rc == 0)
+        rc = conv_backward_staged(e, s, &sc, dinp, dweight, dbias, dout, inp, &w, p);
     gemmconv_scratch_release(s, &sc);
     return rc;
 }

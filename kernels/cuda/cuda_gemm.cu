@@ -116,6 +116,69 @@ int gemmconv_add(sdt_engine *e, void *dst, sdt_dtype dst_type, const void *src, 
     return 0;
 }
 
+// ---- F8_E4M3 weights -------------------------------------------------------------------------------------
+// A frozen weight stored as e4m3fn codes with a per-tensor scale (docs/ops.md) is dequantised into scratch
+// of the activations' dtype before every GEMM or convolution that reads it, and the op then runs its usual
+// bf16 (or f16, f32) path: the memory saving is in the stored weights, the scratch lives for one call.
+// The value is code * scale in fp32, rounded once into the scratch's dtype: in f32 the dequantised weight is
+// the CPU backend's bit for bit; in bf16 it is that product rounded once more, as a bf16-stored weight is.
+//
+// A native FP8 GEMM would go here instead: cuBLASLt on Hopper multiplies e4m3 A and B with per-tensor
+// scales (CUBLASLT_MATMUL_DESC_A_SCALE_POINTER / B_SCALE_POINTER) and fp32 accumulation, but it needs the
+// activations (B) in fp8 too, i.e. a quantisation of every input with its own amax per call, and for the
+// backward data GEMM of dout as well. That trades accuracy of the trained activations for speed; the
+// dequantising path keeps the numerics of the bf16 model and only saves memory.
+
+// e4m3fn code -> f32, exact: the same decoding as sdt_f8e4m3_to_f32 (src/util/dtype.c).
+__device__ __forceinline__ float e4m3_to_f32(uint8_t code)
+{
+    const uint32_t sign = uint32_t(code & 0x80u) << 24, exponent = (code >> 3) & 0xfu, mantissa = code & 7u;
+    if (exponent == 0xfu && mantissa == 7u)
+        return __uint_as_float(sign | 0x7fc00000u); // NaN (e4m3fn has no infinities)
+    if (exponent == 0) {
+        const float magnitude = float(mantissa) * 0x1p-9f; // subnormal: m * 2^-9
+        return sign ? -magnitude : magnitude;
+    }
+    return __uint_as_float(sign | ((exponent + 120u) << 23) | (mantissa << 20));
+}
+
+// dst [n] = code [n] * scale, one fp32 product rounded once into D.
+template <typename D>
+__global__ void dequantize_e4m3_kernel(D *dst /* [n] */, const uint8_t *codes /* [n] */, float scale,
+                                       int64_t n)
+{
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += int64_t(gridDim.x) * blockDim.x)
+        dst[i] = from_f32<D>(__fmul_rn(e4m3_to_f32(codes[i]), scale)); // _rn: never fused into anything
+}
+
+int gemmconv_dequantized_weight(sdt_engine *e, gemmconv_scratch *sc, const sdt_tensor *weight, sdt_dtype want,
+                                sdt_tensor *out)
+{
+    *out = *weight;
+    if (weight->dtype != SDT_F8_E4M3)
+        return 0;
+    cuda_state *s = cuda_of(e);
+    const int64_t n = sdt_tensor_numel(weight);
+    void *p = nullptr; // [n] of want: the weight's shape, dequantised
+    if (gemmconv_scratch_alloc(e, sc, size_t(n) * gemmconv_dtype_size(want), &p) != 0)
+        return -1;
+    out->data = p;
+    out->dtype = want;
+    out->scale = 0.0f;
+    if (n == 0)
+        return 0;
+    const int threads = 256;
+    const unsigned blocks = cuda_blocks(s, n, threads);
+    const float scale = sdt_tensor_scale(weight);
+    CUDA_DISPATCH(want, D, {
+        dequantize_e4m3_kernel<D><<<blocks, threads, 0, s->stream>>>(
+            static_cast<D *>(p), static_cast<const uint8_t *>(weight->data), scale, n);
+    });
+    CUDA_TRY_LAUNCH(e, "F8_E4M3 weight dequantisation");
+    return 0;
+}
+
 // ---- bias gradient: column sums ------------------------------------------------------------------------
 // Pass 1: block (32, 8) owns 32 columns of one chunk of rows; thread (tx, ty) sums rows ty, ty + 8, ... of
 // the chunk in column tx (32 adjacent columns per warp row: coalesced), then the 8 partial sums are added
@@ -492,7 +555,10 @@ int cuda_linear_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp, c
 {
     cuda_state *s = cuda_of(e);
     gemmconv_scratch sc = {};
-    int rc = linear_forward_staged(e, s, &sc, out, inp, weight, bias);
+    sdt_tensor w; // weight, or its dequantised copy in the input's dtype
+    int rc = gemmconv_dequantized_weight(e, &sc, weight, inp->dtype, &w);
+    if (rc == 0)
+        rc = linear_forward_staged(e, s, &sc, out, inp, &w, bias);
     gemmconv_scratch_release(s, &sc);
     return rc;
 }
@@ -531,7 +597,11 @@ int cuda_linear_backward(sdt_engine *e, sdt_tensor *dinp, sdt_tensor *dweight, s
 {
     cuda_state *s = cuda_of(e);
     gemmconv_scratch sc = {};
-    int rc = linear_backward_staged(e, s, &sc, dinp, dweight, dbias, dout, inp, weight);
+    // weight, or its dequantised copy in dout's dtype (an F8 weight has no dweight: backend.c refuses it)
+    sdt_tensor w;
+    int rc = dinp ? gemmconv_dequantized_weight(e, &sc, weight, dout->dtype, &w) : (w = *weight, 0);
+    if (rc == 0)
+        rc = linear_backward_staged(e, s, &sc, dinp, dweight, dbias, dout, inp, &w);
     gemmconv_scratch_release(s, &sc);
     return rc;
 }

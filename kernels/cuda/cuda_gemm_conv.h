@@ -4,6 +4,7 @@
 // cuBLASLt and cuDNN want their operands in one of a few dtype combinations, while a layer's tensors may
 // mix dtypes (trainable weights and their gradients stay f32 while the activations are f16 or bf16). The
 // ops then stage the odd ones out in scratch: converted on the way in, converted or added on the way out.
+// A frozen F8_E4M3 weight is dequantised into scratch of the activations' dtype first.
 #ifndef SDTUNE_KERNELS_CUDA_GEMM_CONV_H
 #define SDTUNE_KERNELS_CUDA_GEMM_CONV_H
 
@@ -32,6 +33,11 @@ int gemmconv_add(sdt_engine *e, void *dst, sdt_dtype dst_type, const void *src, 
 // *out = the data of t as dtype `want`: t's own buffer when it already is, else a converted copy in sc.
 int gemmconv_staged(sdt_engine *e, gemmconv_scratch *sc, const sdt_tensor *t, sdt_dtype want,
                     const void **out);
+// The weight a GEMM or convolution computes with: *out = *weight unless it is F8_E4M3 (a frozen weight
+// with a per-tensor scale), else a view of scratch in sc holding its dequantised values, code * scale in
+// fp32 rounded once to `want` (the activations' dtype, so the op then runs its usual path for that dtype).
+int gemmconv_dequantized_weight(sdt_engine *e, gemmconv_scratch *sc, const sdt_tensor *weight, sdt_dtype want,
+                                sdt_tensor *out);
 // dbias [cols] += the sums over rows of x [rows, cols] (x_type), in double, in a fixed order (deterministic).
 int gemmconv_add_column_sums(sdt_engine *e, gemmconv_scratch *sc, sdt_tensor *dbias, const void *x,
                              sdt_dtype x_type, int64_t rows, int64_t cols);

@@ -288,19 +288,19 @@ static void check_precision(rule_context *ctx)
               mp);
     if (B(ctx, "full_fp16") && B(ctx, "full_bf16"))
         ERROR(ctx, KEYS("full_bf16"), "full_fp16 and full_bf16 cannot both be on");
+    /* fp8_base stores frozen weights that every backend dequantises before use, so it needs neither fp8
+     * hardware nor mixed precision (kohya needs both: it upcasts to the autocast dtype); it does need the
+     * weights to be frozen. */
     bool fp8 = B(ctx, "fp8_base") || B(ctx, "fp8_base_unet");
     const char *fp8_key = B(ctx, "fp8_base") ? "fp8_base" : "fp8_base_unet";
-    /* auto picks bf16 or fp16 on a GPU, so it is mixed precision wherever fp8 can run. */
-    if (fp8 && strcmp(mp, "no") == 0)
-        ERROR(ctx, KEYS(fp8_key, "mixed_precision"), "%s needs mixed_precision = fp16 or bf16", fp8_key);
+    if (fp8 && sdt_config_training(ctx->cfg) != SDT_TRAIN_LORA)
+        ERROR(ctx, KEYS(fp8_key, "training_type"),
+              "%s stores the frozen weights in fp8; training_type = %s trains them (fp8_base is for LoRA)",
+              fp8_key, S(ctx, "training_type"));
     const sdt_device_info *device = ctx->options ? ctx->options->device : NULL;
     if (!device || !device->known)
         return;
     int cc = device->cc_major * 10 + device->cc_minor;
-    if (fp8 && (!device->is_gpu || cc < 89))
-        ERROR(ctx, KEYS(fp8_key),
-              "%s needs a GPU with fp8 support (Ada or Hopper, compute capability 8.9+); %s %s", fp8_key,
-              device->name, device->is_gpu ? "is older" : "is not a GPU");
     if (strcmp(mp, "bf16") == 0 && device->is_gpu && cc < 80)
         ERROR(ctx, KEYS("mixed_precision"),
               "mixed_precision = bf16 needs an Ampere or newer GPU (compute capability 8.0+); %s is %d.%d: "

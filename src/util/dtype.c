@@ -4,6 +4,7 @@
  * needed), so they give the same answer on every machine and compiler. */
 #include "sdtune/dtype.h"
 
+#include <float.h>
 #include <string.h>
 
 /* One row per enum value, in enum order. */
@@ -66,6 +67,8 @@ int sdt_dtype_is_compute(sdt_dtype dtype)
 {
     return dtype == SDT_F32 || dtype == SDT_F16 || dtype == SDT_BF16;
 }
+
+int sdt_dtype_is_weight(sdt_dtype dtype) { return sdt_dtype_is_compute(dtype) || dtype == SDT_F8_E4M3; }
 
 /* The bit pattern of a float and back, without aliasing tricks. */
 static uint32_t float_bits(float value)
@@ -152,6 +155,78 @@ float sdt_bf16_to_f32(uint16_t bits)
     if ((x & 0x7fffffffu) > 0x7f800000u)
         x |= 0x400000u;
     return bits_float(x);
+}
+
+/* f32 -> e4m3fn. Values from 2^-6 up are normal in e4m3: the f32 significand is rounded to 3 bits by
+ * adding just under half an e4m3 ulp plus the kept lowest bit (ties to even; a carry moves into the
+ * exponent), and the f32 exponent is rebased from bias 127 to 7 (120 << 3 in the shifted encoding). Past
+ * 448 (0x43e00000, code 0x7e) the result saturates. Below 2^-6 the result is a multiple of 2^-9: the full
+ * significand is shifted down and the dropped bits rounded by hand (8 * 2^-9 = 2^-6 is the smallest
+ * normal's code 0x08, so a carry there is still the right encoding). */
+uint8_t sdt_f32_to_f8e4m3(float value)
+{
+    uint32_t x = float_bits(value);
+    uint8_t sign = (uint8_t)((x >> 24) & 0x80u);
+    uint32_t a = x & 0x7fffffffu;
+    if (a > 0x7f800000u) /* NaN */
+        return (uint8_t)(sign | 0x7fu);
+    if (a >= 0x3c800000u) { /* >= 2^-6 (Inf included: it saturates with the overflowing values) */
+        uint32_t rounded = (a + 0x7ffffu + ((a >> 20) & 1u)) >> 20;
+        if (rounded > 0x43eu)
+            return (uint8_t)(sign | 0x7eu);
+        return (uint8_t)(sign | (rounded - 0x3c0u));
+    }
+    if (a <= 0x3a800000u) /* up to 2^-10, half the smallest subnormal (the tie goes to even: zero) */
+        return sign;
+    uint32_t exponent = a >> 23; /* 117..120 */
+    uint32_t significand = (a & 0x7fffffu) | 0x800000u;
+    uint32_t shift = 141u - exponent; /* 21..24: value * 2^9 = significand * 2^(exponent - 141) */
+    uint32_t q = significand >> shift;
+    uint32_t rest = significand & ((1u << shift) - 1u);
+    uint32_t half = 1u << (shift - 1u);
+    if (rest > half || (rest == half && (q & 1u)))
+        q++;
+    return (uint8_t)(sign | q);
+}
+
+float sdt_f8e4m3_to_f32(uint8_t bits)
+{
+    uint32_t sign = (uint32_t)(bits & 0x80u) << 24;
+    uint32_t exponent = (bits >> 3) & 0xfu;
+    uint32_t mantissa = bits & 0x7u;
+    if (exponent == 0xfu && mantissa == 0x7u)
+        return bits_float(sign | 0x7fc00000u);
+    if (exponent == 0) { /* m * 2^-9, exact in f32 (m = 0: a signed zero) */
+        float magnitude = (float)mantissa * 0x1p-9f;
+        return sign ? -magnitude : magnitude;
+    }
+    return bits_float(sign | ((exponent + 120u) << 23) | (mantissa << 20));
+}
+
+float sdt_f8e4m3_scale_for(const float *values, size_t count)
+{
+    float amax = 0.0f;
+    for (size_t i = 0; i < count; i++) {
+        float a = values[i] < 0.0f ? -values[i] : values[i]; /* NaN fails both tests below */
+        if (a > amax && a <= FLT_MAX)
+            amax = a;
+    }
+    float scale = amax / 448.0f;
+    /* A scale that is 0 (no non-zero value, or amax so small the division underflows) would divide by
+     * zero when quantising; 1 stores zeros and tiny values as e4m3 would without a scale. */
+    return scale > 0.0f ? scale : 1.0f;
+}
+
+void sdt_f32_to_f8e4m3_scaled(uint8_t *dst, const float *src, size_t count, float scale)
+{
+    for (size_t i = 0; i < count; i++)
+        dst[i] = sdt_f32_to_f8e4m3(src[i] / scale);
+}
+
+void sdt_f8e4m3_to_f32_scaled(float *dst, const uint8_t *src, size_t count, float scale)
+{
+    for (size_t i = 0; i < count; i++)
+        dst[i] = sdt_f8e4m3_to_f32(src[i]) * scale;
 }
 
 /* Loads and stores through memcpy: tensor data in a mapped file is not necessarily aligned. */

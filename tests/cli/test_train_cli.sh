@@ -259,10 +259,10 @@ set_key "$cfg" folders output_dir "\"$work/a-file/out\""
 expect "unwritable output dir" 2 "a-file/out" "$engine" train "$cfg"
 
 cfg=$(make_config planned 5)
-set_key "$cfg" precision_memory fp8_base true
-line=$(grep -n '^fp8_base' "$cfg" | cut -d: -f1)
-expect "planned setting" 2 "planned.toml:$line:[0-9]+: error: .*fp8_base.*not implemented" "$engine" train "$cfg"
-expect "planned setting, protocol" 2 '^\{"t":"config_error".*"field":"precision_memory.fp8_base"' \
+set_key "$cfg" dataset weighted_captions true
+line=$(grep -n '^weighted_captions' "$cfg" | cut -d: -f1)
+expect "planned setting" 2 "planned.toml:$line:[0-9]+: error: .*weighted_captions.*not implemented" "$engine" train "$cfg"
+expect "planned setting, protocol" 2 '^\{"t":"config_error".*"field":"dataset.weighted_captions"' \
     "$engine" train --protocol "$cfg"
 
 printf '[training\nmax_train_steps = 5\n' >"$work/malformed.toml"

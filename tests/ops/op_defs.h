@@ -66,6 +66,9 @@ typedef struct op_def {
     /* Backward needs every gradient present (concat: the two shapes say where the split is); otherwise
      * a NULL gradient is simply not computed, and the runner checks one gradient at a time too. */
     int all_grads;
+    /* Bit i: input i is a frozen weight stored as F8_E4M3 with a per-tensor scale, in every dtype of the
+     * case (it has no gradient: leave its bit out of differentiable). */
+    unsigned f8_inputs;
 } op_def;
 
 const op_def *op_find(const char *name);

@@ -128,14 +128,20 @@ static int guards_intact(sdt_engine *e, const guarded *g)
     return 1;
 }
 
-/* Host fp32 values in and out of a tensor of any compute dtype. */
+/* Host fp32 values in and out of a tensor of any compute dtype, or of an F8_E4M3 weight: its scale is
+ * computed from the values (random_inputs makes them exactly representable with that scale). */
 static int put_values(sdt_engine *e, guarded *g, const float *values)
 {
     size_t n = (size_t)sdt_tensor_numel(&g->t);
     void *raw = malloc(g->bytes ? g->bytes : 1);
     if (!raw)
         return -1;
-    sdt_convert(raw, g->t.dtype, values, SDT_F32, n);
+    if (g->t.dtype == SDT_F8_E4M3) {
+        g->t.scale = sdt_f8e4m3_scale_for(values, n);
+        sdt_f32_to_f8e4m3_scaled(raw, values, n, g->t.scale);
+    } else {
+        sdt_convert(raw, g->t.dtype, values, SDT_F32, n);
+    }
     int rc = sdt_engine_upload(e, &g->t, raw, g->bytes);
     free(raw);
     return rc;
@@ -148,7 +154,9 @@ static int get_values(sdt_engine *e, const guarded *g, float *values)
     if (!raw)
         return -1;
     int rc = sdt_engine_download(e, raw, &g->t, g->bytes);
-    if (rc == 0)
+    if (rc == 0 && g->t.dtype == SDT_F8_E4M3)
+        sdt_f8e4m3_to_f32_scaled(values, raw, n, sdt_tensor_scale(&g->t));
+    else if (rc == 0)
         sdt_convert(values, SDT_F32, raw, g->t.dtype, n);
     free(raw);
     return rc;
@@ -213,7 +221,9 @@ static int case_alloc(sdt_engine *e, op_case *c)
     int rc = 0;
     memset(&c->t, 0, sizeof c->t);
     for (int i = 0; i < c->n_inputs; i++) {
-        sdt_dtype type = (def->f32_inputs >> i & 1) ? SDT_F32 : c->dtype;
+        sdt_dtype type = (def->f8_inputs >> i & 1)    ? SDT_F8_E4M3
+                         : (def->f32_inputs >> i & 1) ? SDT_F32
+                                                      : c->dtype;
         rc |= guarded_alloc(e, &c->in[i], &c->in_shape[i], type);
         c->t.in[i] = c->in[i].t;
         c->t.present[i] = c->in_shape[i].ndim >= 0;
@@ -292,6 +302,16 @@ static void round_to(float *values, int64_t n, sdt_dtype dtype)
                                      : sdt_bf16_to_f32(sdt_f32_to_bf16(values[i]));
 }
 
+/* Values an F8_E4M3 weight holds exactly, scale included: quantised with a scale of 8 significant bits, so
+ * that amax lands on 448 * scale exactly and put_values, recomputing amax / 448, finds the same scale and
+ * the same codes (every code * scale is then exact in fp32, as both backends dequantise it). */
+static void round_to_f8(float *values, int64_t n)
+{
+    float scale = sdt_bf16_to_f32(sdt_f32_to_bf16(sdt_f8e4m3_scale_for(values, (size_t)n)));
+    for (int64_t i = 0; i < n; i++)
+        values[i] = sdt_f8e4m3_to_f32(sdt_f32_to_f8e4m3(values[i] / scale)) * scale;
+}
+
 static void random_inputs(const op_case *c, host_values *h, rng *r)
 {
     for (int i = 0; i < c->n_inputs; i++) {
@@ -302,7 +322,9 @@ static void random_inputs(const op_case *c, host_values *h, rng *r)
             h->in[i][j] = rng_normal(r);
         if (c->def->prepare)
             c->def->prepare(&c->dims, i, h->in[i], n);
-        if (!(c->def->f32_inputs >> i & 1))
+        if (c->def->f8_inputs >> i & 1)
+            round_to_f8(h->in[i], n);
+        else if (!(c->def->f32_inputs >> i & 1))
             round_to(h->in[i], n, c->dtype);
     }
     int64_t n = shape_numel(&c->out_shape);
@@ -313,9 +335,11 @@ static void random_inputs(const op_case *c, host_values *h, rng *r)
 
 static int upload_inputs(sdt_engine *e, op_case *c, const host_values *h)
 {
-    for (int i = 0; i < c->n_inputs; i++)
+    for (int i = 0; i < c->n_inputs; i++) {
         if (c->in[i].block && put_values(e, &c->in[i], h->in[i]) != 0)
             return -1;
+        c->t.in[i].scale = c->in[i].t.scale; /* an F8 weight's scale comes with its values */
+    }
     return put_values(e, &c->dout, h->dout);
 }
 

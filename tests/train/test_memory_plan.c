@@ -140,6 +140,54 @@ static void test_weights_equal_the_arenas(test_state *t)
         sdt_engine_free(e);
 }
 
+/* fp8_base: one byte per frozen linear and conv weight of the chosen components, exactly as the arenas
+ * of a model allocated with those tables' f8_weights set. */
+static void test_fp8_weights_equal_the_arenas(test_state *t)
+{
+    sdt_engine *e = test_cpu_engine(t, 1);
+    sdt_model m;
+    memset(&m, 0, sizeof m);
+    char *error = NULL;
+    int rc = e && sdt_model_init(&m, sdt_model_arch_find("sd15-tiny"), &error) == 0 ? 0 : -1;
+    if (rc == 0) {
+        m.unet.f8_weights = 1;
+        rc = sdt_model_alloc(e, &m, SDT_BF16, &error);
+    }
+    CHECK_MSG(t, rc == 0, "%s", error ? error : "fp8 model");
+    free(error);
+    if (rc == 0) {
+        sdt_memory_plan_input in;
+        plan_input(&in, &m, SDT_OPTIM_ADAMW);
+        in.weight_dtype = SDT_BF16;
+        in.f8_components = 1u << SDT_COMPONENT_UNET;
+        sdt_memory_plan p = build(t, &in);
+        for (int c = 0; c < SDT_COMPONENT_COUNT; c++)
+            CHECK_MSG(t, p.weights_by_component[c] == sdt_model_table(&m, c)->plan.bytes[SDT_LIFE_FROZEN],
+                      "fp8 %s: plan %zu, allocated %zu", sdt_component_name(c), p.weights_by_component[c],
+                      sdt_model_table(&m, c)->plan.bytes[SDT_LIFE_FROZEN]);
+        in.f8_components = 0;
+        sdt_memory_plan q = build(t, &in);
+        CHECK(t, p.weights_by_component[SDT_COMPONENT_UNET] < q.weights_by_component[SDT_COMPONENT_UNET]);
+        CHECK(t, p.weights_by_component[SDT_COMPONENT_TEXT_ENCODER] ==
+                     q.weights_by_component[SDT_COMPONENT_TEXT_ENCODER]);
+        /* A LoRA run that does not fit is told about fp8_base, with what it saves; one that has it is not. */
+        sdt_buf advice;
+        sdt_buf_init(&advice);
+        sdt_memory_plan_suggest(&in, &q, 1, &advice);
+        CHECK_STR_CONTAINS(t, advice.data, "fp8_base = true");
+        sdt_buf_free(&advice);
+        sdt_buf_init(&advice);
+        in.f8_components = (1u << SDT_COMPONENT_UNET) | (1u << SDT_COMPONENT_TEXT_ENCODER);
+        sdt_memory_plan all = build(t, &in);
+        sdt_memory_plan_suggest(&in, &all, 1, &advice);
+        CHECK(t, !advice.data || !strstr(advice.data, "fp8_base"));
+        sdt_buf_free(&advice);
+    }
+    sdt_model_free(e, &m);
+    if (e)
+        sdt_engine_free(e);
+}
+
 /* The optimizer's state as the trainer builds it: every module registered, then the LoRA shapes given
  * (train/trainer_setup.c set_lora_shapes). Bytes of every state buffer (at least one float each). */
 static size_t optimizer_allocated(test_state *t, const sdt_lora_network *net, const sdt_optim_config *c)
@@ -523,6 +571,7 @@ int main(void)
 {
     static const test_case cases[] = {
         TEST(test_weights_equal_the_arenas),
+        TEST(test_fp8_weights_equal_the_arenas),
         TEST(test_lora_and_optimizers_equal_the_allocations),
         TEST(test_full_training_equals_the_allocations),
         TEST(test_activations_match_a_measured_unet_step),
