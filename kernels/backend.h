@@ -211,6 +211,15 @@ int sdt_scale(sdt_engine *e, sdt_tensor *t, float alpha);
 int sdt_axpy(sdt_engine *e, sdt_tensor *y, float alpha, const sdt_tensor *x);
 int sdt_copy(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src);
 
+/* out [1] (F32, overwritten) = the sum of x * x over every element of tensors[0 .. count), which may have
+ * any shapes, compute dtypes (mixed) and sizes (empty ones add nothing; count 0 gives 0). The gradient
+ * norm of clipping and the overflow check of fp16 training: a NaN or Inf anywhere makes the result NaN or
+ * Inf, and so does a finite sum beyond F32's range. Deterministic on every backend (a fixed order, no
+ * atomics): the CPU adds in double, tensor by tensor and element by element, and rounds to F32 once, so it
+ * equals a host loop over the same values in double; CUDA accumulates in double too (per-block partials
+ * in a fixed order, then one block adds them in order), so the two differ by double rounding only. */
+int sdt_sum_squares(sdt_engine *e, sdt_tensor *out, const sdt_tensor *tensors, size_t count);
+
 /* ---- the optimizer update ------------------------------------------------------------------------- */
 
 typedef enum sdt_optimizer_update_kind {

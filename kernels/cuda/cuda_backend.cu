@@ -247,6 +247,7 @@ constexpr sdt_backend_ops make_cuda_ops()
     t.axpy = cuda_axpy;
     t.copy = cuda_copy;
     t.optimizer_update = cuda_optimizer_update;
+    t.sum_squares = cuda_sum_squares;
     return t;
 }
 
