@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "backend_impl.h"
+#include "device.h"
 #include "sdtune/strutil.h"
 
 /* ---- tensors ------------------------------------------------------------------------------------------- */
@@ -182,6 +183,19 @@ int sdt_engine_download(sdt_engine *engine, void *host, const sdt_tensor *src, s
 }
 
 int sdt_engine_sync(sdt_engine *engine) { return engine->ops->sync ? engine->ops->sync(engine) : 0; }
+
+int sdt_engine_memory_info(sdt_engine *engine, size_t *free_bytes, size_t *total_bytes)
+{
+    *free_bytes = *total_bytes = 0;
+    if (engine->ops->memory_info)
+        return engine->ops->memory_info(engine, free_bytes, total_bytes);
+    char *error = NULL;
+    if (sdt_cpu_memory_info(free_bytes, total_bytes, &error) == 0)
+        return 0;
+    sdt_engine_fail(engine, "%s", error ? error : "the host's free memory is unknown");
+    free(error);
+    return -1;
+}
 
 /* ---- op timing ----------------------------------------------------------------------------------------- */
 

@@ -58,6 +58,10 @@ typedef struct sdt_engine_options {
     sdt_device_kind device;
     int device_index; /* CUDA device number */
     int threads;      /* CPU threads for OpenMP and BLAS; 0 = all cores */
+    /* Only deterministic algorithms (the `deterministic` setting): on CUDA, cuDNN convolutions without
+     * atomics (a shape with none is refused, naming it) and cuBLASLt GEMMs without split-K atomics. Every
+     * CPU op is deterministic already. */
+    int deterministic;
 } sdt_engine_options;
 
 /* Returns 0 and *out, or -1 with *error set (caller frees) when the device cannot be used. */
@@ -90,6 +94,10 @@ int sdt_engine_upload(sdt_engine *engine, sdt_tensor *dst, const void *host, siz
 int sdt_engine_download(sdt_engine *engine, void *host, const sdt_tensor *src, size_t bytes);
 /* Waits for queued work (a no-op on the CPU). */
 int sdt_engine_sync(sdt_engine *engine);
+/* Memory the engine's device can still give and its size: on CUDA cudaMemGetInfo plus what the engine's
+ * memory pool keeps unused; on the CPU (and the guarded backend) the host's MemAvailable and MemTotal.
+ * Returns 0, or -1 with the reason in sdt_engine_error(). */
+int sdt_engine_memory_info(sdt_engine *engine, size_t *free_bytes, size_t *total_bytes);
 
 /* ---- op timing (benchmarks only) ---------------------------------------------------------------------- */
 

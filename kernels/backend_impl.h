@@ -16,6 +16,8 @@ typedef struct sdt_backend_ops {
     int (*upload)(sdt_engine *e, void *dst, const void *host, size_t bytes);
     int (*download)(sdt_engine *e, void *host, const void *src, size_t bytes);
     int (*sync)(sdt_engine *e);
+    /* Free and total bytes of the device; NULL: host memory (sdt_cpu_memory_info). */
+    int (*memory_info)(sdt_engine *e, size_t *free_bytes, size_t *total_bytes);
 
     int (*linear_forward)(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp, const sdt_tensor *weight,
                           const sdt_tensor *bias);
