@@ -53,14 +53,8 @@ int sdt_trainer_plan_memory(sdt_trainer *t, const char **setting, char **error)
         }
     }
     /* vram_limit_gb caps what the run may take below what is free (a GPU shared with other work). */
-    const double limit_gib = t->s.vram_limit_gb;
-    if (rc == 0 && limit_gib > 0) {
-        double limit_bytes = limit_gib * 1024.0 * 1024.0 * 1024.0;
-        if (free_bytes == 0 || limit_bytes < (double)free_bytes) {
-            free_bytes = limit_bytes < 1.0 ? 1 : (size_t)limit_bytes;
-            source = "vram_limit_gb";
-        }
-    }
+    if (rc == 0)
+        free_bytes = sdt_memory_plan_cap(t->s.vram_limit_gb, free_bytes, &source);
     if (rc == 0) {
         t->has_memory_plan = 1;
         sdt_buf table;

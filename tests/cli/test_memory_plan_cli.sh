@@ -83,6 +83,11 @@ check "vram_limit_gb: exit 2 (got $rc)" [ "$rc" = 2 ]
 check "vram_limit_gb: the table" has "$work/vram.err" "total +[0-9.]+ MiB  of 1.02 MiB free \(vram_limit_gb\)"
 check "vram_limit_gb: the reason" has "$work/vram.err" "by its memory plan but 1.02 MiB are free \(vram_limit_gb\)"
 check "vram_limit_gb: the model was not loaded" lacks "$work/vram.err" "loading the model"
+# `plan` applies it too.
+"$engine" plan "$limited" >"$work/plan-vram.out" 2>&1
+rc=$?
+check "plan vram_limit_gb: exit 1 (got $rc)" [ "$rc" = 1 ]
+check "plan vram_limit_gb: the table" has "$work/plan-vram.out" "of 1.02 MiB free \(vram_limit_gb\)"
 # A limit above the plan changes nothing.
 set_key "$limited" precision_memory vram_limit_gb 64
 "$engine" train "$limited" >"$work/vram-big.out" 2>"$work/vram-big.err"
