@@ -34,7 +34,7 @@ const char *sdt_sampler_name(sdt_sampler_kind kind);
 
 typedef struct sdt_sample_prompt {
     char *prompt;
-    char *negative;    /* "" when none */
+    char *negative; /* "" when none */
     int width, height; /* floored to a multiple of 8, at least 64 */
     int64_t seed;      /* < 0: drawn from the run's generator */
     int steps;         /* 1..1000 */
@@ -94,8 +94,8 @@ int sdt_sample_generate(const sdt_sample_models *m, const sdt_sample_prompt *p, 
 
 /* kohya's file name: "[<output_name>_]<tag>_<idx:02d>_<YYYYmmddHHMMSS>[_<seed>].png" where tag is
  * "e%06d" for an epoch (at_epoch set) or "%06d" for a step. seed < 0: no seed part. Caller frees. */
-char *sdt_sample_file_name(const char *output_name, int at_epoch, int64_t number, int index,
-                           int64_t unix_time, int64_t seed);
+char *sdt_sample_file_name(const char *output_name, int at_epoch, int64_t number, int index, int64_t unix_time,
+                           int64_t seed);
 
 /* Writes the image as a PNG with tEXt chunks: "prompt", "negative_prompt", "seed", "steps", "scale",
  * "sampler", "width", "height", "step" (the training step) and "parameters" (an AUTOMATIC1111-style
