@@ -70,21 +70,26 @@ static void test_cuda_deterministic(test_state *t)
     trainer_fixture_close(&f);
 }
 
-int main(void)
+/* Whether the build has the CUDA ops and a device answers; says why not. */
+static int cuda_usable(void)
 {
 #ifndef SDTUNE_HAVE_CUDA_OPS
     printf("skipped: this build has no CUDA ops\n");
-    return 77;
+    return 0;
 #else
     char *why = NULL;
     int devices = sdt_cuda_device_count(&why);
-    if (devices < 1) {
+    if (devices < 1)
         printf("skipped: %s\n", why ? why : "no CUDA device");
-        free(why);
-        return 77;
-    }
     free(why);
+    return devices > 0;
+#endif
+}
+
+int main(void)
+{
+    if (!cuda_usable())
+        return 77;
     static const test_case cases[] = {TEST(test_cuda_tracks_cpu), TEST(test_cuda_deterministic)};
     return run_tests("trainer_cuda", cases, sizeof cases / sizeof cases[0]);
-#endif
 }
