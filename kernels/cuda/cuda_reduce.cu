@@ -29,8 +29,6 @@ constexpr int64_t SLAB =
     int64_t(THREADS) * 16; // elements per block: 16 per thread, a block-wide stride apart
 // 24 bytes per tensor plus its block offset: 96 tensors stay well under the 4 KiB kernel parameter limit.
 constexpr int CHUNK = 96;
-// Partials of one call at most: the workspace holds them (8 bytes each).
-constexpr size_t MAX_PARTIALS = CUDA_WORKSPACE_BYTES / sizeof(double);
 
 struct squares_tensor {
     const void *data; // [n] F32, F16 or BF16
@@ -122,7 +120,10 @@ __global__ void __launch_bounds__(THREADS)
 int cuda_sum_squares(sdt_engine *e, sdt_tensor *out, const sdt_tensor *tensors, size_t count)
 {
     cuda_state *s = cuda_of(e);
+    // The partials live in the workspace (8 bytes each; 64 MiB hold 8M slabs, 34 G elements): nothing else
+    // runs on the stream between the two kernels.
     double *partials = static_cast<double *>(s->workspace); // [total slabs] double
+    const size_t max_partials = s->workspace_bytes / sizeof(double);
     int64_t total = 0;
     size_t next = 0;
     while (next < count) {
@@ -143,7 +144,7 @@ int cuda_sum_squares(sdt_engine *e, sdt_tensor *out, const sdt_tensor *tensors, 
         chunk.block_start[chunk.count] = blocks;
         if (blocks == 0)
             continue; // only empty tensors
-        if (size_t(total + blocks) > MAX_PARTIALS || blocks > int64_t(INT32_MAX))
+        if (size_t(total + blocks) > max_partials || blocks > int64_t(INT32_MAX))
             return sdt_engine_fail(e, "sum_squares: %lld elements are more than one call can reduce",
                                    (long long)((total + blocks) * SLAB));
         squares_partials_kernel<<<unsigned(blocks), THREADS, 0, s->stream>>>(chunk, partials);
