@@ -57,7 +57,8 @@ static void detach_full_grads(sdt_trainer *t)
 
 /* ---- the engine ---- */
 
-/* `backend = "auto"`: CUDA when the build has it and a device answers, else the CPU. */
+/* `backend = "auto"`: CUDA when the build has it and a device answers, else the CPU (and the CPU too when
+ * the CUDA engine then cannot start: sdt_trainer_create_engine). */
 static sdt_device_kind auto_device(sdt_trainer *t)
 {
 #ifdef SDTUNE_HAVE_CUDA
@@ -91,7 +92,19 @@ int sdt_trainer_create_engine(sdt_trainer *t, char **error)
     else if (strcmp(backend, "auto") == 0)
         eo.device = auto_device(t);
     char *why = NULL;
-    if (sdt_engine_create(&eo, &t->e, &why) != 0) {
+    int created = sdt_engine_create(&eo, &t->e, &why) == 0;
+    if (!created && eo.device == SDT_DEVICE_CUDA && strcmp(backend, "auto") == 0) {
+        /* A device answers but the backend cannot start on it (a build without the CUDA ops, a driver
+         * problem): auto means the CPU then, said at WARNING level. */
+        sdt_trainer_log(t, SDT_LOG_WARNING,
+                        "backend auto: CUDA device %d cannot be used (%s), training on the CPU",
+                        eo.device_index, why ? why : "unknown error");
+        free(why);
+        why = NULL;
+        eo.device = SDT_DEVICE_CPU;
+        created = sdt_engine_create(&eo, &t->e, &why) == 0;
+    }
+    if (!created) {
         if (eo.device == SDT_DEVICE_CUDA)
             sdt_set_error(error, "backend \"%s\" with gpu_index %d: the GPU cannot be used: %s", backend,
                           eo.device_index, why ? why : "unknown error");
