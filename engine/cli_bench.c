@@ -167,8 +167,8 @@ static void print_tables(const bench_args *a, const sdt_bench_info *info, int ge
     printf(", %d timed steps after %d warm-up per batch size, UNet %.4g M parameters\n", a->steps, a->warmup,
            (double)info->unet_params / 1e6);
     if (info->optimizer_skipped)
-        printf("note: the %s update runs on host memory and is left out of the steps on %s (gradients are "
-               "still zeroed); the optimizer column is that zeroing\n",
+        printf("note: the %s update runs on the host only and is left out of the steps on %s (gradients "
+               "are still zeroed); the optimizer column is that zeroing\n",
                info->optimizer, info->backend);
     printf("GEMM peak: %.4g TFLOP/s (%dx%dx%d f32 linear_forward)\n", peak / 1e12, gemm_n, gemm_n, gemm_n);
     printf("FLOPs: analytic, %s rules (docs/flops.md)\n\n", info->lora_rank > 0 ? "LoRA" : "full fine-tune");

@@ -153,6 +153,7 @@ int cli_plan(int argc, char **argv)
         }
         free(why);
     }
+    free_bytes = sdt_memory_plan_cap(sdt_config_float(cfg, "vram_limit_gb"), free_bytes, &source);
     sdt_buf out;
     sdt_buf_init(&out);
     sdt_memory_plan_table(&in, &plan, free_bytes, source, &out);

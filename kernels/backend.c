@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "backend_impl.h"
+#include "device.h"
 #include "sdtune/strutil.h"
 
 /* ---- tensors ------------------------------------------------------------------------------------------- */
@@ -189,6 +190,19 @@ int sdt_engine_download(sdt_engine *engine, void *host, const sdt_tensor *src, s
 
 int sdt_engine_sync(sdt_engine *engine) { return engine->ops->sync ? engine->ops->sync(engine) : 0; }
 
+int sdt_engine_memory_info(sdt_engine *engine, size_t *free_bytes, size_t *total_bytes)
+{
+    *free_bytes = *total_bytes = 0;
+    if (engine->ops->memory_info)
+        return engine->ops->memory_info(engine, free_bytes, total_bytes);
+    char *error = NULL;
+    if (sdt_cpu_memory_info(free_bytes, total_bytes, &error) == 0)
+        return 0;
+    sdt_engine_fail(engine, "%s", error ? error : "the host's free memory is unknown");
+    free(error);
+    return -1;
+}
+
 /* ---- op timing ----------------------------------------------------------------------------------------- */
 
 static const char *const timed_op_names[SDT_OP_COUNT] = {
@@ -224,6 +238,7 @@ static const char *const timed_op_names[SDT_OP_COUNT] = {
     [SDT_OP_AXPY] = "axpy",
     [SDT_OP_COPY] = "copy",
     [SDT_OP_OPTIMIZER_UPDATE] = "optimizer_update",
+    [SDT_OP_SUM_SQUARES] = "sum_squares",
 };
 
 static double monotonic_seconds(void)
@@ -958,4 +973,24 @@ int sdt_optimizer_update(sdt_engine *e, const sdt_optimizer_update_args *args)
     if (!e->ops->optimizer_update)
         return sdt_engine_fail(e, "%s: the %s backend has no optimizer update", op, e->ops->name);
     return TIMED_OP(e, SDT_OP_OPTIMIZER_UPDATE, e->ops->optimizer_update(e, args));
+}
+
+/* Every tensor of the list is checked like any op's input (device, compute dtype, data unless empty); the
+ * output is one F32 value. */
+int sdt_sum_squares(sdt_engine *e, sdt_tensor *out, const sdt_tensor *tensors, size_t count)
+{
+    const char *op = "sum_squares";
+    if (expect_numel(e, op, "output", out, F32_ONLY, 1) != 0)
+        return -1;
+    if (count > 0 && !tensors)
+        return sdt_engine_fail(e, "%s: %zu tensors but no list", op, count);
+    for (size_t i = 0; i < count; i++) {
+        char role[64];
+        snprintf(role, sizeof role, "tensor %zu", i);
+        if (check_tensor(e, op, role, &tensors[i], ANY_DTYPE) != 0)
+            return -1;
+    }
+    if (!e->ops->sum_squares)
+        return sdt_engine_fail(e, "%s: the %s backend has no sum of squares", op, e->ops->name);
+    return TIMED_OP(e, SDT_OP_SUM_SQUARES, e->ops->sum_squares(e, out, tensors, count));
 }

@@ -66,6 +66,10 @@ typedef struct sdt_engine_options {
     sdt_device_kind device;
     int device_index; /* CUDA device number */
     int threads;      /* CPU threads for OpenMP and BLAS; 0 = all cores */
+    /* Only deterministic algorithms (the `deterministic` setting): on CUDA, cuDNN convolutions without
+     * atomics (a shape with none is refused, naming it) and cuBLASLt GEMMs without split-K atomics. Every
+     * CPU op is deterministic already. */
+    int deterministic;
 } sdt_engine_options;
 
 /* Returns 0 and *out, or -1 with *error set (caller frees) when the device cannot be used. */
@@ -98,6 +102,10 @@ int sdt_engine_upload(sdt_engine *engine, sdt_tensor *dst, const void *host, siz
 int sdt_engine_download(sdt_engine *engine, void *host, const sdt_tensor *src, size_t bytes);
 /* Waits for queued work (a no-op on the CPU). */
 int sdt_engine_sync(sdt_engine *engine);
+/* Memory the engine's device can still give and its size: on CUDA cudaMemGetInfo plus what the engine's
+ * memory pool keeps unused; on the CPU (and the guarded backend) the host's MemAvailable and MemTotal.
+ * Returns 0, or -1 with the reason in sdt_engine_error(). */
+int sdt_engine_memory_info(sdt_engine *engine, size_t *free_bytes, size_t *total_bytes);
 
 /* ---- op timing (benchmarks only) ---------------------------------------------------------------------- */
 
@@ -218,6 +226,15 @@ int sdt_fill(sdt_engine *e, sdt_tensor *t, float value);
 int sdt_scale(sdt_engine *e, sdt_tensor *t, float alpha);
 int sdt_axpy(sdt_engine *e, sdt_tensor *y, float alpha, const sdt_tensor *x);
 int sdt_copy(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src);
+
+/* out [1] (F32, overwritten) = the sum of x * x over every element of tensors[0 .. count), which may have
+ * any shapes, compute dtypes (mixed) and sizes (empty ones add nothing; count 0 gives 0). The gradient
+ * norm of clipping and the overflow check of fp16 training: a NaN or Inf anywhere makes the result NaN or
+ * Inf, and so does a finite sum beyond F32's range. Deterministic on every backend (a fixed order, no
+ * atomics): the CPU adds in double, tensor by tensor and element by element, and rounds to F32 once, so it
+ * equals a host loop over the same values in double; CUDA accumulates in double too (per-block partials
+ * in a fixed order, then one block adds them in order), so the two differ by double rounding only. */
+int sdt_sum_squares(sdt_engine *e, sdt_tensor *out, const sdt_tensor *tensors, size_t count);
 
 /* ---- the optimizer update ------------------------------------------------------------------------- */
 

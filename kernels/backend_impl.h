@@ -16,6 +16,8 @@ typedef struct sdt_backend_ops {
     int (*upload)(sdt_engine *e, void *dst, const void *host, size_t bytes);
     int (*download)(sdt_engine *e, void *host, const void *src, size_t bytes);
     int (*sync)(sdt_engine *e);
+    /* Free and total bytes of the device; NULL: host memory (sdt_cpu_memory_info). */
+    int (*memory_info)(sdt_engine *e, size_t *free_bytes, size_t *total_bytes);
 
     int (*linear_forward)(sdt_engine *e, sdt_tensor *out, const sdt_tensor *inp, const sdt_tensor *weight,
                           const sdt_tensor *bias);
@@ -73,6 +75,7 @@ typedef struct sdt_backend_ops {
     int (*axpy)(sdt_engine *e, sdt_tensor *y, float alpha, const sdt_tensor *x);
     int (*copy)(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src);
     int (*optimizer_update)(sdt_engine *e, const sdt_optimizer_update_args *args);
+    int (*sum_squares)(sdt_engine *e, sdt_tensor *out, const sdt_tensor *tensors, size_t count);
 } sdt_backend_ops;
 
 /* The ops the timing hook (sdt_engine_set_op_timing) accounts for, one slot each; backend.c names them
@@ -110,6 +113,7 @@ typedef enum sdt_timed_op {
     SDT_OP_AXPY,
     SDT_OP_COPY,
     SDT_OP_OPTIMIZER_UPDATE,
+    SDT_OP_SUM_SQUARES,
     SDT_OP_COUNT
 } sdt_timed_op;
 

@@ -1,6 +1,7 @@
 /* The memory plan: exact sizes of the parameter memory (weights, LoRA block, gradients, optimizer state),
  * the analytic walk's activations and workspace (memory_plan_walk.c), the table, the suggestion and the
  * free memory of the device. See memory_plan.h. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -390,6 +391,17 @@ const char *sdt_memory_plan_suggest(const sdt_memory_plan_input *in, const sdt_m
 }
 
 /* ---- the device ---- */
+
+size_t sdt_memory_plan_cap(double limit_gib, size_t free_bytes, const char **source)
+{
+    if (!(limit_gib > 0))
+        return free_bytes;
+    double limit = limit_gib * 1024.0 * 1024.0 * 1024.0;
+    if (free_bytes != 0 && (double)free_bytes <= limit)
+        return free_bytes;
+    *source = "vram_limit_gb";
+    return limit < 1.0 ? 1 : limit >= (double)SIZE_MAX ? SIZE_MAX : (size_t)limit;
+}
 
 int sdt_memory_plan_free_bytes(sdt_device_kind device, int index, size_t *free_bytes, const char **source,
                                char **error)

@@ -94,6 +94,9 @@ const char *sdt_memory_plan_suggest(const sdt_memory_plan_input *in, const sdt_m
 
 /* The free memory of a device: the host's MemAvailable for the CPU backend, cudaMemGetInfo for CUDA
  * device index. *source names where the figure comes from (static). Returns 0, or -1 with *error set. */
+/* `vram_limit_gb`: a limit of limit_gib GiB (> 0; 0 is no limit) caps free_bytes (0: unknown). Returns the
+ * smaller of the two and sets *source to "vram_limit_gb" when the limit decides. */
+size_t sdt_memory_plan_cap(double limit_gib, size_t free_bytes, const char **source);
 int sdt_memory_plan_free_bytes(sdt_device_kind device, int index, size_t *free_bytes, const char **source,
                                char **error);
 

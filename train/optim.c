@@ -619,37 +619,35 @@ void sdt_optim_zero_grads(sdt_optimizer *o)
         memset(o->entries[i].grad, 0, o->entries[i].count * sizeof(float));
 }
 
-/* Adds g[j]^2 (in double) of count floats to *sum. */
-static void add_squares(const float *g, size_t count, double *sum)
-{
-    for (size_t j = 0; j < count; j++)
-        *sum += (double)g[j] * (double)g[j];
-}
-
-/* The sum of squares of every gradient, in entry order as on the host. Off the CPU each gradient is
- * downloaded first (a reduction op would spare the copies); NAN when a download fails. */
+/* The sum of squares of every gradient: added in double in entry order and rounded to F32 once, which is
+ * what the sum_squares op gives (kernels/backend.h), so a host optimizer and one on an engine measure the
+ * same norm bit for bit. Off the CPU the op reduces on the device and the host downloads its 4 bytes. NAN
+ * when the op fails. */
 static double gradient_sum_squares(sdt_optimizer *o)
 {
-    double sum = 0.0;
     if (on_host(o)) {
+        double sum = 0.0;
+        for (size_t i = 0; i < o->count; i++) {
+            const float *g = o->entries[i].grad;
+            for (size_t j = 0; j < o->entries[i].count; j++)
+                sum += (double)g[j] * (double)g[j];
+        }
+        return (double)(float)sum;
+    }
+    sdt_tensor *grads = malloc((o->count ? o->count : 1) * sizeof *grads); /* [count] views */
+    float *device_sum = sdt_engine_alloc(o->engine, sizeof(float));        /* [1] on the engine */
+    float sum = NAN;
+    if (grads && device_sum) {
         for (size_t i = 0; i < o->count; i++)
-            add_squares(o->entries[i].grad, o->entries[i].count, &sum);
-        return sum;
-    }
-    size_t largest = 1;
-    for (size_t i = 0; i < o->count; i++)
-        largest = o->entries[i].count > largest ? o->entries[i].count : largest;
-    float *host = malloc(largest * sizeof *host); /* [largest] one gradient at a time */
-    if (!host)
-        return NAN;
-    for (size_t i = 0; i < o->count && !isnan(sum); i++) {
-        sdt_tensor g = flat_view(o, o->entries[i].grad, o->entries[i].count);
-        if (sdt_engine_download(o->engine, host, &g, o->entries[i].count * sizeof *host) != 0)
+            grads[i] = flat_view(o, o->entries[i].grad, o->entries[i].count);
+        sdt_tensor out = flat_view(o, device_sum, 1);
+        if (sdt_sum_squares(o->engine, &out, grads, o->count) != 0 ||
+            sdt_engine_download(o->engine, &sum, &out, sizeof sum) != 0)
             sum = NAN;
-        else
-            add_squares(host, o->entries[i].count, &sum);
     }
-    free(host);
+    if (device_sum)
+        sdt_engine_dealloc(o->engine, device_sum);
+    free(grads);
     return sum;
 }
 

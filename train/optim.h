@@ -136,7 +136,8 @@ int sdt_optim_step(sdt_optimizer *o, char **error);
 void sdt_optim_scale_grads(sdt_optimizer *o, float factor);
 void sdt_optim_zero_grads(sdt_optimizer *o);
 
-/* torch.nn.utils.clip_grad_norm_: the total L2 norm of all gradients (accumulated in double) is
+/* torch.nn.utils.clip_grad_norm_: the total L2 norm of all gradients (the squares added in double, the sum
+ * rounded to F32 as the sum_squares op gives it on every backend, then the square root) is
  * returned in *total_norm; when it exceeds max_norm every gradient is multiplied by
  * max_norm / (norm + 1e-6). max_norm <= 0 only measures. */
 void sdt_optim_clip_grad_norm(sdt_optimizer *o, double max_norm, double *total_norm);

@@ -10,7 +10,9 @@ sdt_dtype sdt_train_compute_dtype(const sdt_config *cfg, sdt_device_kind device)
         return SDT_BF16;
     if (strcmp(mp, "fp16") == 0)
         return SDT_F16;
-    if (strcmp(mp, "auto") == 0 && device == SDT_DEVICE_CUDA)
+    /* auto: bf16 for a LoRA on the GPU; DreamBooth and fine-tuning train the model's own weights, which
+     * have no half-precision path yet, so auto keeps them in fp32 rather than refusing the run. */
+    if (strcmp(mp, "auto") == 0 && device == SDT_DEVICE_CUDA && sdt_config_training(cfg) == SDT_TRAIN_LORA)
         return SDT_BF16;
     return SDT_F32;
 }

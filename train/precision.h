@@ -24,7 +24,8 @@ extern "C" {
 /* The compute dtype of mixed_precision on device: "no" F32, "bf16" BF16, "fp16" F16; "auto" BF16 on CUDA
  * (the backend is built for Hopper, whose tensor cores compute bf16; on a GPU without bf16, compute
  * capability below 8.0, auto means fp16, which the CUDA training loop is to decide from the device it
- * opens) and F32 on the CPU backend, where low-precision tensors only cost conversions. */
+ * opens) for a LoRA, and F32 on the CPU backend, where low-precision tensors only cost conversions, and
+ * for DreamBooth / fine-tuning, whose trained weights have no half-precision path yet. */
 sdt_dtype sdt_train_compute_dtype(const sdt_config *cfg, sdt_device_kind device);
 
 /* What kohya writes as ss_mixed_precision for a compute dtype: "no", "fp16" or "bf16". */

@@ -115,18 +115,14 @@ static void check_values(support_check *c)
     check_parsed(c, "lr_scheduler", parse_lr_scheduler);
     check_parsed(c, "sample_sampler", parse_sampler);
 
-    /* The training loop runs on the CPU backend, in fp32, whatever the build (the CUDA kernels exist, the
-     * loop does not drive them yet). */
+    /* The CUDA backend trains when the build has it (whether a GPU answers is found when the engine
+     * starts); the loop computes in fp32 on either backend. */
     const char *backend = sdt_config_str(c->cfg, "backend");
-    if (strcmp(backend, "cuda") == 0)
-        refuse(c, sdt_schema_find("backend"),
-               build_has_cuda()
-                   ? "not implemented yet (training runs on the CPU backend for now; use cpu or auto)"
-                   : "this build has no CUDA backend (use cpu or auto)");
+    if (strcmp(backend, "cuda") == 0 && !build_has_cuda())
+        refuse(c, sdt_schema_find("backend"), "this build has no CUDA backend (use cpu or auto)");
     /* LoRA trains in any precision (precision.h: frozen weights and activations in bf16 or fp16, the
      * network in fp32). Full training keeps the model's own weights trainable, and those are fp32
-     * masters only: "auto" still means fp32 on the CPU backend, so only an explicit half precision is
-     * refused. */
+     * masters only, so an explicit half precision is refused ("auto" means fp32 for full training). */
     if (sdt_config_training(c->cfg) != SDT_TRAIN_LORA) {
         static const char *const fp32_precisions[] = {"no", "auto", NULL};
         check_one_of(c, "mixed_precision", fp32_precisions,

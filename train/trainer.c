@@ -415,6 +415,13 @@ sdt_train_result sdt_train_run(const sdt_train_options *o, char **error)
     sdt_rng_init(&t.rng, t.seed, 0);
     if (prepare_outputs(&t, &err) != 0)
         goto finish;
+    /* The engine first: the memory plan is checked against its device, and a GPU that cannot be used is
+     * a problem of the backend setting, said before anything is loaded. */
+    if (sdt_trainer_create_engine(&t, &err) != 0) {
+        config_error(&t, "hardware.backend", err);
+        result = SDT_TRAIN_CONFIG_ERROR;
+        goto finish;
+    }
     const char *memory_setting = NULL;
     int planned = sdt_trainer_plan_memory(&t, &memory_setting, &err);
     if (planned < 0)

@@ -81,6 +81,9 @@ void sdt_train_settings_read(const sdt_config *cfg, sdt_train_settings *s)
     s->train_text_encoder = sdt_config_bool(cfg, "train_text_encoder");
     s->stop_text_encoder_training = sdt_config_int(cfg, "stop_text_encoder_training");
     s->cpu_threads = (int)sdt_config_int(cfg, "cpu_threads");
+    s->gpu_index = (int)sdt_config_int(cfg, "gpu_index");
+    s->deterministic = sdt_config_bool(cfg, "deterministic");
+    s->vram_limit_gb = sdt_config_float(cfg, "vram_limit_gb");
     s->output_dir = str(cfg, "output_dir");
     s->output_name = str(cfg, "output_name");
     s->logging_dir = str(cfg, "logging_dir");

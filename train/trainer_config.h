@@ -19,6 +19,9 @@ typedef struct sdt_train_settings {
     int no_half_vae; /* the VAE stays F32 under mixed precision */
     int64_t stop_text_encoder_training;
     int cpu_threads;
+    /* hardware and memory */
+    int gpu_index, deterministic;
+    double vram_limit_gb; /* 0: the device's free memory alone bounds the plan */
     /* folders */
     const char *output_dir, *output_name;
     const char *logging_dir, *log_prefix; /* TensorBoard when logging_dir is set */

@@ -122,6 +122,10 @@ void sdt_trainer_remove_output(sdt_trainer *t, const char *path);
 double sdt_trainer_now(void);
 
 /* ---- setup (trainer_setup.c) ---- */
+/* The engine of the `backend` setting (auto: CUDA when the build has it and a device answers, else the
+ * CPU; the guarded test device when the options ask for it), on `gpu_index`, with `deterministic`; logs
+ * which. -1 with *error naming the backend and the GPU when it cannot start. */
+int sdt_trainer_create_engine(sdt_trainer *t, char **error);
 int sdt_trainer_setup_models(sdt_trainer *t, char **error);
 int sdt_trainer_setup_data(sdt_trainer *t, char **error);
 int sdt_trainer_setup_training(sdt_trainer *t, char **error);

@@ -34,21 +34,27 @@ int sdt_trainer_plan_memory(sdt_trainer *t, const char **setting, char **error)
         sdt_model_free(NULL, &header);
         return -1;
     }
+    /* The guarded test device stands in for a GPU but its memory is the host's: it plans as the CPU. */
+    const sdt_device_kind device =
+        t->e && sdt_engine_device(t->e) == SDT_DEVICE_CUDA ? SDT_DEVICE_CUDA : SDT_DEVICE_CPU;
     sdt_memory_plan_input in;
-    int rc = sdt_memory_plan_input_from_config(t->cfg, &header, SDT_DEVICE_CPU, &in, error);
+    int rc = sdt_memory_plan_input_from_config(t->cfg, &header, device, &in, error);
     if (rc == 0)
         rc = sdt_memory_plan_build(&in, &t->memory_plan, error);
     size_t free_bytes = t->o->memory_free_bytes;
     const char *source = "given limit";
     if (rc == 0 && free_bytes == 0) {
-        char *why = NULL;
-        if (sdt_memory_plan_free_bytes(SDT_DEVICE_CPU, 0, &free_bytes, &source, &why) != 0) {
+        size_t total = 0;
+        source = device == SDT_DEVICE_CUDA ? "cudaMemGetInfo" : "MemAvailable";
+        if (!t->e || sdt_engine_memory_info(t->e, &free_bytes, &total) != 0) {
             sdt_trainer_log(t, SDT_LOG_WARNING, "memory plan: %s; the run is not checked against it",
-                            why ? why : "the free memory is unknown");
+                            t->e ? sdt_engine_error(t->e) : "the free memory is unknown");
             free_bytes = 0;
         }
-        free(why);
     }
+    /* vram_limit_gb caps what the run may take below what is free (a GPU shared with other work). */
+    if (rc == 0)
+        free_bytes = sdt_memory_plan_cap(t->s.vram_limit_gb, free_bytes, &source);
     if (rc == 0) {
         t->has_memory_plan = 1;
         sdt_buf table;

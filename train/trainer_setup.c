@@ -5,11 +5,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "device.h"
 #include "fp8_base.h"
 #include "optim_settings.h"
 #include "trainer_internal.h"
-
-/* ---- models ---- */
 
 /* DreamBooth / fine-tune: the loaded table's entries become trainable. sdt_model_load allocates the
  * values, so the gradients are attached here: one zeroed F32 buffer per entry, owned by the trainer. */
@@ -57,16 +56,86 @@ static void detach_full_grads(sdt_trainer *t)
     t->full_grad_count = 0;
 }
 
-int sdt_trainer_setup_models(sdt_trainer *t, char **error)
+/* ---- the engine ---- */
+
+/* `backend = "auto"`: CUDA when the build has it and a device answers, else the CPU (and the CPU too when
+ * the CUDA engine then cannot start: sdt_trainer_create_engine). */
+static sdt_device_kind auto_device(sdt_trainer *t)
+{
+#ifdef SDTUNE_HAVE_CUDA
+    char *why = NULL;
+    int devices = sdt_cuda_device_count(&why);
+    if (devices > 0) {
+        free(why);
+        return SDT_DEVICE_CUDA;
+    }
+    sdt_trainer_log(t, SDT_LOG_INFO, "backend auto: no CUDA device (%s), training on the CPU",
+                    why ? why : "none found");
+    free(why);
+#else
+    sdt_trainer_log(t, SDT_LOG_INFO, "backend auto: this build has no CUDA backend, training on the CPU");
+#endif
+    return SDT_DEVICE_CPU;
+}
+
+int sdt_trainer_create_engine(sdt_trainer *t, char **error)
 {
     int threads = t->o->threads ? t->o->threads : (int)t->s.cpu_threads;
     const char *backend = t->s.backend;
-    if (strcmp(backend, "cuda") == 0)
-        return sdt_set_error(error, "backend \"cuda\": training runs on the CPU backend only for now");
-    sdt_engine_options eo = {.device = SDT_DEVICE_CPU, .threads = threads};
+    sdt_engine_options eo = {.device = SDT_DEVICE_CPU,
+                             .device_index = t->s.gpu_index,
+                             .threads = threads,
+                             .deterministic = t->s.deterministic};
     if (t->o->test_device == SDT_DEVICE_GUARDED)
         eo.device = SDT_DEVICE_GUARDED;
-    if (sdt_engine_create(&eo, &t->e, error) != 0)
+    else if (strcmp(backend, "cuda") == 0)
+        eo.device = SDT_DEVICE_CUDA;
+    else if (strcmp(backend, "auto") == 0)
+        eo.device = auto_device(t);
+    char *why = NULL;
+    int created = sdt_engine_create(&eo, &t->e, &why) == 0;
+    if (!created && eo.device == SDT_DEVICE_CUDA && strcmp(backend, "auto") == 0) {
+        /* A device answers but the backend cannot start on it (a build without the CUDA ops, a driver
+         * problem): auto means the CPU then, said at WARNING level. */
+        sdt_trainer_log(t, SDT_LOG_WARNING,
+                        "backend auto: CUDA device %d cannot be used (%s), training on the CPU",
+                        eo.device_index, why ? why : "unknown error");
+        free(why);
+        why = NULL;
+        eo.device = SDT_DEVICE_CPU;
+        created = sdt_engine_create(&eo, &t->e, &why) == 0;
+    }
+    if (!created) {
+        if (eo.device == SDT_DEVICE_CUDA)
+            sdt_set_error(error, "backend \"%s\" with gpu_index %d: the GPU cannot be used: %s", backend,
+                          eo.device_index, why ? why : "unknown error");
+        else
+            sdt_set_error(error, "the %s engine cannot start: %s", sdt_device_kind_name(eo.device),
+                          why ? why : "unknown error");
+        free(why);
+        return -1;
+    }
+    if (eo.device == SDT_DEVICE_CUDA) {
+        sdt_device_info info;
+        char *info_error = NULL;
+        if (sdt_cuda_device_info(eo.device_index, &info, &info_error) == 0)
+            sdt_trainer_log(t, SDT_LOG_INFO, "training on CUDA device %d: %s%s", eo.device_index, info.name,
+                            eo.deterministic ? " (deterministic algorithms only)" : "");
+        else
+            sdt_trainer_log(t, SDT_LOG_INFO, "training on CUDA device %d%s", eo.device_index,
+                            eo.deterministic ? " (deterministic algorithms only)" : "");
+        free(info_error);
+    } else {
+        sdt_trainer_log(t, SDT_LOG_INFO, "training on the %s backend", sdt_engine_backend_name(t->e));
+    }
+    return 0;
+}
+
+/* ---- models ---- */
+
+int sdt_trainer_setup_models(sdt_trainer *t, char **error)
+{
+    if (!t->e && sdt_trainer_create_engine(t, error) != 0)
         return -1;
     if (t->s.family_sdxl)
         return sdt_set_error(error, "model_family \"sdxl\": training SDXL is not implemented yet");

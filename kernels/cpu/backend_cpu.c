@@ -551,6 +551,17 @@ static int optimizer_update(sdt_engine *e, const sdt_optimizer_update_args *args
     return 0;
 }
 
+/* In list order, in double, rounded to F32 once (cpu_reduce.c says why one thread). */
+static int sum_squares(sdt_engine *e, sdt_tensor *out, const sdt_tensor *tensors, size_t count)
+{
+    (void)e;
+    double sum = 0.0;
+    for (size_t i = 0; i < count; i++)
+        sum = cpu_add_squares(sum, tensors[i].data, tensors[i].dtype, sdt_tensor_numel(&tensors[i]));
+    *(float *)out->data = (float)sum;
+    return 0;
+}
+
 static const sdt_backend_ops cpu_ops_table = {
     .name = "cpu",
     .init = cpu_init,
@@ -590,6 +601,7 @@ static const sdt_backend_ops cpu_ops_table = {
     .axpy = axpy,
     .copy = copy,
     .optimizer_update = optimizer_update,
+    .sum_squares = sum_squares,
 };
 
 const sdt_backend_ops *sdt_cpu_backend_ops(void) { return &cpu_ops_table; }

@@ -20,6 +20,8 @@
 
 #include <stdint.h>
 
+#include "sdtune/dtype.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -158,6 +160,11 @@ void cpu_mse_loss_backward(float *dpred, const float *pred, const float *target,
 void cpu_fill(float *out, float value, int64_t n);               /* out [n] = value */
 void cpu_scale(float *inout, float alpha, int64_t n);            /* inout [n] *= alpha */
 void cpu_axpy(float *y, float alpha, const float *x, int64_t n); /* y [n] += alpha * x [n] */
+
+/* ---- reductions (cpu_reduce.c) ------------------------------------------------------------------------ */
+
+/* sum + the sum of x[i]^2 over x [n] (F32, F16 or BF16), added in index order in double. */
+double cpu_add_squares(double sum, const void *x, sdt_dtype dtype, int64_t n);
 
 /* ---- the optimizer update (cpu_optim.c) ------------------------------------------------------------- */
 

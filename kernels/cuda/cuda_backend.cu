@@ -202,6 +202,20 @@ int cuda_sync(sdt_engine *e)
     return 0;
 }
 
+// The device's free memory as cudaMemGetInfo sees it, plus what the stream-ordered pool holds without
+// using (freed blocks it keeps for reuse, release threshold UINT64_MAX): both can take new allocations.
+int cuda_memory_info(sdt_engine *e, size_t *free_bytes, size_t *total_bytes)
+{
+    cuda_state *s = cuda_of(e);
+    CUDA_TRY(e, cudaMemGetInfo(free_bytes, total_bytes));
+    uint64_t reserved = 0, used = 0;
+    CUDA_TRY(e, cudaMemPoolGetAttribute(s->pool, cudaMemPoolAttrReservedMemCurrent, &reserved));
+    CUDA_TRY(e, cudaMemPoolGetAttribute(s->pool, cudaMemPoolAttrUsedMemCurrent, &used));
+    if (reserved > used)
+        *free_bytes += size_t(reserved - used);
+    return 0;
+}
+
 // Built field by field by name: many slots share a signature (fill and scale, the forward ops of two
 // tensors), so a positional initializer could swap two of them without a compiler error.
 constexpr sdt_backend_ops make_cuda_ops()
@@ -215,6 +229,7 @@ constexpr sdt_backend_ops make_cuda_ops()
     t.upload = cuda_upload;
     t.download = cuda_download;
     t.sync = cuda_sync;
+    t.memory_info = cuda_memory_info;
     t.linear_forward = cuda_linear_forward;
     t.linear_backward = cuda_linear_backward;
     t.conv2d_forward = cuda_conv2d_forward;
@@ -247,6 +262,7 @@ constexpr sdt_backend_ops make_cuda_ops()
     t.axpy = cuda_axpy;
     t.copy = cuda_copy;
     t.optimizer_update = cuda_optimizer_update;
+    t.sum_squares = cuda_sum_squares;
     return t;
 }
 

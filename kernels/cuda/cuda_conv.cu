@@ -35,9 +35,10 @@
 // Plans: descriptors and, per direction, the algorithm and the math type it runs with, kept per shape
 // and dtype in cuda_state::conv_plans. Algorithms come from the cudnnGet*_v7 heuristics (no timing run,
 // which would need sacrificial output buffers): the first one that succeeds, fits CUDA_WORKSPACE_BYTES
-// (the state's workspace) and is deterministic, else the first that fits. For f32 any algorithm reported
-// with a tensor-op math type is skipped. When cuDNN offers nothing for an f16/bf16 shape, the call falls
-// back to staging everything as f32 (and remembers that for the shape).
+// (the state's workspace) and is deterministic, else the first that fits (not with the `deterministic`
+// engine option: then only deterministic algorithms, and a shape without one is an error). For f32 any
+// algorithm reported with a tensor-op math type is skipped. When cuDNN offers nothing for an f16/bf16 shape,
+// the call falls back to staging everything as f32 (and remembers that for the shape).
 #include "cuda_gemm_conv.h"
 
 #include <climits>
@@ -360,7 +361,9 @@ struct conv_bwd_filter_dir {
 };
 
 // The heuristic's candidates in its order: first the deterministic ones, then any; the first whose
-// workspace fits is kept in the plan.
+// workspace fits is kept in the plan. An engine made with `deterministic` (sdt_engine_options) stops after
+// the first pass: a non-deterministic algorithm (atomics in the weight or data gradient) is refused, with
+// the convolution's shape in the message, rather than used silently.
 template <typename Dir> static int choose_algo(sdt_engine *e, cuda_state *s, conv_plan *p)
 {
     const sdt_dtype dtype = sdt_dtype(p->key.dtype);
@@ -368,7 +371,8 @@ template <typename Dir> static int choose_algo(sdt_engine *e, cuda_state *s, con
     int n = 0;
     CUDNN_TRY(e, cudnnSetConvolutionMathType(p->conv, base_math(dtype)));
     CUDNN_TRY(e, Dir::heuristic(s->dnn, p, &n, perf));
-    for (int pass = 0; pass < 2; pass++)
+    const int passes = e->options.deterministic ? 1 : 2;
+    for (int pass = 0; pass < passes; pass++)
         for (int i = 0; i < n; i++) {
             if (!candidate_ok(perf[i].status, perf[i].mathType, perf[i].determinism, dtype, pass == 0))
                 continue;
@@ -383,6 +387,17 @@ template <typename Dir> static int choose_algo(sdt_engine *e, cuda_state *s, con
             c.ready = 1;
             return 0;
         }
+    const conv_key &k = p->key;
+    if (e->options.deterministic)
+        return sdt_engine_fail(
+            e,
+            "%s that is deterministic (the deterministic setting is on) within %zu bytes of "
+            "workspace for the convolution of input [%lld, %lld, %lld, %lld] %s (padded as "
+            "cuDNN sees it) by weight [%lld, %lld, %lld, %lld], stride %lld, padding %lld x "
+            "%lld; turn deterministic off to allow it",
+            Dir::missing, ws_bytes(s), (long long)k.B, (long long)k.Hp, (long long)k.Wp, (long long)k.C,
+            sdt_dtype_name(dtype), (long long)k.OC, (long long)k.KH, (long long)k.KW, (long long)k.C,
+            (long long)k.stride, (long long)k.ph, (long long)k.pw);
     return sdt_engine_fail(e, "%s within %zu bytes of workspace for this shape", Dir::missing, ws_bytes(s));
 }
 

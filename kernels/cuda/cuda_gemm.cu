@@ -31,6 +31,9 @@
 // bias gradient is a separate deterministic column-sum kernel rather than the BGRADB epilogue: the
 // epilogue overwrites its vector (we must add) and ties dbias to the dweight GEMM's dtype.
 //
+// Determinism: the heuristic takes no timings, so a shape gets the same algorithm on every run on one
+// device; with the `deterministic` engine option the split-K schemes are restricted (plan_build).
+//
 // Plans: cuBLASLt's heuristic query costs far more than the matmul for small layers, so the matmul
 // descriptor, the three layouts and the chosen algorithm are kept per (shape, dtypes, transposes,
 // epilogue, pointer alignments) in cuda_state::gemm_plans, a small array searched linearly (a model has
@@ -364,6 +367,16 @@ static int plan_build(sdt_engine *e, cuda_state *s, gemm_plan *p)
     for (size_t i = 0; st == CUBLAS_STATUS_SUCCESS && i < sizeof aligns / sizeof aligns[0]; i++)
         st = cublasLtMatmulPreferenceSetAttribute(pref, aligns[i].attr, &aligns[i].value,
                                                   sizeof aligns[i].value);
+    // The `deterministic` engine option: split-K only where the partial products go to the workspace and a
+    // separate kernel adds them in a fixed order (the compute-type and output-type schemes); the in-place
+    // scheme, which reduces into the output buffer coordinated through counters, is left out, so the sum
+    // order cannot depend on which thread block finishes first. Unsplit algorithms (NONE) stay allowed.
+    if (st == CUBLAS_STATUS_SUCCESS && e->options.deterministic) {
+        const uint32_t schemes =
+            CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE | CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes,
+                                                  sizeof schemes);
+    }
     cublasLtMatmulHeuristicResult_t result;
     std::memset(&result, 0, sizeof result);
     int found = 0;

@@ -209,4 +209,7 @@ void cuda_conv_plans_free(cuda_state *s);
 // cuda_optim.cu
 int cuda_optimizer_update(sdt_engine *e, const sdt_optimizer_update_args *args);
 
+// cuda_reduce.cu
+int cuda_sum_squares(sdt_engine *e, sdt_tensor *out, const sdt_tensor *tensors, size_t count);
+
 #endif

@@ -2,7 +2,9 @@
 # The memory plan as a user sees it: `sdtune-engine train` prints the plan's table before it trains the
 # demo (human log lines and --protocol log events) and the first step's measured peak; a --memory-limit
 # below the plan stops the run before the model is loaded, with exit 2, the table and the settings that
-# help; `sdtune-engine plan` prints the same table, for the CPU and for the CUDA backend's bf16 plan.
+# help, and so does vram_limit_gb below the plan; backend = "cuda" on a machine without a GPU stops at start
+# naming the setting; `sdtune-engine plan` prints the same table, for the CPU and for the CUDA backend's
+# bf16 plan.
 set -uo pipefail
 engine=$1 src=$2
 work=$(mktemp -d)
@@ -70,6 +72,46 @@ check "limit: the reason" has "$work/small.err" "by its memory plan but 1.00 MiB
 check "limit: the model was not loaded" lacks "$work/small.err" "loading the model"
 "$engine" train --memory-limit x "$cfg" >/dev/null 2>&1
 check "limit: a bad value is a usage error" [ $? = 2 ]
+
+# vram_limit_gb below the plan: the same refusal, against the limit.
+limited=$work/limited.toml
+cp "$cfg" "$limited"
+set_key "$limited" precision_memory vram_limit_gb 0.001
+"$engine" train "$limited" >"$work/vram.out" 2>"$work/vram.err"
+rc=$?
+check "vram_limit_gb: exit 2 (got $rc)" [ "$rc" = 2 ]
+check "vram_limit_gb: the table" has "$work/vram.err" "total +[0-9.]+ MiB  of 1.02 MiB free \(vram_limit_gb\)"
+check "vram_limit_gb: the reason" has "$work/vram.err" "by its memory plan but 1.02 MiB are free \(vram_limit_gb\)"
+check "vram_limit_gb: the model was not loaded" lacks "$work/vram.err" "loading the model"
+# `plan` applies it too.
+"$engine" plan "$limited" >"$work/plan-vram.out" 2>&1
+rc=$?
+check "plan vram_limit_gb: exit 1 (got $rc)" [ "$rc" = 1 ]
+check "plan vram_limit_gb: the table" has "$work/plan-vram.out" "of 1.02 MiB free \(vram_limit_gb\)"
+# A limit above the plan changes nothing.
+set_key "$limited" precision_memory vram_limit_gb 64
+"$engine" train "$limited" >"$work/vram-big.out" 2>"$work/vram-big.err"
+rc=$?
+check "vram_limit_gb 64: exit 0 (got $rc)" [ "$rc" = 0 ]
+
+# backend = "cuda" where the build has CUDA but no GPU answers: refused at start, naming the setting.
+if "$engine" --version | grep -q 'backends: .*cuda' && "$engine" devices | grep -qE '^cuda +none'; then
+    gpu=$work/gpu.toml
+    cp "$cfg" "$gpu"
+    set_key "$gpu" hardware backend '"cuda"'
+    "$engine" train "$gpu" >"$work/gpu.out" 2>"$work/gpu.err"
+    rc=$?
+    check "backend cuda without a GPU: exit 2 (got $rc)" [ "$rc" = 2 ]
+    check "backend cuda without a GPU: names the setting" has "$work/gpu.err" "hardware\.backend"
+    check "backend cuda without a GPU: says why" has "$work/gpu.err" 'backend "cuda" with gpu_index 0: the GPU cannot be used'
+    check "backend cuda without a GPU: nothing loaded" lacks "$work/gpu.err" "loading the model"
+    # auto falls back to the CPU and says so.
+    set_key "$gpu" hardware backend '"auto"'
+    "$engine" train "$gpu" >"$work/auto.out" 2>"$work/auto.err"
+    rc=$?
+    check "backend auto without a GPU: exit 0 (got $rc)" [ "$rc" = 0 ]
+    check "backend auto without a GPU: logs the CPU" has "$work/auto.err" "backend auto: no CUDA device .*training on the CPU"
+fi
 
 # `plan`: the table alone; --free decides; the CUDA plan of SD1.5 in bf16.
 "$engine" plan "$cfg" >"$work/plan.out" 2>&1

@@ -495,6 +495,32 @@ static int mse_bwd(sdt_engine *e, const op_dims *d, op_tensors *t)
     return sdt_mse_loss_backward(e, opt_grad(t, 0), &t->in[0], &t->in[1], opt_in(t, 2), dloss);
 }
 
+/* Three tensors of Na, Nb and Nc elements (Nc = 0: an empty one, which adds nothing); c stays F32 while a
+ * and b take the tested dtype, so the list mixes dtypes as a model's gradients may. a is [Na] and b
+ * [Nb / 4, 4] when 4 divides it: the op takes any shapes. */
+static int sum_squares_shapes(const op_dims *d, op_shape in[], op_shape *out, op_shape saved[], char *why,
+                              size_t n)
+{
+    (void)saved;
+    if (positive(d, "Na Nb", why, n) != 0)
+        return -1;
+    if (D("Nc") < 0) {
+        snprintf(why, n, "Nc must be at least 0");
+        return -1;
+    }
+    in[0] = s1(D("Na"));
+    in[1] = D("Nb") % 4 == 0 ? s2(D("Nb") / 4, 4) : s1(D("Nb"));
+    in[2] = s1(D("Nc"));
+    *out = s1(1);
+    return 0;
+}
+
+static int sum_squares_fwd(sdt_engine *e, const op_dims *d, op_tensors *t)
+{
+    (void)d;
+    return sdt_sum_squares(e, &t->out, t->in, 3);
+}
+
 /* ---- the table ----------------------------------------------------------------------------------------- */
 
 /* Thresholds of a backend against the CPU: f32 differs only in summation order; f16/bf16 round every
@@ -502,6 +528,13 @@ static int mse_bwd(sdt_engine *e, const op_dims *d, op_tensors *t)
 #define NMSE_DEFAULT                                                                                         \
     {                                                                                                        \
         1e-9, 1e-5, 1e-4                                                                                     \
+    }
+
+/* Both backends add exact double squares in double and round the sum to F32 once: they differ only where
+ * the double sums round to different F32 neighbours, an NMSE of at most ~4e-15. */
+#define NMSE_SUM_SQUARES                                                                                     \
+    {                                                                                                        \
+        1e-13, 1e-13, 1e-13                                                                                  \
     }
 
 /* The embedding's sin/cos arguments are t * freq with t up to 1000: an expf that rounds a frequency one or
@@ -716,6 +749,20 @@ static const op_def op_table[] = {
      NMSE_DEFAULT,
      0,
      0},
+    {"sum_squares",
+     "Na Nb Nc",
+     {"a", "b", "c"},
+     0,
+     4,
+     1,
+     0,
+     sum_squares_shapes,
+     NULL,
+     sum_squares_fwd,
+     NULL,
+     NMSE_SUM_SQUARES,
+     0,
+     0},
 };
 
 const op_def *op_find(const char *name)
@@ -764,6 +811,8 @@ static const char *const cases[] = {
     "timestep_embedding B=3 dim=33 flip=0 shift=1 max_period=10000",
     "mse_loss B=3 N=8 weighted=1",
     "mse_loss B=2 N=5 weighted=0",
+    "sum_squares Na=7 Nb=12 Nc=5",
+    "sum_squares Na=3 Nb=1 Nc=0",
 };
 
 size_t op_case_count(void) { return sizeof cases / sizeof cases[0]; }
@@ -813,6 +862,9 @@ static const char *const device_cases[] = {
     "timestep_embedding B=8 dim=320 flip=1 shift=0 max_period=10000",
     "mse_loss B=4 N=16384 weighted=1",
     "mse_loss B=1 N=4097 weighted=0",
+    /* Past one slab of the CUDA kernel (4096 elements), one tensor of many slabs, an empty one. */
+    "sum_squares Na=4097 Nb=1000000 Nc=0",
+    "sum_squares Na=1 Nb=4096 Nc=70001",
 };
 
 size_t op_device_case_count(void) { return sizeof device_cases / sizeof device_cases[0]; }

@@ -567,6 +567,20 @@ static void test_a_run_reports_its_plan_and_measured_peak(test_state *t)
     trainer_fixture_close(&f);
 }
 
+/* vram_limit_gb caps the free memory: the smaller of the two decides, a limit over an unknown free memory
+ * (0) applies, 0 is no limit; the source names the limit only when it decides. */
+static void test_vram_limit_caps_free_memory(test_state *t)
+{
+    const char *source = "MemAvailable";
+    CHECK(t, sdt_memory_plan_cap(0.0, 5000, &source) == 5000 && strcmp(source, "MemAvailable") == 0);
+    CHECK(t, sdt_memory_plan_cap(1.0, 5000, &source) == 5000 && strcmp(source, "MemAvailable") == 0);
+    CHECK(t, sdt_memory_plan_cap(0.5, (size_t)4 << 30, &source) == (size_t)1 << 29);
+    CHECK(t, strcmp(source, "vram_limit_gb") == 0);
+    source = "cudaMemGetInfo";
+    CHECK(t, sdt_memory_plan_cap(2.0, 0, &source) == (size_t)2 << 30 && strcmp(source, "vram_limit_gb") == 0);
+    CHECK(t, sdt_memory_plan_cap(1e-12, 100, &source) == 1);
+}
+
 int main(void)
 {
     static const test_case cases[] = {
@@ -578,6 +592,7 @@ int main(void)
         TEST(test_mixed_precision_from_config),
         TEST(test_a_run_that_does_not_fit_is_refused),
         TEST(test_a_run_reports_its_plan_and_measured_peak),
+        TEST(test_vram_limit_caps_free_memory),
     };
     return run_tests("memory_plan", cases, sizeof cases / sizeof cases[0]);
 }

@@ -147,10 +147,18 @@ static void test_value_refusals(test_state *t)
     expect_refused(t, "saving", "save_model_as", "\"ckpt\"");
     expect_refused(t, "model", "model_family", "\"sdxl\"");
     expect_refused(t, "model", "model_family", "\"sd2\"");
+#ifdef SDTUNE_HAVE_CUDA
+    /* Accepted by the check; a machine without a GPU refuses it when the engine starts (cli.train). */
+    expect_accepted_if_done(t, "hardware", "backend", "\"cuda\"");
+#else
     expect_refused(t, "hardware", "backend", "\"cuda\"");
+#endif
     expect_accepted_if_done(t, "precision_memory", "mixed_precision", "\"bf16\"");
     expect_accepted_if_done(t, "precision_memory", "mixed_precision", "\"fp16\"");
     expect_accepted_if_done(t, "model", "no_half_vae", "true");
+    expect_accepted_if_done(t, "hardware", "deterministic", "true");
+    expect_accepted_if_done(t, "hardware", "gpu_index", "1");
+    expect_accepted_if_done(t, "precision_memory", "vram_limit_gb", "2.5");
     expect_accepted_if_done(t, "optimizer", "optimizer_type", "\"Lion\"");
     expect_accepted_if_done(t, "optimizer", "optimizer_type", "\"SGDNesterov\"");
     expect_accepted_if_done(t, "lr_scheduler", "lr_scheduler", "\"cosine\"");

@@ -40,6 +40,43 @@ static void test_lora_loss_falls(test_state *t)
     trainer_fixture_close(&f);
 }
 
+/* The per-step losses of a 6-step LoRA run with extra settings; the count, or 0 with a failed check. */
+static size_t run_losses(test_state *t, trainer_fixture *f, const char *extra, double *losses, size_t max)
+{
+    event_log log = {0};
+    char *error = NULL;
+    sdt_train_result r = trainer_fixture_run_with(t, f, "", extra, &log, NULL, &error);
+    CHECK_MSG(t, r == SDT_TRAIN_DONE, "%s", error ? error : "");
+    size_t n = r == SDT_TRAIN_DONE ? event_log_losses(&log, losses, max) : 0;
+    free(error);
+    event_log_free(&log);
+    return n;
+}
+
+/* Every CPU op has a fixed summation order (OpenMP splits only independent outputs), so two runs of one
+ * config give the same losses bit for bit, and `deterministic = true` (which restricts the GPU's
+ * algorithms) changes nothing on the CPU. */
+static void test_runs_are_deterministic(test_state *t)
+{
+    trainer_fixture f;
+    if (trainer_fixture_open(t, &f, "train-determinism", 2, 1) == 0) {
+        const char *base = "[training]\nmax_train_steps = 6\nseed = 5\n"
+                           "[optimizer]\nlearning_rate = 0.01\nmax_grad_norm = 0.5\n";
+        char *det = sdt_format("deterministic = true\n%s", base);
+        double a[8], b[8], c[8];
+        size_t na = run_losses(t, &f, base, a, 8), nb = run_losses(t, &f, base, b, 8);
+        size_t nc = det ? run_losses(t, &f, det, c, 8) : 0;
+        CHECK(t, na == 6 && nb == 6 && nc == 6);
+        if (na == 6 && nb == 6 && nc == 6) {
+            CHECK_MSG(t, memcmp(a, b, sizeof a[0] * 6) == 0, "two runs differ: step 0 %.17g vs %.17g", a[0],
+                      b[0]);
+            CHECK_MSG(t, memcmp(a, c, sizeof a[0] * 6) == 0, "deterministic = true changed the losses");
+        }
+        free(det);
+    }
+    trainer_fixture_close(&f);
+}
+
 /* Events come in the documented order and the files are where kohya puts them. */
 static void test_events_and_files(test_state *t)
 {
@@ -149,5 +186,5 @@ static void test_refuses_pickle_formats(test_state *t)
     trainer_fixture_close(&f);
 }
 
-TEST_MAIN("trainer", TEST(test_lora_loss_falls), TEST(test_events_and_files),
-          TEST(test_refuses_pickle_formats))
+TEST_MAIN("trainer", TEST(test_lora_loss_falls), TEST(test_runs_are_deterministic),
+          TEST(test_events_and_files), TEST(test_refuses_pickle_formats))

@@ -88,10 +88,13 @@ static inline void trainer_fixture_close(trainer_fixture *f)
 }
 
 /* The fixture's config: a LoRA run of `steps` steps, then `extra` TOML lines (keys of any section, placed
- * under their section by the caller: "[saving]\nsave_state = true\n"). NULL on errors (recorded). */
+ * under their section by the caller: "[saving]\nsave_state = true\n"). NULL on errors (recorded).
+ * It trains on the CPU backend wherever it runs (on a GPU machine "auto" would pick CUDA); extra may
+ * start with `backend = ...` (and other [hardware] keys) before its first section to choose another. */
 static inline sdt_config *trainer_fixture_config(test_state *t, const trainer_fixture *f,
                                                  const char *training, const char *extra)
 {
+    const char *backend = extra && strncmp(extra, "backend =", 9) == 0 ? "" : "backend = \"cpu\"\n";
     char *text = sdt_format("[model]\n"
                             "pretrained_model_name_or_path = \"%s\"\n"
                             "tokenizer_dir = \"%s\"\n"
@@ -105,9 +108,10 @@ static inline sdt_config *trainer_fixture_config(test_state *t, const trainer_fi
                             "enable_bucket = false\n"
                             "[hardware]\n"
                             "cpu_threads = 1\n"
+                            "%s"
                             "%s",
                             f->demo.model_path, f->demo.tokenizer_dir, training ? training : "", f->data,
-                            f->out, extra ? extra : "");
+                            f->out, backend, extra ? extra : "");
     sdt_diag_list diags;
     sdt_diag_list_init(&diags);
     sdt_config *cfg = text ? sdt_config_load_text(text, strlen(text), "test.toml", &diags) : NULL;

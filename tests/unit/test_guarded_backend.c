@@ -106,5 +106,25 @@ static void test_host_access_faults(test_state *t)
     sdt_engine_free(e);
 }
 
-TEST_MAIN("guarded_backend", TEST(test_ops_through_copies), TEST(test_page_accounting),
-          TEST(test_host_access_faults))
+/* The guarded and CPU engines report the host's memory (MemAvailable of MemTotal). */
+static void test_memory_info(test_state *t)
+{
+    sdt_engine *g = guarded_engine(t);
+    sdt_engine_options options = {.device = SDT_DEVICE_CPU, .threads = 1};
+    sdt_engine *c = NULL;
+    CHECK(t, sdt_engine_create(&options, &c, NULL) == 0);
+    sdt_engine *engines[2] = {g, c};
+    for (int i = 0; i < 2; i++) {
+        size_t free_bytes = 0, total = 0;
+        if (!engines[i])
+            continue;
+        CHECK_MSG(t, sdt_engine_memory_info(engines[i], &free_bytes, &total) == 0, "%s",
+                  sdt_engine_error(engines[i]));
+        CHECK_MSG(t, free_bytes > 0 && total >= free_bytes, "free %zu of %zu", free_bytes, total);
+    }
+    sdt_engine_free(g);
+    sdt_engine_free(c);
+}
+
+TEST_MAIN("guarded_backend", TEST(test_memory_info), TEST(test_ops_through_copies),
+          TEST(test_page_accounting), TEST(test_host_access_faults))
