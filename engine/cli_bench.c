@@ -20,7 +20,7 @@ static void usage(FILE *out)
         "usage: sdtune-engine bench [--arch ARCH] [--res PX] [--batch B,B,...] [--mode lora|full]\n"
         "                           [--steps N] [--warmup N] [--device cpu|cuda|auto] [--threads N]\n"
         "                           [--precision fp32|bf16|fp16] [--fp8] [--checkpointing on|off]\n"
-        "                           [--seed N] [--json]\n"
+        "                           [--seed N] [--json] [--json-out FILE]\n"
         "  --arch ARCH    the architecture, randomly initialised: %s (default sd15)\n"
         "  --res PX       image side; the latents are PX/8 square (default 512)\n"
         "  --batch LIST   batch sizes, one table row each (default 1)\n"
@@ -36,7 +36,8 @@ static void usage(FILE *out)
         "  --checkpointing on|off  gradient checkpointing per UNet block (default: the config's,\n"
         "                 gradient_checkpointing)\n"
         "  --seed N       model and data seed (default 0)\n"
-        "  --json         one JSON object instead of the tables\n",
+        "  --json         one JSON object instead of the tables\n"
+        "  --json-out F   the tables, and the JSON object written to file F\n",
         sdt_model_arch_names());
 }
 
@@ -68,6 +69,7 @@ static int parse_batches(const char *text, int *batches)
 typedef struct bench_args {
     const char *arch, *mode, *device;
     const char *precision;  /* NULL: mixed_precision "auto" */
+    const char *json_out;   /* --json-out: a file for the JSON object besides the tables; NULL: none */
     int fp8, checkpointing; /* checkpointing -1: the config's default */
     int resolution, steps, warmup, threads, json;
     int batches[MAX_BATCHES], batch_count;
@@ -99,7 +101,7 @@ static int parse_args(int argc, char **argv, bench_args *a)
         }
         static const char *const with_value[] = {"--arch",      "--res",           "--batch",  "--mode",
                                                  "--steps",     "--warmup",        "--device", "--threads",
-                                                 "--precision", "--checkpointing", "--seed"};
+                                                 "--precision", "--checkpointing", "--seed",   "--json-out"};
         int known = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
             known |= strcmp(o, with_value[k]) == 0;
@@ -124,6 +126,8 @@ static int parse_args(int argc, char **argv, bench_args *a)
             bad = strcmp(v, "fp32") != 0 && strcmp(v, "bf16") != 0 && strcmp(v, "fp16") != 0;
         else if (strcmp(o, "--checkpointing") == 0)
             a->checkpointing = strcmp(v, "on") == 0, bad = strcmp(v, "on") != 0 && strcmp(v, "off") != 0;
+        else if (strcmp(o, "--json-out") == 0)
+            a->json_out = v, bad = !v[0];
         else if (strcmp(o, "--res") == 0)
             bad = parse_int(v, 8, 8192, &a->resolution) != 0;
         else if (strcmp(o, "--steps") == 0)
@@ -258,7 +262,7 @@ static void print_tables(const bench_args *a, const sdt_bench_info *info, int ge
     }
 }
 
-static int print_json(const bench_args *a, const sdt_bench_info *info, int gemm_n, double peak,
+static int print_json(FILE *out, const bench_args *a, const sdt_bench_info *info, int gemm_n, double peak,
                       const sdt_bench_result *r, int n)
 {
     json_t *root = json_object();
@@ -307,9 +311,9 @@ static int print_json(const bench_args *a, const sdt_bench_info *info, int gemm_
         json_array_append_new(rows, row);
     }
     json_object_set_new(root, "results", rows);
-    int rc = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    int rc = json_dumpf(root, out, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
     json_decref(root);
-    printf("\n");
+    fprintf(out, "\n");
     return rc;
 }
 
@@ -353,10 +357,18 @@ int cli_bench(int argc, char **argv)
     }
     const sdt_bench_info *info = sdt_bench_get_info(b);
     if (a.json)
-        status = print_json(&a, info, gemm_n, peak, results, a.batch_count) == 0 ? 0 : 1;
+        status = print_json(stdout, &a, info, gemm_n, peak, results, a.batch_count) == 0 ? 0 : 1;
     else {
         print_tables(&a, info, gemm_n, peak, results, a.batch_count);
         status = 0;
+    }
+    if (status == 0 && a.json_out) {
+        FILE *f = fopen(a.json_out, "w");
+        int written = f && print_json(f, &a, info, gemm_n, peak, results, a.batch_count) == 0;
+        if ((f && fclose(f) != 0) || !written) {
+            fprintf(stderr, "sdtune-engine bench: cannot write %s: %s\n", a.json_out, strerror(errno));
+            status = 1;
+        }
     }
 done:
     if (error) {

@@ -146,6 +146,19 @@ assert abs(rb["loss"] / ra["loss"] - 1) < 0.05, (ra["loss"], rb["loss"])
     fi
 fi
 
+# --json-out: the tables on stdout and the same JSON object in the file
+jdir=$(mktemp -d)
+out=$("$engine" bench "${one[@]}" --precision bf16 --json-out "$jdir/bench.json" 2>/dev/null)
+status=$?
+if [ "$status" = 0 ] && grep -Eq '^batch +plan_MiB' <<<"$out" && grep -q '"precision": "bf16"' "$jdir/bench.json"; then
+    pass
+else
+    fail "--json-out: exit $status, $(cat "$jdir/bench.json" 2>&1): $out"
+fi
+rm -rf "$jdir"
+expect "json-out unwritable" 1 'cannot write /nonexistent-dir/b.json' "$engine" bench "${one[@]}" \
+    --json-out /nonexistent-dir/b.json
+
 # ---- errors ----
 # --device cuda: a clear error where this build or machine has no usable GPU; where it has one, a run
 cuda=$("$engine" bench "${tiny[@]}" --device cuda 2>&1)
