@@ -1,6 +1,7 @@
 /* `bench`: training steps of a random model on random cached latents (train/bench.h), one table row per
- * batch size: images/s, step time, the analytic TFLOP/s, MFU against a GEMM peak measured in the same run,
- * peak memory, and a per-layer-family breakdown. --json prints the same numbers as one JSON object. */
+ * batch size: images/s, step time, the analytic TFLOP/s, MFU against a GEMM peak measured in the same run
+ * in the compute dtype, peak memory next to the memory plan's prediction, and a per-layer-family
+ * breakdown. --json prints the same numbers as one JSON object. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -14,21 +15,30 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sdtune-engine bench [--arch ARCH] [--res PX] [--batch B,B,...] [--mode lora|full]\n"
-            "                           [--steps N] [--warmup N] [--device cpu|cuda|auto] [--threads N]\n"
-            "                           [--seed N] [--json]\n"
-            "  --arch ARCH    the architecture, randomly initialised: %s (default sd15)\n"
-            "  --res PX       image side; the latents are PX/8 square (default 512)\n"
-            "  --batch LIST   batch sizes, one table row each (default 1)\n"
-            "  --mode M       lora: a LoRA at the config defaults (default); full: the whole UNet trains\n"
-            "  --steps N      timed steps per batch size (default 5)\n"
-            "  --warmup N     untimed steps before them (default 1)\n"
-            "  --device D     cpu, cuda, or auto: cuda when this build and machine have it (default cpu)\n"
-            "  --threads N    CPU threads (default: all cores)\n"
-            "  --seed N       model and data seed (default 0)\n"
-            "  --json         one JSON object instead of the tables\n",
-            sdt_model_arch_names());
+    fprintf(
+        out,
+        "usage: sdtune-engine bench [--arch ARCH] [--res PX] [--batch B,B,...] [--mode lora|full]\n"
+        "                           [--steps N] [--warmup N] [--device cpu|cuda|auto] [--threads N]\n"
+        "                           [--precision fp32|bf16|fp16] [--fp8] [--checkpointing on|off]\n"
+        "                           [--seed N] [--json] [--json-out FILE]\n"
+        "  --arch ARCH    the architecture, randomly initialised: %s (default sd15)\n"
+        "  --res PX       image side; the latents are PX/8 square (default 512)\n"
+        "  --batch LIST   batch sizes, one table row each (default 1)\n"
+        "  --mode M       lora: a LoRA at the config defaults (default); full: the whole UNet trains\n"
+        "  --steps N      timed steps per batch size (default 5)\n"
+        "  --warmup N     untimed steps before them (default 1)\n"
+        "  --device D     cpu, cuda, or auto: cuda when this build and machine have it (default cpu)\n"
+        "  --threads N    CPU threads (default: all cores)\n"
+        "  --precision P  compute dtype of the frozen UNet, its inputs and activations; LoRA weights stay\n"
+        "                 fp32 (default: what mixed_precision \"auto\" trains in: bf16 for a LoRA on cuda,\n"
+        "                 fp32 on the cpu and for --mode full, which takes fp32 only)\n"
+        "  --fp8          frozen UNet linear and conv weights in fp8 e4m3 (fp8_base_unet; LoRA only)\n"
+        "  --checkpointing on|off  gradient checkpointing per UNet block (default: the config's,\n"
+        "                 gradient_checkpointing)\n"
+        "  --seed N       model and data seed (default 0)\n"
+        "  --json         one JSON object instead of the tables\n"
+        "  --json-out F   the tables, and the JSON object written to file F\n",
+        sdt_model_arch_names());
 }
 
 static int parse_int(const char *text, long lo, long hi, int *out)
@@ -58,6 +68,9 @@ static int parse_batches(const char *text, int *batches)
 
 typedef struct bench_args {
     const char *arch, *mode, *device;
+    const char *precision;  /* NULL: mixed_precision "auto" */
+    const char *json_out;   /* --json-out: a file for the JSON object besides the tables; NULL: none */
+    int fp8, checkpointing; /* checkpointing -1: the config's default */
     int resolution, steps, warmup, threads, json;
     int batches[MAX_BATCHES], batch_count;
     uint64_t seed;
@@ -72,18 +85,23 @@ static int parse_args(int argc, char **argv, bench_args *a)
                       .resolution = 512,
                       .steps = 5,
                       .warmup = 1,
+                      .checkpointing = -1,
                       .batches = {1},
                       .batch_count = 1};
     for (int i = 0; i < argc; i++) {
         const char *o = argv[i];
         if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0)
             return 1;
-        if (strcmp(o, "--json") == 0) {
-            a->json = 1;
+        if (strcmp(o, "--json") == 0 || strcmp(o, "--fp8") == 0) { /* the flags without a value */
+            if (strcmp(o, "--json") == 0)
+                a->json = 1;
+            else
+                a->fp8 = 1;
             continue;
         }
-        static const char *const with_value[] = {"--arch",   "--res",    "--batch",   "--mode", "--steps",
-                                                 "--warmup", "--device", "--threads", "--seed"};
+        static const char *const with_value[] = {"--arch",      "--res",           "--batch",  "--mode",
+                                                 "--steps",     "--warmup",        "--device", "--threads",
+                                                 "--precision", "--checkpointing", "--seed",   "--json-out"};
         int known = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
             known |= strcmp(o, with_value[k]) == 0;
@@ -103,6 +121,13 @@ static int parse_args(int argc, char **argv, bench_args *a)
             a->mode = v, bad = strcmp(v, "lora") != 0 && strcmp(v, "full") != 0;
         else if (strcmp(o, "--device") == 0)
             a->device = v, bad = strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0 && strcmp(v, "auto") != 0;
+        else if (strcmp(o, "--precision") == 0)
+            a->precision = v,
+            bad = strcmp(v, "fp32") != 0 && strcmp(v, "bf16") != 0 && strcmp(v, "fp16") != 0;
+        else if (strcmp(o, "--checkpointing") == 0)
+            a->checkpointing = strcmp(v, "on") == 0, bad = strcmp(v, "on") != 0 && strcmp(v, "off") != 0;
+        else if (strcmp(o, "--json-out") == 0)
+            a->json_out = v, bad = !v[0];
         else if (strcmp(o, "--res") == 0)
             bad = parse_int(v, 8, 8192, &a->resolution) != 0;
         else if (strcmp(o, "--steps") == 0)
@@ -124,7 +149,25 @@ static int parse_args(int argc, char **argv, bench_args *a)
             return 2;
         }
     }
+    /* A full fine-tune trains the UNet's own weights: fp32 masters, no fp8 (as the trainer refuses). */
+    if (strcmp(a->mode, "full") == 0 && a->precision && strcmp(a->precision, "fp32") != 0) {
+        fprintf(stderr, "sdtune-engine bench: --precision %s: --mode full trains in fp32 only\n",
+                a->precision);
+        return 2;
+    }
+    if (strcmp(a->mode, "full") == 0 && a->fp8) {
+        fprintf(stderr, "sdtune-engine bench: --fp8: frozen weights in fp8 are for --mode lora only\n");
+        return 2;
+    }
     return 0;
+}
+
+/* mixed_precision's value for --precision. */
+static const char *mixed_precision_of(const char *precision)
+{
+    if (!precision)
+        return "auto";
+    return strcmp(precision, "fp32") == 0 ? "no" : precision;
 }
 
 /* --device auto: CUDA when an engine can be made on it. */
@@ -153,6 +196,8 @@ static const char *mode_text(const sdt_bench_info *info, char *buf, size_t size)
     return buf;
 }
 
+static double mib(size_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
+
 static void print_tables(const bench_args *a, const sdt_bench_info *info, int gemm_n, double peak,
                          const sdt_bench_result *r, int n)
 {
@@ -161,6 +206,8 @@ static void print_tables(const bench_args *a, const sdt_bench_info *info, int ge
            info->latent_side, info->latent_side, info->context_length, info->context_width,
            mode_text(info, mode, sizeof mode), info->optimizer,
            info->checkpointing ? ", gradient checkpointing" : "");
+    printf("precision: %s (frozen UNet weights %s, inputs and activations %s; trained weights fp32)\n",
+           info->precision, info->fp8 ? "fp8 e4m3 for linear/conv" : info->precision, info->precision);
     printf("device: %s", info->backend);
     if (a->threads > 0)
         printf(" (%d threads)", a->threads);
@@ -170,7 +217,8 @@ static void print_tables(const bench_args *a, const sdt_bench_info *info, int ge
         printf("note: the %s update runs on the host only and is left out of the steps on %s (gradients "
                "are still zeroed); the optimizer column is that zeroing\n",
                info->optimizer, info->backend);
-    printf("GEMM peak: %.4g TFLOP/s (%dx%dx%d f32 linear_forward)\n", peak / 1e12, gemm_n, gemm_n, gemm_n);
+    printf("GEMM peak: %.4g TFLOP/s (%dx%dx%d %s linear_forward)\n", peak / 1e12, gemm_n, gemm_n, gemm_n,
+           info->precision);
     printf("FLOPs: analytic, %s rules (docs/flops.md)\n\n", info->lora_rank > 0 ? "LoRA" : "full fine-tune");
     printf("%5s %10s %10s %12s %10s %8s %9s\n", "batch", "images/s", "step_ms", "TFLOP/step", "TFLOP/s",
            "MFU_%", "peak_MB");
@@ -184,6 +232,24 @@ static void print_tables(const bench_args *a, const sdt_bench_info *info, int ge
                r[i].step_seconds * 1e3, r[i].flops_per_step / 1e12, r[i].flops_per_second / 1e12,
                r[i].mfu * 100.0, peak_mb);
     }
+    /* The plan is what a training run with these settings predicts before it starts (docs/training.md,
+     * "Memory plan"); measured is the engine allocator's high-water mark over the batch size's steps. */
+    printf("\nmemory (MiB): plan = the memory plan of a training run with these settings, measured = the "
+           "engine allocator's peak\n");
+    if (strcmp(info->backend, "cpu") == 0)
+        printf("(cpu: the optimizer state is host memory, outside the engine's count; peak_MB above is the "
+               "process's resident peak)\n");
+    printf("%5s %10s %12s", "batch", "plan_MiB", "measured_MiB");
+    for (int c = 0; c < SDT_MEM_COUNT; c++)
+        printf(" %11s", sdt_mem_category_name(c));
+    printf("\n");
+    for (int i = 0; i < n; i++) {
+        printf("%5d %10.1f %12.1f", r[i].batch, mib(sdt_memory_plan_total(&r[i].plan)),
+               mib((size_t)r[i].engine_peak_bytes));
+        for (int c = 0; c < SDT_MEM_COUNT; c++)
+            printf(" %11.1f", mib(r[i].plan.bytes[c]));
+        printf("\n");
+    }
     printf("\ntime per step by layer family (ms)\n%5s", "batch");
     for (int f = 0; f < SDT_BENCH_FAMILY_COUNT; f++)
         printf(" %11s", sdt_bench_family_name(f));
@@ -196,7 +262,7 @@ static void print_tables(const bench_args *a, const sdt_bench_info *info, int ge
     }
 }
 
-static int print_json(const bench_args *a, const sdt_bench_info *info, int gemm_n, double peak,
+static int print_json(FILE *out, const bench_args *a, const sdt_bench_info *info, int gemm_n, double peak,
                       const sdt_bench_result *r, int n)
 {
     json_t *root = json_object();
@@ -212,6 +278,8 @@ static int print_json(const bench_args *a, const sdt_bench_info *info, int gemm_
     json_object_set_new(root, "unet_params", json_integer(info->unet_params));
     json_object_set_new(root, "trainable_params", json_integer(info->trainable_params));
     json_object_set_new(root, "gradient_checkpointing", json_boolean(info->checkpointing));
+    json_object_set_new(root, "precision", json_string(info->precision));
+    json_object_set_new(root, "fp8", json_boolean(info->fp8));
     json_object_set_new(root, "optimizer_skipped", json_boolean(info->optimizer_skipped));
     json_object_set_new(root, "steps", json_integer(a->steps));
     json_object_set_new(root, "warmup", json_integer(a->warmup));
@@ -229,6 +297,12 @@ static int print_json(const bench_args *a, const sdt_bench_info *info, int gemm_
         json_object_set_new(row, "mfu", json_real(r[i].mfu));
         json_object_set_new(row, "peak_bytes",
                             r[i].peak_bytes >= 0 ? json_integer(r[i].peak_bytes) : json_null());
+        json_object_set_new(row, "engine_peak_bytes", json_integer(r[i].engine_peak_bytes));
+        json_object_set_new(row, "plan_bytes", json_integer((json_int_t)sdt_memory_plan_total(&r[i].plan)));
+        json_t *plan = json_object();
+        for (int c = 0; c < SDT_MEM_COUNT; c++)
+            json_object_set_new(plan, sdt_mem_category_name(c), json_integer((json_int_t)r[i].plan.bytes[c]));
+        json_object_set_new(row, "plan", plan);
         json_object_set_new(row, "loss", json_real(r[i].loss));
         json_t *families = json_object();
         for (int f = 0; f < SDT_BENCH_FAMILY_COUNT; f++)
@@ -237,9 +311,9 @@ static int print_json(const bench_args *a, const sdt_bench_info *info, int gemm_
         json_array_append_new(rows, row);
     }
     json_object_set_new(root, "results", rows);
-    int rc = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    int rc = json_dumpf(root, out, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
     json_decref(root);
-    printf("\n");
+    fprintf(out, "\n");
     return rc;
 }
 
@@ -263,7 +337,10 @@ int cli_bench(int argc, char **argv)
                            .full = strcmp(a.mode, "full") == 0,
                            .steps = a.steps,
                            .warmup = a.warmup,
-                           .seed = a.seed};
+                           .seed = a.seed,
+                           .mixed_precision = mixed_precision_of(a.precision),
+                           .fp8 = a.fp8,
+                           .checkpointing = a.checkpointing};
     sdt_bench *b = NULL;
     char *error = NULL;
     sdt_bench_result results[MAX_BATCHES];
@@ -280,10 +357,18 @@ int cli_bench(int argc, char **argv)
     }
     const sdt_bench_info *info = sdt_bench_get_info(b);
     if (a.json)
-        status = print_json(&a, info, gemm_n, peak, results, a.batch_count) == 0 ? 0 : 1;
+        status = print_json(stdout, &a, info, gemm_n, peak, results, a.batch_count) == 0 ? 0 : 1;
     else {
         print_tables(&a, info, gemm_n, peak, results, a.batch_count);
         status = 0;
+    }
+    if (status == 0 && a.json_out) {
+        FILE *f = fopen(a.json_out, "w");
+        int written = f && print_json(f, &a, info, gemm_n, peak, results, a.batch_count) == 0;
+        if ((f && fclose(f) != 0) || !written) {
+            fprintf(stderr, "sdtune-engine bench: cannot write %s: %s\n", a.json_out, strerror(errno));
+            status = 1;
+        }
     }
 done:
     if (error) {

@@ -2,6 +2,8 @@
  * steps per batch size. A step is what sdt_trainer_step does for one micro-batch with cached latents and
  * text outputs: the diffusion pass (diffusion_pass.c), gradient clipping, the optimizer update and zeroed
  * gradients. */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -11,10 +13,14 @@
 #include "checkpoint.h"
 #include "diffusion_pass.h"
 #include "flops.h"
+#include "fp8_base.h"
 #include "layers.h"
 #include "lora.h"
 #include "optim_settings.h"
+#include "precision.h"
 #include "sdtune/config.h"
+#include "sdtune/diag.h"
+#include "sdtune/schema.h"
 #include "sdtune/strutil.h"
 #include "trainer_config.h"
 #include "unet.h"
@@ -25,6 +31,9 @@ struct sdt_bench {
     sdt_bench_options o;
     sdt_bench_info info;
     sdt_engine *e;
+    /* The run's settings as a training config would hold them (defaults plus the options): the trainer's
+     * own helpers read the compute dtype, fp8_base, the LoRA and optimizer and the memory plan from it. */
+    sdt_config *cfg;
     sdt_model model; /* the UNet's table only: no text encoder, no VAE */
     sdt_unet *unet;
     int has_lora;
@@ -35,7 +44,8 @@ struct sdt_bench {
     sdt_noise_options noise;
     sdt_loss_options loss;
     sdt_rng rng;
-    uint64_t step; /* steps run, keys the LoRA dropout masks */
+    sdt_loss_scaler scaler; /* fp16 only, as in training */
+    uint64_t step;          /* steps run, keys the LoRA dropout masks */
 };
 
 static const char *const family_names[SDT_BENCH_FAMILY_COUNT] = {
@@ -83,8 +93,60 @@ static uint64_t mix64(uint64_t x)
 /* ---- setup -----------------------------------------------------------------------------------------------
  */
 
-/* The random model: the UNet table allocated and initialised as init-model does; the text encoder and VAE
- * tables are emptied first, as the bench never runs them (cached latents and text outputs). */
+/* Sets one setting of the bench's config from its text form. */
+static int set_setting(sdt_config *cfg, const char *key, const char *text, char **error)
+{
+    sdt_diag_list diags;
+    sdt_diag_list_init(&diags);
+    int rc = sdt_config_set_text(cfg, sdt_schema_find(key), text, &diags);
+    if (rc != 0)
+        sdt_set_error(error, "%s \"%s\": %s", key, text,
+                      diags.count > 0 ? diags.items[0].message : "not a valid value");
+    sdt_diag_list_free(&diags);
+    return rc != 0 ? -1 : 0;
+}
+
+/* The config a training run with the bench's settings would have: a new config's defaults, the training
+ * type of the mode, the precision options, cached latents and a frozen text encoder (the bench trains the
+ * UNet only), and the resolution. */
+static int make_config(sdt_bench *b, char **error)
+{
+    const sdt_bench_options *o = &b->o;
+    b->cfg = sdt_config_new();
+    if (!b->cfg)
+        return sdt_set_error(error, "out of memory");
+    char resolution[32];
+    snprintf(resolution, sizeof resolution, "[%d]", o->resolution);
+    const char *mp = o->mixed_precision ? o->mixed_precision : "auto";
+    if (set_setting(b->cfg, "training_type", o->full ? "finetune" : "lora", error) != 0 ||
+        set_setting(b->cfg, "mixed_precision", mp, error) != 0 ||
+        set_setting(b->cfg, "fp8_base_unet", o->fp8 ? "true" : "false", error) != 0 ||
+        set_setting(b->cfg, "cache_latents", "true", error) != 0 ||
+        set_setting(b->cfg, "network_train_unet_only", "true", error) != 0 ||
+        set_setting(b->cfg, "resolution", resolution, error) != 0)
+        return -1;
+    if (o->checkpointing >= 0 &&
+        set_setting(b->cfg, "gradient_checkpointing", o->checkpointing ? "true" : "false", error) != 0)
+        return -1;
+    /* What the trainer refuses, the bench refuses with the same rules (trainer_setup.c). */
+    b->info.compute_dtype = sdt_train_compute_dtype(b->cfg, o->device);
+    if (b->info.compute_dtype != SDT_F32 && o->full)
+        return sdt_set_error(error,
+                             "precision %s: a full fine-tune trains the model's own weights, which stay fp32 "
+                             "for now (use fp32)",
+                             sdt_train_precision_name(b->info.compute_dtype));
+    if (sdt_fp8_base_check(b->cfg, error) != 0)
+        return -1;
+    b->info.precision = b->info.compute_dtype == SDT_BF16  ? "bf16"
+                        : b->info.compute_dtype == SDT_F16 ? "fp16"
+                                                           : "fp32";
+    b->info.fp8 = (sdt_fp8_base_components(b->cfg) >> SDT_COMPONENT_UNET) & 1u;
+    return 0;
+}
+
+/* The random model: the UNet table allocated and initialised as init-model does, in the compute dtype with
+ * the linear and conv weights in F8 under fp8 (what sdt_model_load gives a training run); the text encoder
+ * and VAE tables are emptied first, as the bench never runs them (cached latents and text outputs). */
 static int make_model(sdt_bench *b, char **error)
 {
     if (sdt_model_init(&b->model, b->o.arch, error) != 0)
@@ -96,7 +158,8 @@ static int make_model(sdt_bench *b, char **error)
     /* full fine-tune: every UNet entry trains, so the allocation adds its F32 gradient */
     for (size_t i = 0; b->o.full && i < b->model.unet.count; i++)
         b->model.unet.items[i].trainable = 1;
-    if (sdt_model_alloc(b->e, &b->model, SDT_F32, error) != 0 ||
+    b->model.unet.f8_weights = b->info.fp8;
+    if (sdt_model_alloc(b->e, &b->model, b->info.compute_dtype, error) != 0 ||
         sdt_model_init_random(b->e, &b->model, b->o.seed, error) != 0)
         return -1;
     return sdt_unet_create(&b->o.arch->unet, &b->model.unet, &b->unet, error);
@@ -106,9 +169,7 @@ static int make_model(sdt_bench *b, char **error)
  * nothing). */
 static int make_training(sdt_bench *b, char **error)
 {
-    sdt_config *cfg = sdt_config_new();
-    if (!cfg)
-        return sdt_set_error(error, "out of memory");
+    const sdt_config *cfg = b->cfg;
     sdt_train_settings s;
     sdt_train_settings_read(cfg, &s);
     sdt_optim_config oc;
@@ -137,6 +198,7 @@ static int make_training(sdt_bench *b, char **error)
     sdt_loss_options_default(&b->loss);
     b->loss.prediction = b->o.arch->unet.prediction;
     sdt_rng_init(&b->rng, b->o.seed, 1);
+    sdt_loss_scaler_init(&b->scaler, b->info.compute_dtype);
     if (b->o.full) {
         rc = sdt_optim_add_table(&b->optim, &b->model.unet, 0, error);
         goto done;
@@ -164,7 +226,6 @@ static int make_training(sdt_bench *b, char **error)
                                     sdt_tensor_numel(&b->lora.modules[i].adapter.up);
     rc = sdt_lora_add_to_optimizer(&b->lora, &b->optim, 0, -1, error);
 done:
-    sdt_config_free(cfg);
     return rc;
 }
 
@@ -190,7 +251,7 @@ int sdt_bench_create(const sdt_bench_options *o, sdt_bench **out, char **error)
     b->info.latent_side = o->resolution / 8;
     b->info.context_length = CONTEXT_LENGTH;
     b->info.context_width = o->arch->unet.cross_attention_dim;
-    if (make_model(b, error) != 0 || make_training(b, error) != 0) {
+    if (make_config(b, error) != 0 || make_model(b, error) != 0 || make_training(b, error) != 0) {
         sdt_bench_free(b);
         return -1;
     }
@@ -213,6 +274,7 @@ void sdt_bench_free(sdt_bench *b)
     sdt_model_free(b->e, &b->model);
     if (b->e)
         sdt_engine_free(b->e);
+    sdt_config_free(b->cfg);
     free(b);
 }
 
@@ -227,11 +289,14 @@ int sdt_bench_gemm_peak(sdt_bench *b, int n, int repeats, double *flops_per_seco
         n = b->o.device == SDT_DEVICE_CPU ? 1024 : 8192;
     if (n_used)
         *n_used = n;
-    sdt_tensor a = {0}, w = {0}, out = {0}; /* [n, n] each, F32 */
+    /* The MFU compares the step with the GEMMs it runs: those of the compute dtype (fp8 weights are
+     * dequantised to it before every GEMM, so fp8 changes nothing here). */
+    sdt_dtype dtype = b->info.compute_dtype;
+    sdt_tensor a = {0}, w = {0}, out = {0}; /* [n, n] each, compute dtype */
     int64_t shape[2] = {n, n};
     int rc = -1;
-    if (sdt_act_alloc(b->e, &a, SDT_F32, 2, shape) != 0 || sdt_act_alloc(b->e, &w, SDT_F32, 2, shape) != 0 ||
-        sdt_act_alloc(b->e, &out, SDT_F32, 2, shape) != 0 || sdt_fill(b->e, &a, 0.5f) != 0 ||
+    if (sdt_act_alloc(b->e, &a, dtype, 2, shape) != 0 || sdt_act_alloc(b->e, &w, dtype, 2, shape) != 0 ||
+        sdt_act_alloc(b->e, &out, dtype, 2, shape) != 0 || sdt_fill(b->e, &a, 0.5f) != 0 ||
         sdt_fill(b->e, &w, 0.25f) != 0) {
         sdt_set_error(error, "GEMM peak: %s", sdt_engine_error(b->e));
         goto done;
@@ -285,12 +350,25 @@ static int one_step(sdt_bench *b, const bench_batch *d, double *loss, double *op
     const sdt_unet_config *c = &b->o.arch->unet;
     if (b->has_lora)
         sdt_lora_set_training(&b->lora, 1, mix64(b->o.seed ^ mix64(++b->step)));
-    sdt_tensor ctx = {0}; /* [B, 77, D] uploaded every step, as the trainer does from its text cache */
+    /* [B, 77, D] F32, uploaded every step as the trainer does from its text cache, then converted to the
+     * compute dtype the UNet's cross-attention takes (trainer_step.c, make_context) */
+    sdt_tensor ctx = {0};
     int64_t cs[3] = {d->B, CONTEXT_LENGTH, c->cross_attention_dim};
     if (sdt_act_alloc(b->e, &ctx, SDT_F32, 3, cs) != 0 ||
         sdt_engine_upload(b->e, &ctx, d->context, sdt_tensor_bytes(&ctx)) != 0) {
         sdt_act_free(b->e, &ctx);
         return sdt_set_error(error, "context upload: %s", sdt_engine_error(b->e));
+    }
+    if (b->info.compute_dtype != SDT_F32) {
+        sdt_tensor narrow = {0}; /* [B, 77, D] compute dtype */
+        if (sdt_act_alloc(b->e, &narrow, b->info.compute_dtype, 3, cs) != 0 ||
+            sdt_copy(b->e, &narrow, &ctx) != 0) {
+            sdt_act_free(b->e, &narrow);
+            sdt_act_free(b->e, &ctx);
+            return sdt_set_error(error, "context conversion: %s", sdt_engine_error(b->e));
+        }
+        sdt_act_free(b->e, &ctx);
+        ctx = narrow;
     }
     sdt_diffusion_pass pass = {.schedule = &b->schedule,
                                .noise = &b->noise,
@@ -302,7 +380,9 @@ static int one_step(sdt_bench *b, const bench_batch *d, double *loss, double *op
                                .h = d->side,
                                .w = d->side,
                                .C = c->in_channels,
-                               .context = &ctx};
+                               .context = &ctx,
+                               .dtype = b->info.compute_dtype,
+                               .loss_scale = (float)b->scaler.scale};
     int rc = sdt_diffusion_pass_run(b->e, b->unet, &pass, loss, error);
     sdt_act_free(b->e, &ctx);
     if (rc == 1)
@@ -314,10 +394,18 @@ static int one_step(sdt_bench *b, const bench_batch *d, double *loss, double *op
         if (zero_grads_on_engine(b) != 0)
             return sdt_set_error(error, "zeroing the gradients: %s", sdt_engine_error(b->e));
     } else {
+        /* fp16: unscale before clipping, and a step whose gradients overflowed is skipped and halves the
+         * scale, as sdt_trainer_step does with the same scaler (precision.h) */
+        if (b->scaler.enabled)
+            sdt_optim_scale_grads(&b->optim, (float)(1.0 / b->scaler.scale));
         sdt_optim_clip_grad_norm(&b->optim, b->max_grad_norm, &norm);
-        if (sdt_optim_step(&b->optim, error) != 0)
+        int finite = isfinite(norm);
+        if (!finite && !(b->scaler.enabled && b->scaler.scale > 1.0))
+            return sdt_set_error(error, "the gradient norm is not finite");
+        if (finite && sdt_optim_step(&b->optim, error) != 0)
             return -1;
         sdt_optim_zero_grads(&b->optim);
+        sdt_loss_scaler_update(&b->scaler, finite);
     }
     *optimizer_seconds = now_seconds() - start;
     return 0;
@@ -338,6 +426,19 @@ static void collect_families(sdt_bench *b, int steps, double *family_seconds)
     size_t n = sdt_engine_op_times(b->e, times, sizeof times / sizeof times[0]);
     for (size_t i = 0; i < n; i++)
         family_seconds[sdt_bench_family_of_op(times[i].op)] += times[i].seconds / steps;
+}
+
+/* The memory plan of a training run with the bench's settings at `batch`: the same config the session was
+ * made from, with train_batch_size set, through the trainer's own plan. */
+static int plan_memory(sdt_bench *b, int batch, sdt_memory_plan *plan, char **error)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%d", batch);
+    sdt_memory_plan_input in;
+    if (set_setting(b->cfg, "train_batch_size", text, error) != 0 ||
+        sdt_memory_plan_input_from_config(b->cfg, &b->model, b->o.device, &in, error) != 0)
+        return -1;
+    return sdt_memory_plan_build(&in, plan, error);
 }
 
 int sdt_bench_run(sdt_bench *b, int batch, double peak_flops, sdt_bench_result *r, char **error)
@@ -363,6 +464,11 @@ int sdt_bench_run(sdt_bench *b, int batch, double peak_flops, sdt_bench_result *
 
     sdt_flop_count count;
     int rc = sdt_flops_unet(c, &b->model.unet, batch, d.side, d.side, CONTEXT_LENGTH, &count, error);
+    if (rc == 0)
+        rc = plan_memory(b, batch, &r->plan, error);
+    /* The high-water mark from here on: the model, LoRA and optimizer state already held, then what the
+     * steps of this batch size add (the optimizer's device state on the first update, activations). */
+    sdt_engine_reset_peak(b->e);
     double optimizer = 0, loss = 0;
     for (int i = 0; rc == 0 && i < b->o.warmup; i++)
         rc = one_step(b, &d, &loss, &optimizer, error);
@@ -414,8 +520,10 @@ int sdt_bench_run(sdt_bench *b, int batch, double peak_flops, sdt_bench_result *
     r->flops_per_second = r->flops_per_step / r->step_seconds;
     r->mfu = peak_flops > 0 ? r->flops_per_second / peak_flops : 0;
     r->loss = loss;
-    /* CUDA: the device's high-water mark belongs here once the engine reports one (backend.h); the host's
-     * resident memory would say nothing about the GPU. */
-    r->peak_bytes = b->o.device == SDT_DEVICE_CPU ? peak_rss_bytes() : -1;
+    /* The engine's allocator counts device memory on CUDA (cuda_backend.cu) and host blocks on the CPU,
+     * where the process's resident peak stays the headline figure: it includes what the allocator does
+     * not see (the host-side optimizer state, the batch buffers, the runtime). */
+    r->engine_peak_bytes = (int64_t)sdt_engine_peak_bytes(b->e);
+    r->peak_bytes = b->o.device == SDT_DEVICE_CPU ? peak_rss_bytes() : r->engine_peak_bytes;
     return 0;
 }

@@ -1,9 +1,12 @@
 /* The training benchmark behind `sdtune-engine bench`: a randomly initialised UNet of a preset arch,
  * trained on random cached latents [B, res/8, res/8, 4] and random text-encoder outputs [B, 77, D] (no VAE,
  * no text encoder: kohya with cached latents and a frozen text encoder), with a LoRA at the config defaults
- * or a full fine-tune, through the trainer's own pass (diffusion_pass.h) and optimizer. Each run reports the
- * step time, the analytic FLOPs (models/flops.h), a GEMM peak measured on the same engine for the MFU, the
- * peak memory and where the time went per layer family. See docs/perf.md. */
+ * or a full fine-tune, through the trainer's own pass (diffusion_pass.h) and optimizer. The settings the
+ * trainer takes from its config (mixed_precision, fp8_base_unet, gradient_checkpointing) come from the
+ * options through a config, so the frozen UNet, the inputs and the loss scaling are what a training run
+ * with those settings has. Each run reports the step time, the analytic FLOPs (models/flops.h), a GEMM peak
+ * measured on the same engine in the compute dtype for the MFU, the peak memory next to the memory plan's
+ * prediction (memory_plan.h) and where the time went per layer family. See docs/perf.md. */
 #ifndef SDTUNE_TRAIN_BENCH_H
 #define SDTUNE_TRAIN_BENCH_H
 
@@ -11,6 +14,7 @@
 
 #include "arch.h"
 #include "backend.h"
+#include "memory_plan.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -43,6 +47,11 @@ typedef struct sdt_bench_options {
     int steps;      /* timed steps per batch size (>= 1) */
     int warmup;     /* untimed steps before them */
     uint64_t seed;
+    /* mixed_precision as a run would set it: "auto" (NULL too: bf16 for a LoRA on CUDA, fp32 otherwise,
+     * precision.h), "no", "bf16" or "fp16". Full fine-tune takes fp32 only, as the trainer does. */
+    const char *mixed_precision;
+    int fp8;           /* fp8_base_unet: the frozen UNet's linear and conv weights in F8 (LoRA only) */
+    int checkpointing; /* gradient_checkpointing: -1 the config's default, 0 off, 1 on */
 } sdt_bench_options;
 
 /* What the session trains, for the report. */
@@ -55,7 +64,10 @@ typedef struct sdt_bench_info {
     double lora_alpha;
     size_t lora_modules;
     int checkpointing;
-    int optimizer_skipped; /* the update does not run on this device yet (bench.c): steps omit it */
+    sdt_dtype compute_dtype; /* frozen weights, inputs and activations; LoRA masters stay F32 */
+    const char *precision;   /* "fp32", "bf16", "fp16": compute_dtype's name in the report */
+    int fp8;                 /* frozen UNet linear/conv weights in F8_E4M3 */
+    int optimizer_skipped;   /* the update does not run on this device yet (bench.c): steps omit it */
     int latent_side, context_length, context_width;
 } sdt_bench_info;
 
@@ -70,8 +82,13 @@ typedef struct sdt_bench_result {
     double mfu;               /* flops_per_second / the GEMM peak; 0 when no peak was measured */
     double family_seconds[SDT_BENCH_FAMILY_COUNT]; /* per step */
     double loss;                                   /* of the last step */
-    int64_t peak_bytes; /* CPU: the process's peak resident memory so far; -1 when not known (CUDA, see
-                           bench.c) */
+    /* CPU: the process's peak resident memory so far (getrusage); CUDA: engine_peak_bytes, the device's */
+    int64_t peak_bytes;
+    /* The engine allocator's high-water mark over this batch size's steps (sdt_engine_peak_bytes, reset
+     * before the warm-up): the model, LoRA, optimizer state and the step's activations, plus the CUDA
+     * library workspace; what the memory plan predicts. */
+    int64_t engine_peak_bytes;
+    sdt_memory_plan plan; /* the memory plan of a training run with the bench's settings at this batch */
 } sdt_bench_result;
 
 typedef struct sdt_bench sdt_bench;
@@ -83,8 +100,9 @@ void sdt_bench_free(sdt_bench *b);
 const sdt_bench_info *sdt_bench_get_info(const sdt_bench *b);
 
 /* The GEMM peak of this engine: FLOP/s of out [n, n] = a [n, n] @ w [n, n]^T through sdt_linear_forward in
- * F32 (the dtype the bench trains in), the best of `repeats` after one warm-up. n 0: a size that fills the
- * device (1024 on the CPU, 8192 on CUDA). *n_used gets the size (may be NULL). */
+ * the compute dtype (bf16 GEMMs for a bf16 run), the best of `repeats` after one warm-up. n 0: a size that
+ * fills the device (1024 on the CPU, 8192 on CUDA, where bf16 tensor cores reach their peak at that size).
+ * *n_used gets the size (may be NULL). */
 int sdt_bench_gemm_peak(sdt_bench *b, int n, int repeats, double *flops_per_second, int *n_used,
                         char **error);
 

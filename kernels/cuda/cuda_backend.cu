@@ -4,10 +4,121 @@
 //
 // Every op is queued on the one stream of cuda_state and returns as soon as its work is queued; a fault in
 // a kernel shows at the next synchronising call (download, sync), which turns it into the engine's error.
+//
+// Device memory is counted per engine, as the CPU backend counts its blocks: every block the backend
+// allocates (the engine's tensors, the GEMM/conv staging buffers, the library workspace) adds its size,
+// rounded up to the allocator's 256-byte alignment, to sdt_engine_live_bytes and the peak, and its free
+// takes it off. A table of live blocks gives the size at free (cuda_track_*). Counting here rather than
+// reading the pool's cudaMemPoolAttrUsedMemCurrent / UsedMemHigh: the pool is the device's default pool,
+// shared with any other engine or library in the process, its high mark can only be reset to zero (not
+// to what is live, as sdt_engine_reset_peak does), and the counters stay those backend.c keeps for every
+// backend. A block counts as freed when its cudaFreeAsync is queued: on the one stream every later
+// allocation is ordered after that free, so the pool can hand the memory out again from then on. Not
+// counted: the CUDA context, the library handles' own memory and the pool's reserve (freed blocks it
+// keeps); cudaMemGetInfo sees those (docs/cuda.md, "Peak memory").
 #include <cstdint>
 #include <cstdlib>
 
 #include "cuda_internal.h"
+
+// ---- device memory accounting ------------------------------------------------------------------------
+
+namespace
+{
+
+constexpr size_t CUDA_ALLOC_ALIGN = 256; // cudaMallocAsync's minimum alignment: the counting granularity
+constexpr size_t BLOCK_TABLE_MIN = 1024; // slots of the first table (a UNet session holds a few hundred)
+
+size_t counted_bytes(size_t bytes)
+{
+    return (bytes + CUDA_ALLOC_ALIGN - 1) / CUDA_ALLOC_ALIGN * CUDA_ALLOC_ALIGN;
+}
+
+// splitmix64's finaliser: block addresses share their low bits (alignment) and often their high bits.
+size_t block_slot(uintptr_t ptr, size_t capacity)
+{
+    uint64_t x = uint64_t(ptr);
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return size_t(x ^ (x >> 31)) & (capacity - 1);
+}
+
+void block_insert(uintptr_t *ptrs, size_t *bytes, size_t capacity, uintptr_t ptr, size_t size)
+{
+    size_t i = block_slot(ptr, capacity);
+    while (ptrs[i] != 0)
+        i = (i + 1) & (capacity - 1);
+    ptrs[i] = ptr;
+    bytes[i] = size;
+}
+
+// Doubles the table (or makes the first one); host memory only here, amortised over the allocations.
+int block_table_grow(cuda_state *s)
+{
+    size_t capacity = s->block_capacity ? s->block_capacity * 2 : BLOCK_TABLE_MIN;
+    uintptr_t *ptrs = static_cast<uintptr_t *>(std::calloc(capacity, sizeof *ptrs)); // [capacity]
+    size_t *bytes = static_cast<size_t *>(std::calloc(capacity, sizeof *bytes));     // [capacity]
+    if (!ptrs || !bytes) {
+        std::free(ptrs);
+        std::free(bytes);
+        return -1;
+    }
+    for (size_t i = 0; i < s->block_capacity; i++)
+        if (s->block_ptrs[i] != 0)
+            block_insert(ptrs, bytes, capacity, s->block_ptrs[i], s->block_bytes[i]);
+    std::free(s->block_ptrs);
+    std::free(s->block_bytes);
+    s->block_ptrs = ptrs;
+    s->block_bytes = bytes;
+    s->block_capacity = capacity;
+    return 0;
+}
+
+void count_live(sdt_engine *e, size_t bytes)
+{
+    e->live_bytes += bytes;
+    if (e->live_bytes > e->peak_bytes)
+        e->peak_bytes = e->live_bytes;
+}
+
+} // namespace
+
+int cuda_track_alloc(cuda_state *s, void *ptr, size_t bytes)
+{
+    if (2 * (s->block_count + 1) > s->block_capacity && block_table_grow(s) != 0)
+        return sdt_engine_fail(s->engine, "CUDA device %d: out of host memory for the block table",
+                               s->device);
+    size_t size = counted_bytes(bytes ? bytes : 1);
+    block_insert(s->block_ptrs, s->block_bytes, s->block_capacity, uintptr_t(ptr), size);
+    s->block_count++;
+    count_live(s->engine, size);
+    return 0;
+}
+
+void cuda_track_free(cuda_state *s, void *ptr)
+{
+    if (!ptr || s->block_count == 0)
+        return;
+    size_t mask = s->block_capacity - 1, i = block_slot(uintptr_t(ptr), s->block_capacity);
+    while (s->block_ptrs[i] != uintptr_t(ptr)) {
+        if (s->block_ptrs[i] == 0)
+            return; // not a block of this table
+        i = (i + 1) & mask;
+    }
+    s->engine->live_bytes -= s->block_bytes[i];
+    s->block_count--;
+    // Backward-shift deletion: each later entry of the run moves into the hole when its home slot is not
+    // after the hole, so every remaining entry stays reachable from its home without tombstones.
+    for (size_t j = (i + 1) & mask; s->block_ptrs[j] != 0; j = (j + 1) & mask) {
+        size_t home = block_slot(s->block_ptrs[j], s->block_capacity);
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            s->block_ptrs[i] = s->block_ptrs[j];
+            s->block_bytes[i] = s->block_bytes[j];
+            i = j;
+        }
+    }
+    s->block_ptrs[i] = 0;
+}
 
 namespace
 {
@@ -26,8 +137,10 @@ void destroy_state(cuda_state *s)
         cuda_gemm_plans_free(s);
     if (s->conv_plans)
         cuda_conv_plans_free(s);
-    if (s->workspace)
+    if (s->workspace) {
         cudaFree(s->workspace);
+        s->engine->live_bytes -= s->workspace_bytes;
+    }
     if (s->dnn)
         cudnnDestroy(s->dnn);
     if (s->lt)
@@ -38,6 +151,8 @@ void destroy_state(cuda_state *s)
     // this engine, their only user, is gone.
     if (s->pool)
         cudaMemPoolTrimTo(s->pool, 0);
+    std::free(s->block_ptrs);
+    std::free(s->block_bytes);
     std::free(s);
 }
 
@@ -83,6 +198,7 @@ int cuda_init(sdt_engine *e)
         return sdt_engine_fail(e, "CUDA device %d: out of host memory for the backend state",
                                e->options.device_index);
     e->backend_state = s;
+    s->engine = e;
     s->device = e->options.device_index;
 
     int count = 0;
@@ -112,8 +228,10 @@ int cuda_init(sdt_engine *e)
     INIT_CUDNN(cudnnSetStream(s->dnn, s->stream));
 
     // The workspace lives as long as the engine: a plain allocation, outside the pool.
+    // Counted in the engine's live bytes (it is device memory the engine holds), not in the block table.
     INIT_CUDA(cudaMalloc(&s->workspace, CUDA_WORKSPACE_BYTES));
     s->workspace_bytes = CUDA_WORKSPACE_BYTES;
+    count_live(e, s->workspace_bytes);
     s->gemm_plans = nullptr;
     s->conv_plans = nullptr;
     return 0;
@@ -141,6 +259,10 @@ void *cuda_alloc(sdt_engine *e, size_t bytes)
                         cudaGetErrorString(rc));
         return nullptr;
     }
+    if (cuda_track_alloc(s, ptr, bytes ? bytes : 256) != 0) {
+        cudaFreeAsync(ptr, s->stream);
+        return nullptr;
+    }
     return ptr;
 }
 
@@ -148,8 +270,10 @@ void cuda_dealloc(sdt_engine *e, void *ptr)
 {
     // Stream-ordered: the block returns to the pool once the work queued so far (which may still read it)
     // is done, without waiting here.
-    if (ptr)
+    if (ptr) {
+        cuda_track_free(cuda_of(e), ptr);
         cudaFreeAsync(ptr, cuda_of(e)->stream);
+    }
 }
 
 // A failed synchronisation: the error of some earlier queued kernel or copy. Faults such as an illegal

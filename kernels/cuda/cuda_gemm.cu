@@ -57,6 +57,10 @@ int gemmconv_scratch_alloc(sdt_engine *e, gemmconv_scratch *sc, size_t bytes, vo
         CUDA_TRY(e, cudaMallocFromPoolAsync(&p, want, s->pool, s->stream));
     else
         CUDA_TRY(e, cudaMallocAsync(&p, want, s->stream));
+    if (cuda_track_alloc(s, p, want) != 0) { // counted like any engine block (sdt_engine_peak_bytes)
+        cudaFreeAsync(p, s->stream);
+        return -1;
+    }
     sc->ptr[sc->count++] = p;
     *out = p;
     return 0;
@@ -65,8 +69,10 @@ int gemmconv_scratch_alloc(sdt_engine *e, gemmconv_scratch *sc, size_t bytes, vo
 void gemmconv_scratch_release(cuda_state *s, gemmconv_scratch *sc)
 {
     for (int i = 0; i < sc->count; i++)
-        if (sc->ptr[i])
+        if (sc->ptr[i]) {
+            cuda_track_free(s, sc->ptr[i]);
             cudaFreeAsync(sc->ptr[i], s->stream); // a failure here has nothing left to undo
+        }
     sc->count = 0;
 }
 

@@ -42,9 +42,23 @@ struct cuda_state {
     int sm_count;                       // multiprocessors, for grid sizes of reductions
     struct cuda_plan_cache *gemm_plans; // owned by cuda_gemm.cu (NULL until the first GEMM)
     struct cuda_plan_cache *conv_plans; // owned by cuda_conv.cu (NULL until the first convolution)
+    // The live device blocks of this engine and their sizes, for sdt_engine_live_bytes / peak_bytes
+    // (cuda_backend.cu): an open-addressing table (linear probing, power-of-two capacity, at most half
+    // full) from block address to bytes, so that a free knows its size without asking the driver.
+    sdt_engine *engine;    // the engine this state belongs to (its live/peak counters)
+    uintptr_t *block_ptrs; // [block_capacity] block addresses, 0 = empty slot
+    size_t *block_bytes;   // [block_capacity] their sizes as counted
+    size_t block_capacity, block_count;
 };
 
 static inline cuda_state *cuda_of(sdt_engine *e) { return static_cast<cuda_state *>(e->backend_state); }
+
+// Device memory accounting (cuda_backend.cu). Every stream-ordered allocation of the backend goes through
+// these: cuda_track_alloc after a successful cudaMallocAsync adds the block to the engine's live bytes
+// (and the peak); it returns -1 with the engine's error set when the table cannot grow, and the caller
+// then frees the block. cuda_track_free before cudaFreeAsync takes it off; an unknown address is ignored.
+int cuda_track_alloc(cuda_state *s, void *ptr, size_t bytes);
+void cuda_track_free(cuda_state *s, void *ptr);
 
 // The workspace cuBLASLt and cuDNN may use: 64 MiB covers the heuristics' best plans for SD shapes.
 constexpr size_t CUDA_WORKSPACE_BYTES = size_t(64) << 20;

@@ -5,7 +5,8 @@ same GPU, so that the two can be compared in one run (docs/cuda.md, "The PyTorch
 What one step is (the way kohya-ss/sd-scripts trains a LoRA with cached latents, mixed precision bf16):
   - diffusers' UNet2DConditionModel at the SD1.5 configuration, randomly initialised (nothing is
     downloaded), its frozen weights stored in bf16;
-  - LoRA rank 4, alpha 1 (scale alpha/rank) on every Linear and Conv2d inside each Transformer2DModel,
+  - LoRA rank 32, alpha 16 (scale alpha/rank: sdtune's network_dim and network_alpha defaults, which
+    `sdtune-engine bench` trains) on every Linear and Conv2d inside each Transformer2DModel,
     as kohya's networks.lora targets them for a UNet: proj_in, attn1/attn2 to_q/to_k/to_v/to_out.0,
     ff.net.0.proj, ff.net.2, proj_out, 12 per block, 192 for SD1.5 (--targets attn: the 8 attention
     projections only); LoRA weights in fp32, down initialised Kaiming-uniform, up zero, like kohya;
@@ -227,8 +228,9 @@ def main():
     p.add_argument("--res", type=int, default=512, help="image resolution; latents are res/8 (default 512)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per batch size (default 20)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
-    p.add_argument("--rank", type=int, default=4)
-    p.add_argument("--alpha", type=float, default=1.0)
+    # sdtune's config defaults (network_dim 32, network_alpha 16), as `sdtune-engine bench` trains them.
+    p.add_argument("--rank", type=int, default=32, help="LoRA rank (default 32, sdtune's network_dim)")
+    p.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha (default 16, sdtune's network_alpha)")
     p.add_argument("--targets", choices=("kohya", "attn"), default="kohya",
                    help="kohya: the 12 Linear/Conv2d of every transformer block (default); attn: q/k/v/out")
     p.add_argument("--lora", choices=("kohya", "peft"), default="kohya",
@@ -341,7 +343,8 @@ def main():
               f"MFU against {PEAK_TFLOPS:g} TFLOP/s")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "results": results}, f, indent=2)
+            json.dump({"args": vars(args), "lora_modules": len(names), "trainable_params": n_lora,
+                       "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":

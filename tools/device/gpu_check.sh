@@ -2,7 +2,7 @@
 # The GPU checks in one command, for a machine with an NVIDIA GPU (such as the H200 that the device tool
 # lends): from the repository root,
 #
-#     bash tools/device/gpu_check.sh [--targets "ops-runner sdtune-engine"] [--no-tests] [--peer]
+#     bash tools/device/gpu_check.sh [--targets "ops-runner sdtune-engine"] [--no-tests] [--bench] [--peer]
 #
 # 1. prints the GPU (nvidia-smi) and the toolchain (nvcc, cmake, ninja);
 # 2. finds cuDNN 9: $CUDNN_ROOT, else beside the CUDA toolkit, else the Python wheel nvidia-cudnn-cu13 of
@@ -15,8 +15,20 @@
 # 5. builds everything (or --targets), then runs `ctest -L gpu -V` (ctest.log keeps every case's line);
 #    a GPU test reported skipped counts as a failure here: on a GPU machine a skip means the build or the
 #    device is off;
-# 6. with --peer, then runs the PyTorch peer tools/bench/peer_unet_lora.py (batch 1, 4, 8 at 512 px) with
-#    the wheels of .whl/ (tools/bench/fetch_wheels.sh, carried along): peer.txt, peer.json.
+# 6. with --bench, then `sdtune-engine bench --arch sd15 --res 512 --batch 1,4,8 --mode lora --device cuda
+#    --precision bf16` (SDTUNE_BENCH_ARGS adds options, e.g. "--fp8" or "--checkpointing on"): the tables
+#    in bench.txt, the JSON in bench.json;
+# 7. with --peer, then runs the PyTorch peer tools/bench/peer_unet_lora.py (the same batch sizes at 512 px,
+#    with the bench's LoRA rank and alpha when --bench ran) with the wheels of .whl/
+#    (tools/bench/fetch_wheels.sh, carried along): peer.txt, peer.json; with --bench too, one table of the
+#    ratios sdtune/PyTorch per batch size (tools/bench/compare_peer.py): compare.txt, compare.json.
+#
+# Time on an H200 (16 cores), estimated, not measured: configure and build everything 3-5 min (the CUDA
+# files dominate; --targets "sdtune-engine ops-runner test_trainer_cuda" builds less), ctest -L gpu 1-3
+# min, --bench about 1.5 min (the random SD1.5 UNet made on the host, a bf16 GEMM peak, 1 warm-up + 5
+# timed + 1 profiled step per batch size), --peer about 1.5 min (the wheels, diffusers' UNet, 5 warm-up + 20
+# timed steps per batch size). All of it should fit one 10-minute device command; the bench and the peer
+# each stop after SDTUNE_BENCH_TIMEOUT seconds (default 240) so that a hang still leaves the logs.
 #
 # Logs go to $OUT when it is set (the device tool brings that folder back), else to build/gpu/logs:
 # nvidia-smi.txt, toolchain.txt, configure.log, build.log, ctest.log, summary.txt. Exit status 0 only when
@@ -26,10 +38,15 @@ set -euo pipefail
 targets=""
 run_tests=1
 peer=0
+bench=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --peer)
         peer=1
+        shift
+        ;;
+    --bench)
+        bench=1
         shift
         ;;
     --targets)
@@ -184,24 +201,64 @@ set -e
 [ "$rc" -eq 0 ] || die "build failed (exit $rc): see build.log (the first 'error' lines: $(grep -m 3 -E 'error' "$logs/build.log" | tr '\n' ' '))"
 say "build: ok"
 
+bench_batches=1,4,8
+step_timeout=${SDTUNE_BENCH_TIMEOUT:-240}
+
+run_bench() {
+    step "sdtune bench"
+    set +e
+    # shellcheck disable=SC2086 # SDTUNE_BENCH_ARGS is a space-separated list of options
+    timeout "$step_timeout" "$build/bin/sdtune-engine" bench --arch sd15 --res 512 --batch "$bench_batches" \
+        --mode lora --device cuda --precision bf16 ${SDTUNE_BENCH_ARGS:-} --json-out "$logs/bench.json" 2>&1 |
+        tee "$logs/bench.txt"
+    rc=${PIPESTATUS[0]}
+    set -e
+    [ "$rc" -eq 0 ] || die "sdtune-engine bench failed (exit $rc$([ "$rc" -eq 124 ] && echo ": timed out after ${step_timeout}s")): see bench.txt"
+    say "bench: ok (bench.txt, bench.json)"
+}
+
+# The peer's LoRA as the bench trained it (rank, alpha); its defaults are sdtune's config defaults.
+peer_lora_args() {
+    [ -f "$logs/bench.json" ] || return 0
+    python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print("--rank", d["lora_rank"], "--alpha", d["lora_alpha"], "--grad-ckpt" if d["gradient_checkpointing"] else "")' \
+        "$logs/bench.json"
+}
+
 run_peer() {
     step "PyTorch peer"
     ls .whl/diffusers-*.whl >/dev/null 2>&1 ||
         die "no .whl/diffusers-*.whl: on the development machine run tools/bench/fetch_wheels.sh, then carry .whl"
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/sdtune-site \
         .whl/*.whl || die "installing the wheels of .whl/ failed"
+    local lora
+    lora=$(peer_lora_args) || die "cannot read the bench's LoRA settings from bench.json"
     set +e
-    PYTHONPATH="/tmp/sdtune-site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 python3 tools/bench/peer_unet_lora.py \
-        --batch 1,4,8 --res 512 --json "$logs/peer.json" 2>&1 | tee "$logs/peer.txt"
+    # shellcheck disable=SC2086 # lora is a list of options
+    PYTHONPATH="/tmp/sdtune-site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 timeout "$step_timeout" \
+        python3 tools/bench/peer_unet_lora.py --batch "$bench_batches" --res 512 $lora --json "$logs/peer.json" \
+        2>&1 | tee "$logs/peer.txt"
     rc=${PIPESTATUS[0]}
     set -e
     [ "$rc" -eq 0 ] || die "the PyTorch peer failed (exit $rc): see peer.txt"
     say "peer: ok (peer.txt)"
+    [ -f "$logs/bench.json" ] || return 0
+    step "sdtune vs PyTorch"
+    python3 tools/bench/compare_peer.py --sdtune "$logs/bench.json" --peer "$logs/peer.json" \
+        --json "$logs/compare.json" | tee "$logs/compare.txt" || die "compare_peer.py failed"
+    cat "$logs/compare.txt" >>"$summary"
+}
+
+# After the tests (or the build with --no-tests): the benchmark, then the peer.
+run_timed() {
+    [ "$bench" -eq 0 ] || run_bench
+    [ "$peer" -eq 0 ] || run_peer
 }
 
 if [ "$run_tests" -eq 0 ]; then
     say "tests: not run (--no-tests)"
-    [ "$peer" -eq 0 ] || run_peer
+    run_timed
     exit 0
 fi
 step "ctest -L gpu"
@@ -220,4 +277,4 @@ if grep -qE '\*\*\*Skipped|\(Skipped\)' "$logs/ctest.log"; then
     die "GPU tests were skipped on a GPU machine: $(grep -E 'Skipped' "$logs/ctest.log" | tr -s ' ' | tr '\n' ';')"
 fi
 say "all GPU tests passed"
-[ "$peer" -eq 0 ] || run_peer
+run_timed
