@@ -177,6 +177,8 @@ int sdt_engine_upload(sdt_engine *engine, sdt_tensor *dst, const void *host, siz
     if (bytes > sdt_tensor_bytes(dst))
         return sdt_engine_fail(engine, "upload: %zu bytes do not fit a tensor of %zu", bytes,
                                sdt_tensor_bytes(dst));
+    engine->transfers.uploads++;
+    engine->transfers.upload_bytes += (int64_t)bytes;
     return engine->ops->upload(engine, dst->data, host, bytes);
 }
 
@@ -185,10 +187,18 @@ int sdt_engine_download(sdt_engine *engine, void *host, const sdt_tensor *src, s
     if (bytes > sdt_tensor_bytes(src))
         return sdt_engine_fail(engine, "download: %zu bytes asked of a tensor of %zu", bytes,
                                sdt_tensor_bytes(src));
+    engine->transfers.downloads++;
+    engine->transfers.download_bytes += (int64_t)bytes;
     return engine->ops->download(engine, host, src->data, bytes);
 }
 
-int sdt_engine_sync(sdt_engine *engine) { return engine->ops->sync ? engine->ops->sync(engine) : 0; }
+int sdt_engine_sync(sdt_engine *engine)
+{
+    engine->transfers.syncs++;
+    return engine->ops->sync ? engine->ops->sync(engine) : 0;
+}
+
+sdt_host_transfers sdt_engine_host_transfers(const sdt_engine *engine) { return engine->transfers; }
 
 int sdt_engine_memory_info(sdt_engine *engine, size_t *free_bytes, size_t *total_bytes)
 {

@@ -102,6 +102,17 @@ int sdt_engine_upload(sdt_engine *engine, sdt_tensor *dst, const void *host, siz
 int sdt_engine_download(sdt_engine *engine, void *host, const sdt_tensor *src, size_t bytes);
 /* Waits for queued work (a no-op on the CPU). */
 int sdt_engine_sync(sdt_engine *engine);
+
+/* How often host code crossed to the device through the three calls above since the engine was created,
+ * on every backend. On a GPU each upload, download and sync waits for the stream, so a stretch of work
+ * with none of them is one the device runs without the host in the middle (and one a CUDA graph could
+ * capture); tests take a snapshot before and after such a stretch and compare. Copies a backend makes
+ * inside an op are not host code's and are not counted. */
+typedef struct sdt_host_transfers {
+    int64_t uploads, downloads, syncs;
+    int64_t upload_bytes, download_bytes;
+} sdt_host_transfers;
+sdt_host_transfers sdt_engine_host_transfers(const sdt_engine *engine);
 /* Memory the engine's device can still give and its size: on CUDA cudaMemGetInfo plus what the engine's
  * memory pool keeps unused; on the CPU (and the guarded backend) the host's MemAvailable and MemTotal.
  * Returns 0, or -1 with the reason in sdt_engine_error(). */

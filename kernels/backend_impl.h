@@ -125,6 +125,7 @@ struct sdt_engine {
     /* The backend's allocator keeps these (bytes as allocated, rounded to its granularity): what is live
      * now and the most that was live at once since creation or the last sdt_engine_reset_peak. */
     size_t live_bytes, peak_bytes;
+    sdt_host_transfers transfers; /* counted by sdt_engine_upload, _download and _sync */
     /* Op timing for benchmarks (off unless sdt_engine_set_op_timing turned it on). */
     int op_timing;
     double op_started;               /* monotonic seconds at the start of the op being timed */
