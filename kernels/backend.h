@@ -232,6 +232,20 @@ int sdt_mse_loss_forward(sdt_engine *e, sdt_tensor *loss, sdt_tensor *per_sample
 int sdt_mse_loss_backward(sdt_engine *e, sdt_tensor *dpred, const sdt_tensor *pred, const sdt_tensor *target,
                           const sdt_tensor *weights, float dloss);
 
+/* The LoRA adapters' dropout (models/adapter.c) on t [B, ..., R] F32, R = its last dim, in place:
+ * t[i] *= m_i * factor, where m_i is the mask of kernels/keyed_dropout.h (sdt_dropout_mask_at): element
+ * dropout p drawn from (key, i), rank dropout rank_p drawn from (rank_key, (i / (numel / B)) * R + i % R),
+ * kept values scaled by 1 / (1 - p). The same bits on every backend; its own backward (the map is
+ * diagonal). p and rank_p in [0, 1); both 0 is plain scaling. */
+typedef struct sdt_dropout_args {
+    float factor;
+    float p;
+    uint64_t key;
+    float rank_p;
+    uint64_t rank_key;
+} sdt_dropout_args;
+int sdt_dropout_scale(sdt_engine *e, sdt_tensor *t, const sdt_dropout_args *args);
+
 /* Elementwise helpers on any compute dtype. copy converts between dtypes (same numel). */
 int sdt_fill(sdt_engine *e, sdt_tensor *t, float value);
 int sdt_scale(sdt_engine *e, sdt_tensor *t, float alpha);
