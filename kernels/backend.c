@@ -177,6 +177,8 @@ int sdt_engine_upload(sdt_engine *engine, sdt_tensor *dst, const void *host, siz
     if (bytes > sdt_tensor_bytes(dst))
         return sdt_engine_fail(engine, "upload: %zu bytes do not fit a tensor of %zu", bytes,
                                sdt_tensor_bytes(dst));
+    engine->transfers.uploads++;
+    engine->transfers.upload_bytes += (int64_t)bytes;
     return engine->ops->upload(engine, dst->data, host, bytes);
 }
 
@@ -185,10 +187,18 @@ int sdt_engine_download(sdt_engine *engine, void *host, const sdt_tensor *src, s
     if (bytes > sdt_tensor_bytes(src))
         return sdt_engine_fail(engine, "download: %zu bytes asked of a tensor of %zu", bytes,
                                sdt_tensor_bytes(src));
+    engine->transfers.downloads++;
+    engine->transfers.download_bytes += (int64_t)bytes;
     return engine->ops->download(engine, host, src->data, bytes);
 }
 
-int sdt_engine_sync(sdt_engine *engine) { return engine->ops->sync ? engine->ops->sync(engine) : 0; }
+int sdt_engine_sync(sdt_engine *engine)
+{
+    engine->transfers.syncs++;
+    return engine->ops->sync ? engine->ops->sync(engine) : 0;
+}
+
+sdt_host_transfers sdt_engine_host_transfers(const sdt_engine *engine) { return engine->transfers; }
 
 int sdt_engine_memory_info(sdt_engine *engine, size_t *free_bytes, size_t *total_bytes)
 {
@@ -239,6 +249,7 @@ static const char *const timed_op_names[SDT_OP_COUNT] = {
     [SDT_OP_COPY] = "copy",
     [SDT_OP_OPTIMIZER_UPDATE] = "optimizer_update",
     [SDT_OP_SUM_SQUARES] = "sum_squares",
+    [SDT_OP_DROPOUT_SCALE] = "dropout_scale",
 };
 
 static double monotonic_seconds(void)
@@ -901,6 +912,20 @@ int sdt_scale(sdt_engine *e, sdt_tensor *t, float alpha)
     if (check_tensor(e, "scale", "tensor", t, ANY_DTYPE) != 0)
         return -1;
     return TIMED_OP(e, SDT_OP_SCALE, e->ops->scale(e, t, alpha));
+}
+
+int sdt_dropout_scale(sdt_engine *e, sdt_tensor *t, const sdt_dropout_args *args)
+{
+    const char *op = "dropout_scale";
+    if (need_rank(e, op, "tensor", t, 1, SDT_MAX_DIMS) != 0 ||
+        check_tensor(e, op, "tensor", t, F32_ONLY) != 0)
+        return -1;
+    if (!(args->p >= 0.0f && args->p < 1.0f) || !(args->rank_p >= 0.0f && args->rank_p < 1.0f))
+        return sdt_engine_fail(e, "%s: dropout %g and rank dropout %g must be in [0, 1)", op, (double)args->p,
+                               (double)args->rank_p);
+    if (sdt_tensor_numel(t) == 0)
+        return 0;
+    return TIMED_OP(e, SDT_OP_DROPOUT_SCALE, e->ops->dropout_scale(e, t, args));
 }
 
 int sdt_axpy(sdt_engine *e, sdt_tensor *y, float alpha, const sdt_tensor *x)

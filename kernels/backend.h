@@ -102,6 +102,17 @@ int sdt_engine_upload(sdt_engine *engine, sdt_tensor *dst, const void *host, siz
 int sdt_engine_download(sdt_engine *engine, void *host, const sdt_tensor *src, size_t bytes);
 /* Waits for queued work (a no-op on the CPU). */
 int sdt_engine_sync(sdt_engine *engine);
+
+/* How often host code crossed to the device through the three calls above since the engine was created,
+ * on every backend. On a GPU each upload, download and sync waits for the stream, so a stretch of work
+ * with none of them is one the device runs without the host in the middle (and one a CUDA graph could
+ * capture); tests take a snapshot before and after such a stretch and compare. Copies a backend makes
+ * inside an op are not host code's and are not counted. */
+typedef struct sdt_host_transfers {
+    int64_t uploads, downloads, syncs;
+    int64_t upload_bytes, download_bytes;
+} sdt_host_transfers;
+sdt_host_transfers sdt_engine_host_transfers(const sdt_engine *engine);
 /* Memory the engine's device can still give and its size: on CUDA cudaMemGetInfo plus what the engine's
  * memory pool keeps unused; on the CPU (and the guarded backend) the host's MemAvailable and MemTotal.
  * Returns 0, or -1 with the reason in sdt_engine_error(). */
@@ -220,6 +231,20 @@ int sdt_mse_loss_forward(sdt_engine *e, sdt_tensor *loss, sdt_tensor *per_sample
 /* dpred += dloss * d(loss)/d(pred). */
 int sdt_mse_loss_backward(sdt_engine *e, sdt_tensor *dpred, const sdt_tensor *pred, const sdt_tensor *target,
                           const sdt_tensor *weights, float dloss);
+
+/* The LoRA adapters' dropout (models/adapter.c) on t [B, ..., R] F32, R = its last dim, in place:
+ * t[i] *= m_i * factor, where m_i is the mask of kernels/keyed_dropout.h (sdt_dropout_mask_at): element
+ * dropout p drawn from (key, i), rank dropout rank_p drawn from (rank_key, (i / (numel / B)) * R + i % R),
+ * kept values scaled by 1 / (1 - p). The same bits on every backend; its own backward (the map is
+ * diagonal). p and rank_p in [0, 1); both 0 is plain scaling. */
+typedef struct sdt_dropout_args {
+    float factor;
+    float p;
+    uint64_t key;
+    float rank_p;
+    uint64_t rank_key;
+} sdt_dropout_args;
+int sdt_dropout_scale(sdt_engine *e, sdt_tensor *t, const sdt_dropout_args *args);
 
 /* Elementwise helpers on any compute dtype. copy converts between dtypes (same numel). */
 int sdt_fill(sdt_engine *e, sdt_tensor *t, float value);

@@ -76,6 +76,7 @@ typedef struct sdt_backend_ops {
     int (*copy)(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src);
     int (*optimizer_update)(sdt_engine *e, const sdt_optimizer_update_args *args);
     int (*sum_squares)(sdt_engine *e, sdt_tensor *out, const sdt_tensor *tensors, size_t count);
+    int (*dropout_scale)(sdt_engine *e, sdt_tensor *t, const sdt_dropout_args *args);
 } sdt_backend_ops;
 
 /* The ops the timing hook (sdt_engine_set_op_timing) accounts for, one slot each; backend.c names them
@@ -114,6 +115,7 @@ typedef enum sdt_timed_op {
     SDT_OP_COPY,
     SDT_OP_OPTIMIZER_UPDATE,
     SDT_OP_SUM_SQUARES,
+    SDT_OP_DROPOUT_SCALE,
     SDT_OP_COUNT
 } sdt_timed_op;
 
@@ -125,6 +127,7 @@ struct sdt_engine {
     /* The backend's allocator keeps these (bytes as allocated, rounded to its granularity): what is live
      * now and the most that was live at once since creation or the last sdt_engine_reset_peak. */
     size_t live_bytes, peak_bytes;
+    sdt_host_transfers transfers; /* counted by sdt_engine_upload, _download and _sync */
     /* Op timing for benchmarks (off unless sdt_engine_set_op_timing turned it on). */
     int op_timing;
     double op_started;               /* monotonic seconds at the start of the op being timed */

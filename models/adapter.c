@@ -8,90 +8,33 @@
 #include <string.h>
 
 #include "adapter.h"
+#include "keyed_dropout.h"
 #include "layers.h"
 
 /* ---- dropout masks ----------------------------------------------------------------------------- */
 
-/* splitmix64's output function: a bijective 64-bit mix, so distinct counters give independent-looking
- * draws. */
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* Streams of draws per adapter and step, so the two dropouts never share a draw. */
 enum { STREAM_NETWORK_DROPOUT = 1, STREAM_RANK_DROPOUT = 2 };
-
-/* A uniform draw in [0, 1) for (seed, adapter index, stream, element): a pure function of its key. */
-static float keyed_uniform(const sdt_adapter *a, uint64_t stream, uint64_t element)
-{
-    uint64_t key = mix64(mix64(a->seed) ^ a->index);
-    key = mix64(key ^ (stream * 0xD1B54A32D192ED03ull));
-    return (float)(mix64(key + element) >> 40) * (1.0f / 16777216.0f);
-}
 
 static int dropout_active(const sdt_adapter *a)
 {
     return a->training && (a->dropout > 0.0f || a->rank_dropout > 0.0f);
 }
 
-/* The combined mask of both dropouts for h [B, ..., R] (numel values), each kept value 1 / (1 - p) of
- * its dropout, dropped 0. Returns a malloc'ed array, or NULL when out of memory. */
-static float *build_mask(const sdt_adapter *a, int64_t batch, int64_t numel)
-{
-    float *mask = malloc((size_t)(numel ? numel : 1) * sizeof *mask);
-    if (!mask)
-        return NULL;
-    int64_t rank = a->rank;
-    int64_t per_sample = batch ? numel / batch : 1; /* [..., R] values of one sample */
-    float keep_net = a->dropout > 0.0f ? 1.0f / (1.0f - a->dropout) : 1.0f;
-    float keep_rank = a->rank_dropout > 0.0f ? 1.0f / (1.0f - a->rank_dropout) : 1.0f;
-    for (int64_t i = 0; i < numel; i++) {
-        float m = 1.0f;
-        if (a->dropout > 0.0f)
-            m = keyed_uniform(a, STREAM_NETWORK_DROPOUT, (uint64_t)i) < a->dropout ? 0.0f : keep_net;
-        if (a->rank_dropout > 0.0f) {
-            /* One draw per (sample, rank channel), shared by all positions of the sample. */
-            uint64_t cell = (uint64_t)((i / per_sample) * rank + i % rank);
-            m *= keyed_uniform(a, STREAM_RANK_DROPOUT, cell) < a->rank_dropout ? 0.0f : keep_rank;
-        }
-        mask[i] = m;
-    }
-    return mask;
-}
-
-/* t [B, ..., R] (F32) *= factor, times the dropout mask when one applies. The mask is made on the host;
- * on a GPU the small rank-sized tensor makes a round trip. */
+/* t [B, ..., R] (F32) *= factor, times the dropout mask when one applies. The mask is drawn on the device
+ * by the dropout_scale op from keys of (step seed, adapter index, stream) (kernels/keyed_dropout.h): no
+ * host round trip, the same elements dropped on every backend, and the backward recomputes the same
+ * mask. */
 static int scale_masked(sdt_engine *e, const sdt_adapter *a, sdt_tensor *t, float factor)
 {
     if (!dropout_active(a))
         return sdt_scale(e, t, factor);
-    int64_t numel = sdt_tensor_numel(t);
-    float *mask = build_mask(a, t->shape[0], numel);
-    int on_host = t->device == SDT_DEVICE_CPU;
-    float *values = on_host ? (float *)t->data : malloc((size_t)(numel ? numel : 1) * sizeof *values);
-    if (!mask || !values) {
-        free(mask);
-        if (!on_host)
-            free(values);
-        return sdt_engine_fail(e, "adapter %llu: out of memory for a dropout mask of %lld values",
-                               (unsigned long long)a->index, (long long)numel);
-    }
-    size_t bytes = (size_t)numel * sizeof *values;
-    int status = on_host ? 0 : sdt_engine_download(e, values, t, bytes);
-    if (status == 0) {
-        for (int64_t i = 0; i < numel; i++)
-            values[i] *= mask[i] * factor;
-        if (!on_host)
-            status = sdt_engine_upload(e, t, values, bytes);
-    }
-    free(mask);
-    if (!on_host)
-        free(values);
-    return status;
+    sdt_dropout_args args = {.factor = factor,
+                             .p = a->dropout,
+                             .key = sdt_dropout_key(a->seed, a->index, STREAM_NETWORK_DROPOUT),
+                             .rank_p = a->rank_dropout,
+                             .rank_key = sdt_dropout_key(a->seed, a->index, STREAM_RANK_DROPOUT)};
+    return sdt_dropout_scale(e, t, &args);
 }
 
 /* ---- checks ------------------------------------------------------------------------------------ */

@@ -212,6 +212,7 @@ static int injected(const sdt_trainer *t, int64_t attempt, int grad)
 static int micro_step(sdt_trainer *t, int micro, int64_t attempt, double *loss, char **error)
 {
     micro_batch m = {0};
+    sdt_diffusion_batch *diffusion = NULL;
     int rc = -1;
     int epoch = t->cursor.epoch;
     size_t batch_index = t->cursor.batch;
@@ -242,17 +243,20 @@ static int micro_step(sdt_trainer *t, int micro, int64_t attempt, double *loss, 
                                .poison_loss = injected(t, attempt, 0),
                                .dtype = t->compute_dtype,
                                .loss_scale = (float)t->scaler.scale};
-    rc = sdt_diffusion_pass_run(t->e, t->unet, &pass, loss, error);
-    if (rc != 0)
-        goto done;
-    if (encoder_trains &&
-        sdt_clip_text_backward(t->e, t->text_encoder, &m.text, &m.dctx_t, NULL, NULL, NULL) != 0) {
-        engine_error(t, error, "text encoder backward");
-        rc = -1;
-        goto done;
+    /* In stages, so that the text encoder's backward is queued before the loss comes back: on the engine
+     * path nothing between the UNet's forward and the encoder's backward waits for the host. */
+    rc = sdt_diffusion_pass_prepare(t->e, &pass, &diffusion, error);
+    if (rc == 0)
+        rc = sdt_diffusion_pass_compute(t->e, t->unet, &pass, diffusion, error);
+    if (rc == 0 && encoder_trains &&
+        sdt_clip_text_backward(t->e, t->text_encoder, &m.text, &m.dctx_t, NULL, NULL, NULL) != 0)
+        rc = engine_error(t, error, "text encoder backward");
+    if (rc >= 0) {
+        int finished = sdt_diffusion_pass_finish(t->e, &pass, diffusion, loss, error);
+        rc = finished != 0 ? finished : rc;
     }
-    rc = 0;
 done:
+    sdt_diffusion_batch_free(t->e, diffusion);
     micro_batch_free(t, &m);
     return rc;
 }

@@ -525,6 +525,14 @@ static int scale(sdt_engine *e, sdt_tensor *t, float alpha)
     return finish(&s);
 }
 
+static int dropout_scale(sdt_engine *e, sdt_tensor *t, const sdt_dropout_args *args)
+{
+    (void)e; /* F32 only (backend.c): no staging */
+    int64_t n = sdt_tensor_numel(t);
+    cpu_dropout_scale(t->data, n, n / t->shape[0], t->shape[t->ndim - 1], args);
+    return 0;
+}
+
 static int axpy(sdt_engine *e, sdt_tensor *y, float alpha, const sdt_tensor *x)
 {
     staging s = {.e = e};
@@ -602,6 +610,7 @@ static const sdt_backend_ops cpu_ops_table = {
     .copy = copy,
     .optimizer_update = optimizer_update,
     .sum_squares = sum_squares,
+    .dropout_scale = dropout_scale,
 };
 
 const sdt_backend_ops *sdt_cpu_backend_ops(void) { return &cpu_ops_table; }

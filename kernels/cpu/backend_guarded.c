@@ -263,6 +263,7 @@ GUARDED_OP(scale, (sdt_engine * e, sdt_tensor *t, float alpha), (e, t, alpha))
 GUARDED_OP(axpy, (sdt_engine * e, sdt_tensor *y, float alpha, const sdt_tensor *x), (e, y, alpha, x))
 GUARDED_OP(copy, (sdt_engine * e, sdt_tensor *dst, const sdt_tensor *src), (e, dst, src))
 GUARDED_OP(optimizer_update, (sdt_engine * e, const sdt_optimizer_update_args *args), (e, args))
+GUARDED_OP(dropout_scale, (sdt_engine * e, sdt_tensor *t, const sdt_dropout_args *args), (e, t, args))
 GUARDED_OP(sum_squares, (sdt_engine * e, sdt_tensor *out, const sdt_tensor *tensors, size_t count),
            (e, out, tensors, count))
 
@@ -307,6 +308,7 @@ static const sdt_backend_ops guarded_ops_table = {
     .copy = guarded_copy,
     .optimizer_update = guarded_optimizer_update,
     .sum_squares = guarded_sum_squares,
+    .dropout_scale = guarded_dropout_scale,
 };
 
 const sdt_backend_ops *sdt_guarded_backend_ops(void) { return &guarded_ops_table; }

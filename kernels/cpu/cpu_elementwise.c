@@ -8,7 +8,9 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "backend.h"
 #include "cpu_ops.h"
+#include "keyed_dropout.h"
 
 /* OpenMP is optional at build time: without it the pragmas vanish instead of tripping -Wunknown-pragmas. */
 #ifdef _OPENMP
@@ -386,6 +388,19 @@ void cpu_scale(float *inout, float alpha, int64_t n)
     CPU_PARALLEL_FOR(n >= CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         inout[i] *= alpha;
+}
+
+void cpu_dropout_scale(float *inout, int64_t n, int64_t per_sample, int64_t rank, const sdt_dropout_args *a)
+{
+    /* inout [n] = [B, per_sample / rank, rank]. The kept values' scales are computed once here (and so on
+     * CUDA's host side), so every backend multiplies by the same floats. */
+    float keep = a->p > 0.0f ? 1.0f / (1.0f - a->p) : 1.0f;
+    float keep_rank = a->rank_p > 0.0f ? 1.0f / (1.0f - a->rank_p) : 1.0f;
+    CPU_PARALLEL_FOR(n >= CPU_PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        inout[i] *=
+            sdt_dropout_mask_at(i, per_sample, rank, a->p, keep, a->key, a->rank_p, keep_rank, a->rank_key) *
+            a->factor;
 }
 
 void cpu_axpy(float *y, float alpha, const float *x, int64_t n)

@@ -157,8 +157,12 @@ void cpu_mse_loss_backward(float *dpred, const float *pred, const float *target,
                            float dloss, int64_t B, int64_t N);
 
 /* Small helpers. */
-void cpu_fill(float *out, float value, int64_t n);               /* out [n] = value */
-void cpu_scale(float *inout, float alpha, int64_t n);            /* inout [n] *= alpha */
+void cpu_fill(float *out, float value, int64_t n);    /* out [n] = value */
+void cpu_scale(float *inout, float alpha, int64_t n); /* inout [n] *= alpha */
+/* inout [B, ..., R] (n values, per_sample = n / B) *= mask * factor: sdt_dropout_scale (backend.h). */
+struct sdt_dropout_args;
+void cpu_dropout_scale(float *inout, int64_t n, int64_t per_sample, int64_t rank,
+                       const struct sdt_dropout_args *a);
 void cpu_axpy(float *y, float alpha, const float *x, int64_t n); /* y [n] += alpha * x [n] */
 
 /* ---- reductions (cpu_reduce.c) ------------------------------------------------------------------------ */

@@ -387,6 +387,7 @@ constexpr sdt_backend_ops make_cuda_ops()
     t.copy = cuda_copy;
     t.optimizer_update = cuda_optimizer_update;
     t.sum_squares = cuda_sum_squares;
+    t.dropout_scale = cuda_dropout_scale;
     return t;
 }
 

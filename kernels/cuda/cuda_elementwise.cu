@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "cuda_internal.h"
+#include "keyed_dropout.h"
 
 namespace
 {
@@ -216,6 +217,18 @@ __global__ void fill_kernel(out_buf y /* [n] */, float value, int64_t n)
 __global__ void scale_kernel(out_buf y /* [n] */, float alpha, int64_t n)
 {
     GRID_STRIDE(i, n) { st(y, i, ld(y, i) * alpha); }
+}
+
+// t [n] = [B, per_sample / rank, rank] f32 *= mask * factor, the mask of keyed_dropout.h (the CPU's code,
+// so the same elements drop); keep and keep_rank come from the host, as the CPU computes them.
+__global__ void dropout_scale_kernel(float *t, int64_t n, int64_t per_sample, int64_t rank, float factor,
+                                     float p, float keep, uint64_t key, float rank_p, float keep_rank,
+                                     uint64_t rank_key)
+{
+    GRID_STRIDE(i, n)
+    {
+        t[i] *= sdt_dropout_mask_at(i, per_sample, rank, p, keep, key, rank_p, keep_rank, rank_key) * factor;
+    }
 }
 
 // y [n] += alpha * x [n]. Also add's backward (alpha 1).
@@ -513,6 +526,22 @@ int cuda_scale(sdt_engine *e, sdt_tensor *t, float alpha)
         return 0;
     scale_kernel<<<cuda_blocks(s, n, THREADS), THREADS, 0, s->stream>>>(out_of(t), alpha, n);
     CUDA_TRY_LAUNCH(e, "scale");
+    return 0;
+}
+
+int cuda_dropout_scale(sdt_engine *e, sdt_tensor *t, const sdt_dropout_args *a)
+{
+    // t [B, ..., R] f32 (backend.c checks the dtype and that it is not empty).
+    cuda_state *s = cuda_of(e);
+    int64_t n = sdt_tensor_numel(t);
+    if (n == 0)
+        return 0;
+    float keep = a->p > 0.0f ? 1.0f / (1.0f - a->p) : 1.0f;
+    float keep_rank = a->rank_p > 0.0f ? 1.0f / (1.0f - a->rank_p) : 1.0f;
+    dropout_scale_kernel<<<cuda_blocks(s, n, THREADS), THREADS, 0, s->stream>>>(
+        static_cast<float *>(t->data), n, n / t->shape[0], t->shape[t->ndim - 1], a->factor, a->p, keep,
+        a->key, a->rank_p, keep_rank, a->rank_key);
+    CUDA_TRY_LAUNCH(e, "dropout_scale");
     return 0;
 }
 

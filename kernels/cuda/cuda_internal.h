@@ -156,6 +156,7 @@ static inline int64_t cuda_rows(const sdt_tensor *t, int64_t *cols)
 // cuda_elementwise.cu
 int cuda_fill(sdt_engine *e, sdt_tensor *t, float value);
 int cuda_scale(sdt_engine *e, sdt_tensor *t, float alpha);
+int cuda_dropout_scale(sdt_engine *e, sdt_tensor *t, const sdt_dropout_args *args);
 int cuda_axpy(sdt_engine *e, sdt_tensor *y, float alpha, const sdt_tensor *x);
 int cuda_copy(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src);
 int cuda_add_forward(sdt_engine *e, sdt_tensor *out, const sdt_tensor *a, const sdt_tensor *b);

@@ -521,6 +521,38 @@ static int sum_squares_fwd(sdt_engine *e, const op_dims *d, op_tensors *t)
     return sdt_sum_squares(e, &t->out, t->in, 3);
 }
 
+/* The LoRA adapters' dropout on h [B, L, R] F32: out = dropout_scale(copy of h) with element dropout p and
+ * rank dropout rp (fixed keys, factor 0.8). The mask is integer hashing and kept values scaled by the same
+ * floats on every backend: the outputs must match bit for bit, so any element dropped on one backend and
+ * kept on the other fails the NMSE bound. */
+static int dropout_shapes(const op_dims *d, op_shape in[], op_shape *out, op_shape saved[], char *why,
+                          size_t n)
+{
+    (void)saved;
+    if (positive(d, "B L R", why, n) != 0)
+        return -1;
+    double p = op_dims_get(d, "p"), rp = op_dims_get(d, "rp");
+    if (!(p >= 0 && p < 1) || !(rp >= 0 && rp < 1)) {
+        snprintf(why, n, "p and rp must be in [0, 1)");
+        return -1;
+    }
+    in[0] = s3(D("B"), D("L"), D("R"));
+    *out = in[0];
+    return 0;
+}
+
+static int dropout_fwd(sdt_engine *e, const op_dims *d, op_tensors *t)
+{
+    sdt_dropout_args args = {.factor = 0.8f,
+                             .p = (float)op_dims_get(d, "p"),
+                             .key = 0x5DEECE66Dull,
+                             .rank_p = (float)op_dims_get(d, "rp"),
+                             .rank_key = 0x2545F4914F6CDD1Dull};
+    if (sdt_copy(e, &t->out, &t->in[0]) != 0)
+        return -1;
+    return sdt_dropout_scale(e, &t->out, &args);
+}
+
 /* ---- the table ----------------------------------------------------------------------------------------- */
 
 /* Thresholds of a backend against the CPU: f32 differs only in summation order; f16/bf16 round every
@@ -528,6 +560,12 @@ static int sum_squares_fwd(sdt_engine *e, const op_dims *d, op_tensors *t)
 #define NMSE_DEFAULT                                                                                         \
     {                                                                                                        \
         1e-9, 1e-5, 1e-4                                                                                     \
+    }
+
+/* Ops whose backends compute the same floats in the same order: any difference is a bug. */
+#define NMSE_EXACT                                                                                           \
+    {                                                                                                        \
+        1e-30, 1e-30, 1e-30                                                                                  \
     }
 
 /* Both backends add exact double squares in double and round the sum to F32 once: they differ only where
@@ -749,6 +787,20 @@ static const op_def op_table[] = {
      NMSE_DEFAULT,
      0,
      0},
+    {"dropout_scale",
+     "B L R p rp",
+     {"h"},
+     0,
+     1,
+     1,
+     0,
+     dropout_shapes,
+     NULL,
+     dropout_fwd,
+     NULL,
+     NMSE_EXACT,
+     0,
+     0},
     {"sum_squares",
      "Na Nb Nc",
      {"a", "b", "c"},
@@ -812,6 +864,9 @@ static const char *const cases[] = {
     "mse_loss B=3 N=8 weighted=1",
     "mse_loss B=2 N=5 weighted=0",
     "sum_squares Na=7 Nb=12 Nc=5",
+    "dropout_scale B=2 L=5 R=4 p=0.3 rp=0",
+    "dropout_scale B=3 L=4 R=2 p=0 rp=0.25",
+    "dropout_scale B=2 L=6 R=3 p=0.5 rp=0.4",
     "sum_squares Na=3 Nb=1 Nc=0",
 };
 
@@ -864,6 +919,8 @@ static const char *const device_cases[] = {
     "mse_loss B=1 N=4097 weighted=0",
     /* Past one slab of the CUDA kernel (4096 elements), one tensor of many slabs, an empty one. */
     "sum_squares Na=4097 Nb=1000000 Nc=0",
+    /* An SD1.5 attention projection's rank-8 input at 64x64 latents, batch 4: past 2^20 elements. */
+    "dropout_scale B=4 L=4096 R=8 p=0.1 rp=0.1",
     "sum_squares Na=1 Nb=4096 Nc=70001",
 };
 
