@@ -120,15 +120,10 @@ static void check_values(support_check *c)
     const char *backend = sdt_config_str(c->cfg, "backend");
     if (strcmp(backend, "cuda") == 0 && !build_has_cuda())
         refuse(c, sdt_schema_find("backend"), "this build has no CUDA backend (use cpu or auto)");
-    /* LoRA trains in any precision (precision.h: frozen weights and activations in bf16 or fp16, the
-     * network in fp32). Full training keeps the model's own weights trainable, and those are fp32
-     * masters only, so an explicit half precision is refused ("auto" means fp32 for full training). */
-    if (sdt_config_training(c->cfg) != SDT_TRAIN_LORA) {
-        static const char *const fp32_precisions[] = {"no", "auto", NULL};
-        check_one_of(c, "mixed_precision", fp32_precisions,
-                     "not implemented yet for DreamBooth and fine-tuning (the trained model weights stay "
-                     "fp32: use \"no\", or train a LoRA in bf16 or fp16)");
-    }
+    /* Every training type trains in any mixed_precision (precision.h): LoRA with its network in fp32,
+     * DreamBooth and fine-tuning with fp32 master weights and working copies in bf16 or fp16. Half-
+     * precision trained weights without masters (full_bf16, full_fp16) are planned settings, refused
+     * above. */
 }
 
 int sdt_train_check_supported(const sdt_config *cfg, sdt_diag_list *diags)

@@ -148,19 +148,23 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
      * text encoder to weight_dtype, and the VAE too unless no_half_vae); the LoRA network made later keeps
      * F32 masters. */
     t->compute_dtype = sdt_train_compute_dtype(t->cfg, sdt_engine_device(t->e));
-    if (t->compute_dtype != SDT_F32 && t->s.kind != SDT_KIND_LORA)
-        return sdt_set_error(
-            error,
-            "mixed_precision \"%s\": DreamBooth and fine-tuning train the model's own weights, "
-            "which stay fp32 for now (use \"no\")",
-            sdt_train_precision_name(t->compute_dtype));
     sdt_loss_scaler_init(&t->scaler, t->compute_dtype);
     if (t->scaler.enabled && t->o->loss_scale_init > 0)
         t->scaler.scale = t->o->loss_scale_init;
-    if (t->compute_dtype != SDT_F32)
+    int full = t->s.kind != SDT_KIND_LORA;
+    if (t->compute_dtype != SDT_F32 && !full)
         sdt_trainer_log(t, SDT_LOG_INFO,
                         "mixed precision %s: frozen weights and activations in %s%s; LoRA weights, gradients "
                         "and the loss in fp32",
+                        sdt_train_precision_name(t->compute_dtype),
+                        sdt_train_precision_name(t->compute_dtype),
+                        t->s.no_half_vae ? " (the VAE in fp32: no_half_vae)" : "");
+    if (t->compute_dtype != SDT_F32 && full)
+        sdt_trainer_log(t, SDT_LOG_INFO,
+                        "mixed precision %s: the trained weights keep fp32 masters and run as %s copies "
+                        "(rounded to nearest after each step); gradients and the loss in fp32; frozen "
+                        "weights and activations in %s%s",
+                        sdt_train_precision_name(t->compute_dtype),
                         sdt_train_precision_name(t->compute_dtype),
                         sdt_train_precision_name(t->compute_dtype),
                         t->s.no_half_vae ? " (the VAE in fp32: no_half_vae)" : "");
@@ -172,6 +176,11 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
     sdt_model_load_options lo = {.dtype = t->compute_dtype,
                                  .vae_f32 = t->s.no_half_vae,
                                  .f8_components = sdt_fp8_base_components(t->cfg)};
+    /* Full training: the networks that train load F32 from the file, their masters (their working
+     * copies in the compute dtype are made below, once the gradients are attached). */
+    if (full)
+        lo.f32_components =
+            1u << SDT_COMPONENT_UNET | (t->s.train_text_encoder ? 1u << SDT_COMPONENT_TEXT_ENCODER : 0u);
     const char *vae = t->s.vae_path;
     if (vae && *vae)
         lo.vae_path = vae;
@@ -190,6 +199,9 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
         if (attach_full_grads(t, &t->model.unet, error) != 0)
             return -1;
         if (t->train_text_encoder && attach_full_grads(t, &t->model.text_encoder, error) != 0)
+            return -1;
+        if (sdt_trainer_make_working_copies(t, &t->model.unet, error) != 0 ||
+            (t->train_text_encoder && sdt_trainer_make_working_copies(t, &t->model.text_encoder, error) != 0))
             return -1;
     } else {
         t->train_unet = !t->s.network_train_text_encoder_only;
@@ -392,10 +404,14 @@ int sdt_trainer_setup_training(sdt_trainer *t, char **error)
         if (setup_lora(t, error) != 0 || set_lora_shapes(t, error) != 0)
             return -1;
     } else {
-        if (sdt_optim_add_table(&t->optim, &t->model.unet, t->unet_group, error) != 0)
-            return -1;
-        if (t->train_text_encoder &&
-            sdt_optim_add_table(&t->optim, &t->model.text_encoder, t->text_encoder_group, error) != 0)
+        /* The optimizer updates the F32 masters (under mixed precision the tables show the working
+         * copies, except while they are registered). */
+        sdt_trainer_show_masters(t, 1);
+        int added = sdt_optim_add_table(&t->optim, &t->model.unet, t->unet_group, error) == 0 &&
+                    (!t->train_text_encoder || sdt_optim_add_table(&t->optim, &t->model.text_encoder,
+                                                                   t->text_encoder_group, error) == 0);
+        sdt_trainer_show_masters(t, 0);
+        if (!added)
             return -1;
     }
     sdt_lr_kind kind;
@@ -494,6 +510,8 @@ void sdt_trainer_teardown(sdt_trainer *t)
     sdt_optim_free(&t->optim);
     if (t->has_lora)
         sdt_lora_free(t->e, &t->lora);
+    if (t->full_copy_count)
+        sdt_trainer_free_working_copies(t);
     if (t->full_grad_count)
         detach_full_grads(t);
     sdt_tokenizer_free(t->tokenizer);
