@@ -110,10 +110,16 @@ static int lora_parameters(const sdt_memory_plan_input *in, sdt_memory_plan *p, 
 }
 
 /* DreamBooth / fine-tune: the UNet's (and the text encoder's) F32 values train, each with a gradient of
- * its size (train/trainer_setup.c attach_full_grads) and its optimizer state. */
-static void full_parameters(const sdt_memory_plan_input *in, const sdt_param_table *t, sdt_memory_plan *p,
-                            size_t *largest)
+ * its size (train/trainer_setup.c attach_full_grads) and its optimizer state. Under mixed precision the F32
+ * values are the masters and the model runs on working copies in the compute dtype
+ * (train/trainer_masters.c), counted with the weights of their component. */
+static void full_parameters(const sdt_memory_plan_input *in, int component, const sdt_param_table *t,
+                            sdt_memory_plan *p, size_t *largest)
 {
+    if (in->weight_dtype != SDT_F32) {
+        p->weights_by_component[component] = table_bytes(t, in->weight_dtype);
+        p->bytes[SDT_MEM_WEIGHTS] += p->weights_by_component[component];
+    }
     p->bytes[SDT_MEM_TRAINABLE] += table_bytes(t, SDT_F32);
     for (size_t i = 0; i < t->count; i++) {
         const sdt_param *q = &t->items[i];
@@ -136,7 +142,7 @@ int sdt_memory_plan_build(const sdt_memory_plan_input *in, sdt_memory_plan *out,
         int trains = !in->lora && ((c == SDT_COMPONENT_UNET && in->train_unet) ||
                                    (c == SDT_COMPONENT_TEXT_ENCODER && in->train_text_encoder));
         if (trains) {
-            full_parameters(in, t, out, &largest);
+            full_parameters(in, c, t, out, &largest);
             continue;
         }
         if (c == SDT_COMPONENT_VAE && !in->vae_resident)
@@ -261,9 +267,13 @@ void sdt_memory_plan_table(const sdt_memory_plan_input *in, const sdt_memory_pla
             const char *sep = "  ";
             for (int k = 0; k < SDT_COMPONENT_COUNT; k++)
                 if (p->weights_by_component[k]) {
+                    int working = !in->lora && ((k == SDT_COMPONENT_UNET && in->train_unet) ||
+                                                (k == SDT_COMPONENT_TEXT_ENCODER && in->train_text_encoder));
                     sdt_buf_printf(out, "%s%s %.2f%s", sep, sdt_component_name(k),
                                    mib(p->weights_by_component[k]),
-                                   (in->f8_components >> k) & 1u ? " (linear/conv weights in fp8)" : "");
+                                   (in->f8_components >> k) & 1u ? " (linear/conv weights in fp8)"
+                                   : working                     ? " (working copy of the fp32 masters)"
+                                                                 : "");
                     sep = ", ";
                 }
         } else if (c == SDT_MEM_TRAINABLE) {
