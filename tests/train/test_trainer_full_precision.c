@@ -122,13 +122,14 @@ static size_t off_bf16_grid(const float *v, size_t n)
     return off;
 }
 
-/* bf16 and fp16 DreamBooth runs against the fp32 one. Tolerances (measured worst cases in
- * docs/training.md, "Mixed precision"; the bounds sit 3-4x above them): the losses differ as the LoRA
- * runs' do, by the rounding of the weights and the activations (2^-9 relative per rounding in bf16, 2^-12
- * in fp16) averaging out over the loss; the update of the trained weights differs more, because AdamW's
- * first steps move every weight by about the learning rate times the sign of its gradient, and a
- * gradient near zero goes either way on a rounding. A broken path (gradients left scaled by 65536, the
- * working copies never refreshed, the masters saved rounded) is far outside them. */
+/* bf16 and fp16 DreamBooth runs against the fp32 one. Seen (docs/training.md, "Mixed precision", "Full
+ * training"): losses within 0.21% (bf16) and 0.032% (fp16), the weights' update within 12% and 2.3%; the
+ * bounds sit 2.5-4x above. The losses differ as the LoRA runs' do, by the rounding of the weights and the
+ * activations (2^-9 relative per rounding in bf16, 2^-12 in fp16) averaging out over the loss; the update
+ * of the trained weights differs more, because AdamW's first steps move every weight by about the
+ * learning rate times the sign of its gradient, and a gradient near zero goes either way on a rounding. A
+ * broken path is far outside them: with the working copies never refreshed the losses are 34% and the
+ * weights 75% off. */
 static void test_full_half_precision_tracks_fp32(test_state *t)
 {
     trainer_fixture f;
@@ -154,9 +155,9 @@ static void test_full_half_precision_tracks_fp32(test_state *t)
                    bw);
             printf("DreamBooth fp16 vs fp32: losses within %.3g (relative), weight update within %.3g\n", hl,
                    hw);
-            CHECK_MSG(t, bl <= 0.01, "bf16 losses off by %g", bl);
+            CHECK_MSG(t, bl <= 0.006, "bf16 losses off by %g", bl);
             CHECK_MSG(t, bw <= 0.30, "bf16 weight update off by %g", bw);
-            CHECK_MSG(t, hl <= 0.002, "fp16 losses off by %g", hl);
+            CHECK_MSG(t, hl <= 0.001, "fp16 losses off by %g", hl);
             CHECK_MSG(t, hw <= 0.10, "fp16 weight update off by %g", hw);
             /* the runs really differ: a half path that silently ran in fp32 would match exactly */
             CHECK_MSG(t, bl > 0 && hl > 0, "bf16 %g and fp16 %g losses equal fp32's", bl, hl);
