@@ -110,20 +110,23 @@ static int lora_parameters(const sdt_memory_plan_input *in, sdt_memory_plan *p, 
 }
 
 /* DreamBooth / fine-tune: the UNet's (and the text encoder's) F32 values train, each with a gradient of
- * its size (train/trainer_setup.c attach_full_grads) and its optimizer state. Under mixed precision the F32
- * values are the masters and the model runs on working copies in the compute dtype
+ * its size (train/trainer_setup.c attach_full_grads) and its optimizer state (F32 in every case); with
+ * full_bf16 / full_fp16 the values and gradients are in the compute dtype and nothing else is kept. Under
+ * mixed precision the F32 values are the masters and the model runs on working copies in the compute dtype
  * (train/trainer_masters.c), counted with the weights of their component. */
 static void full_parameters(const sdt_memory_plan_input *in, int component, const sdt_param_table *t,
                             sdt_memory_plan *p, size_t *largest)
 {
-    if (in->weight_dtype != SDT_F32) {
+    /* full_bf16 / full_fp16: the weights train in the compute dtype themselves, gradients alike */
+    sdt_dtype trained = in->full_half ? in->weight_dtype : SDT_F32;
+    if (in->weight_dtype != SDT_F32 && !in->full_half) {
         p->weights_by_component[component] = table_bytes(t, in->weight_dtype);
         p->bytes[SDT_MEM_WEIGHTS] += p->weights_by_component[component];
     }
-    p->bytes[SDT_MEM_TRAINABLE] += table_bytes(t, SDT_F32);
+    p->bytes[SDT_MEM_TRAINABLE] += table_bytes(t, trained);
     for (size_t i = 0; i < t->count; i++) {
         const sdt_param *q = &t->items[i];
-        p->bytes[SDT_MEM_GRADS] += (size_t)sdt_param_numel(q) * sizeof(float);
+        p->bytes[SDT_MEM_GRADS] += (size_t)sdt_param_numel(q) * elem_bytes(trained);
         p->bytes[SDT_MEM_OPTIMIZER] += optimizer_bytes(&in->optim, q->ndim, q->shape, largest);
     }
     p->trainable_parameters += sdt_param_table_numel(t);
@@ -226,6 +229,7 @@ int sdt_memory_plan_input_from_config(const sdt_config *cfg, const sdt_model *mo
     } else {
         in->train_unet = 1;
         in->train_text_encoder = sdt_config_bool(cfg, "train_text_encoder");
+        in->full_half = sdt_config_bool(cfg, "full_bf16") || sdt_config_bool(cfg, "full_fp16");
     }
     if (sdt_optim_from_settings(cfg, &in->optim, NULL, error) != 0)
         return -1;
@@ -278,6 +282,9 @@ void sdt_memory_plan_table(const sdt_memory_plan_input *in, const sdt_memory_pla
                 }
         } else if (c == SDT_MEM_TRAINABLE) {
             sdt_buf_printf(out, "  %lld parameters", (long long)p->trainable_parameters);
+            if (!in->lora && in->full_half)
+                sdt_buf_printf(out, " (%s weights and gradients, no fp32 masters)",
+                               in->weight_dtype == SDT_BF16 ? "bf16" : "fp16");
             if (in->lora)
                 sdt_buf_printf(out, " (LoRA rank %d%s)", in->lora_options.network_dim,
                                in->train_text_encoder && in->train_unet ? ", unet and text encoder"

@@ -70,6 +70,8 @@ typedef struct sdt_trainer {
     void **full_grads; /* DreamBooth / fine-tune: gradient buffers the trainer attached to the UNet table */
     size_t full_grad_count;
     sdt_full_copy *full_copies; /* [full_copy_count]: bf16/fp16 full training only (trainer_masters.c) */
+    int full_half; /* full_bf16 / full_fp16: the trained weights and their gradients are in compute_dtype,
+                      without masters or working copies; the optimizer updates them in place */
     size_t full_copy_count;
 
     /* data */

@@ -11,7 +11,8 @@
 #include "trainer_internal.h"
 
 /* DreamBooth / fine-tune: the loaded table's entries become trainable. sdt_model_load allocates the
- * values, so the gradients are attached here: one zeroed F32 buffer per entry, owned by the trainer. */
+ * values, so the gradients are attached here: one zeroed buffer per entry of the value's dtype (F32, or
+ * the compute dtype under full_bf16 / full_fp16), owned by the trainer. */
 static int attach_full_grads(sdt_trainer *t, sdt_param_table *table, char **error)
 {
     void **grads = realloc(t->full_grads, (t->full_grad_count + table->count) * sizeof *grads);
@@ -20,10 +21,10 @@ static int attach_full_grads(sdt_trainer *t, sdt_param_table *table, char **erro
     t->full_grads = grads;
     for (size_t i = 0; i < table->count; i++) {
         sdt_param *p = &table->items[i];
-        if (p->value.dtype != SDT_F32)
+        if (p->value.dtype != SDT_F32 && !(t->full_half && p->value.dtype == t->compute_dtype))
             return sdt_set_error(error, "%s.%s: full training needs F32 weights", table->component, p->name);
         size_t bytes = sdt_tensor_bytes(&p->value);
-        void *g = sdt_engine_alloc(t->e, bytes); /* same shape as the value, F32 */
+        void *g = sdt_engine_alloc(t->e, bytes); /* same shape and dtype as the value */
         if (!g)
             return sdt_set_error(error, "out of memory for the gradient of %s.%s", table->component, p->name);
         t->full_grads[t->full_grad_count++] = g;
@@ -152,6 +153,11 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
     if (t->scaler.enabled && t->o->loss_scale_init > 0)
         t->scaler.scale = t->o->loss_scale_init;
     int full = t->s.kind != SDT_KIND_LORA;
+    t->full_half = full && (t->s.full_bf16 || t->s.full_fp16);
+    if (t->full_half && t->compute_dtype != (t->s.full_bf16 ? SDT_BF16 : SDT_F16))
+        return sdt_set_error(error, "%s needs mixed_precision \"%s\" (the run computes in %s)",
+                             t->s.full_bf16 ? "full_bf16" : "full_fp16", t->s.full_bf16 ? "bf16" : "fp16",
+                             sdt_train_precision_name(t->compute_dtype));
     if (t->compute_dtype != SDT_F32 && !full)
         sdt_trainer_log(t, SDT_LOG_INFO,
                         "mixed precision %s: frozen weights and activations in %s%s; LoRA weights, gradients "
@@ -159,7 +165,13 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
                         sdt_train_precision_name(t->compute_dtype),
                         sdt_train_precision_name(t->compute_dtype),
                         t->s.no_half_vae ? " (the VAE in fp32: no_half_vae)" : "");
-    if (t->compute_dtype != SDT_F32 && full)
+    if (t->full_half)
+        sdt_trainer_log(t, SDT_LOG_INFO,
+                        "%s: the trained weights and their gradients in %s, updated in place with stochastic "
+                        "rounding (no fp32 masters); optimizer state and the loss in fp32",
+                        t->s.full_bf16 ? "full_bf16" : "full_fp16",
+                        sdt_train_precision_name(t->compute_dtype));
+    else if (t->compute_dtype != SDT_F32 && full)
         sdt_trainer_log(t, SDT_LOG_INFO,
                         "mixed precision %s: the trained weights keep fp32 masters and run as %s copies "
                         "(rounded to nearest after each step); gradients and the loss in fp32; frozen "
@@ -178,7 +190,7 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
                                  .f8_components = sdt_fp8_base_components(t->cfg)};
     /* Full training: the networks that train load F32 from the file, their masters (their working
      * copies in the compute dtype are made below, once the gradients are attached). */
-    if (full)
+    if (full && !t->full_half)
         lo.f32_components =
             1u << SDT_COMPONENT_UNET | (t->s.train_text_encoder ? 1u << SDT_COMPONENT_TEXT_ENCODER : 0u);
     const char *vae = t->s.vae_path;
@@ -200,8 +212,9 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
             return -1;
         if (t->train_text_encoder && attach_full_grads(t, &t->model.text_encoder, error) != 0)
             return -1;
-        if (sdt_trainer_make_working_copies(t, &t->model.unet, error) != 0 ||
-            (t->train_text_encoder && sdt_trainer_make_working_copies(t, &t->model.text_encoder, error) != 0))
+        if (!t->full_half && (sdt_trainer_make_working_copies(t, &t->model.unet, error) != 0 ||
+                              (t->train_text_encoder &&
+                               sdt_trainer_make_working_copies(t, &t->model.text_encoder, error) != 0)))
             return -1;
     } else {
         t->train_unet = !t->s.network_train_text_encoder_only;
@@ -383,6 +396,7 @@ int sdt_trainer_setup_training(sdt_trainer *t, char **error)
                              "nothing would train");
     if (sdt_optim_init(&t->optim, &oc, groups, error) != 0)
         return -1;
+    t->optim.rounding_seed = t->seed; /* full_bf16 / full_fp16: the updates' stochastic rounding */
     /* Off the CPU the optimizer works where the trained tensors live (on the CPU its own engine keeps
      * the update's op timings apart from the step's). */
     if (sdt_engine_device(t->e) != SDT_DEVICE_CPU && sdt_optim_use_engine(&t->optim, t->e, error) != 0)

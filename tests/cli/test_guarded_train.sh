@@ -5,7 +5,8 @@
 # "Device-clean training: what still touches device memory on the host".
 #
 # An optional third argument is the run's mixed_precision ("bf16": the frozen weights and activations in
-# bf16, so the step's dtype conversions must go through ops too), an optional fourth its training_type
+# bf16, so the step's dtype conversions must go through ops too; "full_bf16": mixed_precision bf16 with
+# full_bf16, the trained weights themselves in bf16), an optional fourth its training_type
 # ("dreambooth": the UNet's own weights train, under bf16 as F32 masters with bf16 working copies that
 # the step refreshes through ops).
 #
@@ -38,9 +39,13 @@ set_key "$cfg" folders output_dir "\"$work/out\""
 set_key "$cfg" folders output_name "\"demo\""
 set_key "$cfg" training max_train_steps 1
 set_key "$cfg" training train_batch_size 1
-if [ -n "$precision" ]; then
-    set_key "$cfg" precision_memory mixed_precision "\"$precision\""
-fi
+case "$precision" in
+full_*)
+    set_key "$cfg" precision_memory mixed_precision "\"${precision#full_}\""
+    set_key "$cfg" precision_memory "$precision" true
+    ;;
+?*) set_key "$cfg" precision_memory mixed_precision "\"$precision\"" ;;
+esac
 if [ -n "$training_type" ]; then
     set_key "$cfg" model training_type "\"$training_type\""
 fi
@@ -111,7 +116,9 @@ if [ ! -s "$work/out/demo.safetensors" ]; then
     echo "FAIL the guarded step finished but saved no model"
     exit 1
 fi
-if [ -n "$precision" ] && ! grep -q "mixed precision $precision" "$log"; then
+ran="mixed precision $precision"
+[ "${precision#full_}" = "$precision" ] || ran="$precision: the trained weights"
+if [ -n "$precision" ] && ! grep -q "$ran" "$log"; then
     echo "FAIL the guarded step did not run in $precision"
     exit 1
 fi

@@ -362,6 +362,19 @@ static void test_full_training_bf16_counts_working_copies(test_state *t)
         CHECK_MSG(t, bf16.weights_by_component[c] == sdt_model_table(&half, c)->plan.bytes[SDT_LIFE_FROZEN],
                   "bf16 %s: plan %zu, allocated %zu", sdt_component_name(c), bf16.weights_by_component[c],
                   sdt_model_table(&half, c)->plan.bytes[SDT_LIFE_FROZEN]);
+    /* full_bf16: the weights and gradients of the trained networks in bf16, no working copies; the AdamW
+     * state as before */
+    in.full_half = 1;
+    sdt_memory_plan half_weights = build(t, &in);
+    CHECK(t, half_weights.weights_by_component[SDT_COMPONENT_UNET] == 0 &&
+                 half_weights.weights_by_component[SDT_COMPONENT_TEXT_ENCODER] == 0);
+    CHECK(t,
+          rc != 0 || half_weights.bytes[SDT_MEM_TRAINABLE] ==
+                         sdt_model_table(&half, SDT_COMPONENT_UNET)->plan.bytes[SDT_LIFE_FROZEN] +
+                             sdt_model_table(&half, SDT_COMPONENT_TEXT_ENCODER)->plan.bytes[SDT_LIFE_FROZEN]);
+    CHECK(t, half_weights.bytes[SDT_MEM_GRADS] * 2 == fp32.bytes[SDT_MEM_GRADS]);
+    CHECK(t, half_weights.bytes[SDT_MEM_OPTIMIZER] == fp32.bytes[SDT_MEM_OPTIMIZER]);
+    in.full_half = 0;
     /* the table says what the UNet's and the text encoder's weights are */
     sdt_buf table;
     sdt_buf_init(&table);

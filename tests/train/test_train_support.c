@@ -169,8 +169,9 @@ static void test_value_refusals(test_state *t)
 }
 
 /* Mixed precision: every training type trains in bf16 or fp16 (on the CPU backend too): a LoRA with its
- * network in fp32, DreamBooth and fine-tuning with fp32 masters of the trained weights; half-precision
- * trained weights without masters (full_bf16, full_fp16) stay refused, named, also for full training. */
+ * network in fp32, DreamBooth and fine-tuning with fp32 masters of the trained weights, or with
+ * full_bf16 / full_fp16 the weights themselves in half precision; what does not go together is refused
+ * at the setting's line, with the reason. */
 static void test_mixed_precision(test_state *t)
 {
     static const char *const accepted[] = {
@@ -182,6 +183,13 @@ static void test_mixed_precision(test_state *t)
         "[model]\ntraining_type = \"finetune\"\n[precision_memory]\nmixed_precision = \"fp16\"\n",
         "[model]\ntraining_type = \"dreambooth\"\ntrain_text_encoder = true\n[precision_memory]\n"
         "mixed_precision = \"fp16\"\n",
+        "[model]\ntraining_type = \"dreambooth\"\n[precision_memory]\nmixed_precision = \"bf16\"\n"
+        "full_bf16 = true\n",
+        "[model]\ntraining_type = \"finetune\"\n[precision_memory]\nmixed_precision = \"fp16\"\nfull_fp16 = "
+        "true\n"
+        "[optimizer]\noptimizer_type = \"Lion\"\n",
+        "[model]\ntraining_type = \"dreambooth\"\n[precision_memory]\nmixed_precision = \"bf16\"\n"
+        "full_bf16 = true\n[optimizer]\noptimizer_type = \"SGDNesterov\"\n",
     };
     for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++) {
         sdt_diag_list diags;
@@ -190,33 +198,36 @@ static void test_mixed_precision(test_state *t)
                   diags.count ? diags.items[0].message : "");
         sdt_diag_list_free(&diags);
     }
-    static const char *const full[] = {"dreambooth", "finetune"};
-    for (size_t i = 0; i < 2; i++) {
-        char text[200];
-        snprintf(text, sizeof text,
-                 "[model]\ntraining_type = \"%s\"\n[precision_memory]\nmixed_precision = \"%s\"\n%s = true\n",
-                 full[i], i ? "fp16" : "bf16", i ? "full_fp16" : "full_bf16");
-        sdt_diag_list diags;
-        sdt_diag_list_init(&diags);
-        CHECK(t, check_text(text, &diags) == -1);
-        const sdt_diag *d = find_diag(&diags, i ? "full_fp16" : "full_bf16");
-        CHECK(t, d != NULL && d->line == 5);
-        if (d)
-            CHECK_STR_CONTAINS(t, d->message, "not implemented yet");
-        CHECK(t, find_diag(&diags, "mixed_precision") == NULL);
-        sdt_diag_list_free(&diags);
-    }
-    /* half-precision trained weights are not implemented: refused, named */
-    static const char *const planned[][2] = {
-        {"[precision_memory]\nmixed_precision = \"bf16\"\nfull_bf16 = true\n", "full_bf16"},
-        {"[precision_memory]\nmixed_precision = \"fp16\"\nfull_fp16 = true\n", "full_fp16"},
+    /* refused: the text, the setting named, its line, a part of the reason */
+    static const struct {
+        const char *text, *key;
+        int line;
+        const char *why;
+    } refused[] = {
+        {"[precision_memory]\nmixed_precision = \"bf16\"\nfull_bf16 = true\n", "full_bf16", 3,
+         "not implemented yet for LoRA"},
+        {"[model]\ntraining_type = \"dreambooth\"\n[precision_memory]\nmixed_precision = \"fp16\"\n"
+         "full_bf16 = true\n",
+         "full_bf16", 5, "needs mixed_precision = \"bf16\" (it is \"fp16\")"},
+        {"[model]\ntraining_type = \"finetune\"\n[precision_memory]\nmixed_precision = \"auto\"\n"
+         "full_fp16 = true\n",
+         "full_fp16", 5, "needs mixed_precision = \"fp16\" (it is \"auto\")"},
+        {"[model]\ntraining_type = \"dreambooth\"\n[precision_memory]\nmixed_precision = \"bf16\"\n"
+         "full_bf16 = true\nfull_fp16 = true\n",
+         "full_bf16", 5, "both set"},
+        {"[model]\ntraining_type = \"dreambooth\"\n[precision_memory]\nmixed_precision = \"bf16\"\n"
+         "full_bf16 = true\n[optimizer]\noptimizer_type = \"Adafactor\"\n",
+         "full_bf16", 5, "AdamW, Lion or SGD"},
     };
-    for (size_t i = 0; i < sizeof planned / sizeof planned[0]; i++) {
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         sdt_diag_list diags;
         sdt_diag_list_init(&diags);
-        CHECK(t, check_text(planned[i][0], &diags) == -1);
-        const sdt_diag *d = find_diag(&diags, planned[i][1]);
-        CHECK_MSG(t, d != NULL && strstr(d->message, "not implemented yet"), "%s", planned[i][1]);
+        CHECK_MSG(t, check_text(refused[i].text, &diags) == -1, "%s was accepted", refused[i].text);
+        const sdt_diag *d = find_diag(&diags, refused[i].key);
+        CHECK_MSG(t, d != NULL && d->line == refused[i].line, "%s: %s not refused at line %d",
+                  refused[i].text, refused[i].key, refused[i].line);
+        if (d)
+            CHECK_STR_CONTAINS(t, d->message, refused[i].why);
         CHECK(t, find_diag(&diags, "mixed_precision") == NULL);
         sdt_diag_list_free(&diags);
     }
