@@ -34,6 +34,9 @@ sdt_dtype sdt_train_compute_dtype(const sdt_config *cfg, sdt_device_kind device)
 /* What kohya writes as ss_mixed_precision for a compute dtype: "no", "fp16" or "bf16". */
 const char *sdt_train_precision_name(sdt_dtype compute);
 
+/* full_bf16 / full_fp16 (DreamBooth and fine-tuning) train the weights themselves in the compute dtype,
+ * without masters: the optimizer writes them with stochastic rounding (train/optim.h, half entries). */
+
 /* GradScaler's defaults: init_scale 2^16, growth and backoff factors 2 and 0.5, growth_interval 2000. */
 #define SDT_LOSS_SCALE_INIT 65536.0
 #define SDT_LOSS_SCALE_GROWTH_INTERVAL 2000

@@ -372,13 +372,13 @@ static void half_params_equal_rounded_masters(test_state *t)
     sdt_engine_free(e);
 }
 
-/* The point of the stochastic rounding: SGD steps far below half a bf16 unit (1 + 2^-12 would round back
- * to 1 every time) still move a bf16 weight by the right amount on average. */
+/* The point of the stochastic rounding: SGD steps far below half a bf16 unit (1 - 2^-13 rounds back to 1
+ * to nearest every time) still move a bf16 weight by the right amount on average. */
 static void half_params_keep_small_updates(test_state *t)
 {
     sdt_engine *e = cpu_engine();
     enum { N = 50000, STEPS = 8 };
-    const float grad = 1.0f, lr = 1.0f / 8192; /* 2^-13 per step: a quarter of bf16's unit at 1 */
+    const float grad = 1.0f, lr = 1.0f / 8192; /* 2^-13 per step: 1/32 of bf16's unit just below 1 (2^-8) */
     uint16_t *w = malloc(N * sizeof *w);
     float *g = malloc(N * sizeof *g);
     for (int i = 0; i < N; i++) {
@@ -403,8 +403,9 @@ static void half_params_keep_small_updates(test_state *t)
         mean += sdt_bf16_to_f32(w[i]);
     mean /= N;
     const double want = 1.0 - STEPS * (double)lr * grad; /* 0.99902 */
-    /* each step's rounding has a spread of at most half a unit below 1 (2^-9): 5 sigma of the mean */
-    const double tolerance = 5 * 0.5 / 512 * sqrt((double)STEPS) / sqrt((double)N);
+    /* each step's rounding is a two-point draw a unit (2^-8) apart: a spread of at most 2^-9; 5 sigma of
+     * the mean of N weights after STEPS independent roundings */
+    const double tolerance = 5 * (1.0 / 512) * sqrt((double)STEPS) / sqrt((double)N);
     CHECK_MSG(t, fabs(mean - want) <= tolerance, "mean %.8f, want %.8f (tolerance %.2g)", mean, want,
               tolerance);
     free(w);
