@@ -358,7 +358,8 @@ const char *sdt_memory_plan_suggest(const sdt_memory_plan_input *in, const sdt_m
                  alt.height);
         try_option(&alt, opts, &n, "resolution", text);
     }
-    if (in->optim.kind == SDT_OPTIM_ADAMW || in->optim.kind == SDT_OPTIM_PRODIGY) {
+    /* (full_bf16 / full_fp16 train with the fused AdamW, Lion or SGD only: no 8-bit or factored state) */
+    if ((in->optim.kind == SDT_OPTIM_ADAMW || in->optim.kind == SDT_OPTIM_PRODIGY) && !in->full_half) {
         alt = *in;
         sdt_optim_config_default(&alt.optim, SDT_OPTIM_ADAMW8BIT);
         try_option(&alt, opts, &n, "optimizer_type", "optimizer_type = \"AdamW8bit\"");
@@ -377,6 +378,16 @@ const char *sdt_memory_plan_suggest(const sdt_memory_plan_input *in, const sdt_m
         alt = *in;
         alt.f8_components = all_fp8;
         try_option(&alt, opts, &n, "fp8_base", "fp8_base = true");
+    }
+    /* full training in bf16 / fp16 with masters: the weights themselves in half precision instead */
+    if (!in->lora && !in->full_half && (in->weight_dtype == SDT_BF16 || in->weight_dtype == SDT_F16) &&
+        (in->optim.kind == SDT_OPTIM_ADAMW || in->optim.kind == SDT_OPTIM_LION ||
+         in->optim.kind == SDT_OPTIM_SGD)) {
+        alt = *in;
+        alt.full_half = 1;
+        int bf16 = in->weight_dtype == SDT_BF16;
+        try_option(&alt, opts, &n, bf16 ? "full_bf16" : "full_fp16",
+                   bf16 ? "full_bf16 = true" : "full_fp16 = true");
     }
     /* best first */
     for (int i = 1; i < n; i++)

@@ -374,7 +374,18 @@ static void test_full_training_bf16_counts_working_copies(test_state *t)
                              sdt_model_table(&half, SDT_COMPONENT_TEXT_ENCODER)->plan.bytes[SDT_LIFE_FROZEN]);
     CHECK(t, half_weights.bytes[SDT_MEM_GRADS] * 2 == fp32.bytes[SDT_MEM_GRADS]);
     CHECK(t, half_weights.bytes[SDT_MEM_OPTIMIZER] == fp32.bytes[SDT_MEM_OPTIMIZER]);
+    /* a bf16 run with masters that does not fit is told about full_bf16 (and what it saves); one that
+     * has it is not, nor about optimizers full_bf16 cannot use */
+    sdt_buf advice;
+    sdt_buf_init(&advice);
+    sdt_memory_plan_suggest(&in, &half_weights, 1, &advice);
+    CHECK(t, !advice.data || (!strstr(advice.data, "full_bf16") && !strstr(advice.data, "AdamW8bit")));
+    sdt_buf_free(&advice);
     in.full_half = 0;
+    sdt_buf_init(&advice);
+    sdt_memory_plan_suggest(&in, &bf16, 1, &advice);
+    CHECK_STR_CONTAINS(t, advice.data, "full_bf16 = true");
+    sdt_buf_free(&advice);
     /* the table says what the UNet's and the text encoder's weights are */
     sdt_buf table;
     sdt_buf_init(&table);
