@@ -954,9 +954,9 @@ int sdt_optimizer_update_state_count(const sdt_optimizer_update_args *args)
     return -1;
 }
 
-/* Every tensor of the list: an F32 master, an F32 gradient and F32 state of its element count, and a
- * BF16/F16 copy of it when copies are asked for. Shapes may differ (a flat buffer updates a [OC, C]
- * weight), element counts may not. */
+/* Every tensor of the list: an F32 master (or a BF16/F16 parameter without one), a gradient in a compute
+ * dtype, F32 state of its element count, and a BF16/F16 copy of an F32 master when copies are asked for.
+ * Shapes may differ (a flat buffer updates a [OC, C] weight), element counts may not. */
 int sdt_optimizer_update(sdt_engine *e, const sdt_optimizer_update_args *args)
 {
     const char *op = "optimizer_update";
@@ -973,10 +973,18 @@ int sdt_optimizer_update(sdt_engine *e, const sdt_optimizer_update_args *args)
         int64_t n = sdt_tensor_numel(p);
         char role[64];
         snprintf(role, sizeof role, "parameter %zu", i);
-        if (check_tensor(e, op, role, p, F32_ONLY) != 0)
+        if (check_tensor(e, op, role, p, ANY_DTYPE) != 0)
             return -1;
+        if (p->dtype != SDT_F32 && args->copies) {
+            char desc[200];
+            sdt_tensor_describe(p, desc, sizeof desc);
+            return sdt_engine_fail(e,
+                                   "%s: %s is %s: a half-precision parameter is updated in place and takes "
+                                   "no copy",
+                                   op, role, desc);
+        }
         snprintf(role, sizeof role, "gradient %zu", i);
-        if (expect_numel(e, op, role, &args->grads[i], F32_ONLY, n) != 0)
+        if (expect_numel(e, op, role, &args->grads[i], ANY_DTYPE, n) != 0)
             return -1;
         for (int s = 0; s < states; s++) {
             snprintf(role, sizeof role, "state %d of tensor %zu", s + 1, i);

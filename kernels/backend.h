@@ -276,7 +276,14 @@ typedef enum sdt_optimizer_update_kind {
  * Tensor i: params[i] F32 master [n_i] (updated in place), grads[i] F32 [n_i], state[s][i] F32 [n_i]
  * (updated in place; the kind says how many), copies[i] BF16 or F16 [n_i] or copies NULL: a low-precision
  * copy of the updated master written with stochastic rounding (kernels/stochastic_round.h) from
- * (seed, step, i, element), the same bits on every backend. */
+ * (seed, step, i, element), the same bits on every backend.
+ *
+ * Half-precision parameters without a master (kohya's full_bf16 / full_fp16): params[i] may be BF16 or
+ * F16 and grads[i] F32, BF16 or F16. The parameter and the gradient are widened to F32, the update runs in
+ * F32 as above with the F32 state, and the result is written back into params[i] with the same stochastic
+ * rounding as a copy (from (seed, step, i, element)), so an update smaller than half a unit in the last
+ * place still moves the weight on average instead of being lost to round-to-nearest. A half parameter has
+ * no copy (copies NULL, or the list must not mix them). */
 typedef struct sdt_optimizer_update_args {
     sdt_optimizer_update_kind kind;
     /* AdamW: p = p * decay; m = b1 m + one_b1 g; v = b2 v + one_b2 g g;

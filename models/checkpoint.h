@@ -62,6 +62,9 @@ typedef struct sdt_model_load_options {
     sdt_dtype dtype;      /* of the loaded values: SDT_F32 (0, the default), SDT_F16 or SDT_BF16 */
     int vae_f32;          /* the VAE's values F32 whatever dtype (mixed precision's no_half_vae) */
     int header_only;      /* names, shapes and dtypes only (inspect): no engine needed, no value is read */
+    /* Bit c (1u << SDT_COMPONENT_UNET, ...): that component's values F32 whatever dtype (the trained
+     * networks of full training under mixed precision keep F32 masters read from the file). */
+    unsigned f32_components;
     /* Bit c (1u << SDT_COMPONENT_UNET, ...): that component's frozen linear and conv weights are stored as
      * F8_E4M3 with a per-tensor scale computed from the loaded values (sdt_param_table.f8_weights). */
     unsigned f8_components;

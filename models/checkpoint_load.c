@@ -307,8 +307,8 @@ static int read_values(session *s, sdt_engine *e)
     for (int c = 0; c < SDT_COMPONENT_COUNT && !failed; c++) {
         sdt_param_table *table = sdt_model_table(s->m, c);
         table->f8_weights = (s->opt.f8_components >> c) & 1u;
-        failed = sdt_param_table_alloc(e, table, c == SDT_COMPONENT_VAE && s->opt.vae_f32 ? SDT_F32 : dtype,
-                                       &err) != 0;
+        int f32 = (c == SDT_COMPONENT_VAE && s->opt.vae_f32) || ((s->opt.f32_components >> c) & 1u);
+        failed = sdt_param_table_alloc(e, table, f32 ? SDT_F32 : dtype, &err) != 0;
     }
     if (failed) {
         fatal(s, "%s: %s", s->path, err ? err : "cannot allocate the model");

@@ -110,14 +110,23 @@ static int lora_parameters(const sdt_memory_plan_input *in, sdt_memory_plan *p, 
 }
 
 /* DreamBooth / fine-tune: the UNet's (and the text encoder's) F32 values train, each with a gradient of
- * its size (train/trainer_setup.c attach_full_grads) and its optimizer state. */
-static void full_parameters(const sdt_memory_plan_input *in, const sdt_param_table *t, sdt_memory_plan *p,
-                            size_t *largest)
+ * its size (train/trainer_setup.c attach_full_grads) and its optimizer state (F32 in every case); with
+ * full_bf16 / full_fp16 the values and gradients are in the compute dtype and nothing else is kept. Under
+ * mixed precision the F32 values are the masters and the model runs on working copies in the compute dtype
+ * (train/trainer_masters.c), counted with the weights of their component. */
+static void full_parameters(const sdt_memory_plan_input *in, int component, const sdt_param_table *t,
+                            sdt_memory_plan *p, size_t *largest)
 {
-    p->bytes[SDT_MEM_TRAINABLE] += table_bytes(t, SDT_F32);
+    /* full_bf16 / full_fp16: the weights train in the compute dtype themselves, gradients alike */
+    sdt_dtype trained = in->full_half ? in->weight_dtype : SDT_F32;
+    if (in->weight_dtype != SDT_F32 && !in->full_half) {
+        p->weights_by_component[component] = table_bytes(t, in->weight_dtype);
+        p->bytes[SDT_MEM_WEIGHTS] += p->weights_by_component[component];
+    }
+    p->bytes[SDT_MEM_TRAINABLE] += table_bytes(t, trained);
     for (size_t i = 0; i < t->count; i++) {
         const sdt_param *q = &t->items[i];
-        p->bytes[SDT_MEM_GRADS] += (size_t)sdt_param_numel(q) * sizeof(float);
+        p->bytes[SDT_MEM_GRADS] += (size_t)sdt_param_numel(q) * elem_bytes(trained);
         p->bytes[SDT_MEM_OPTIMIZER] += optimizer_bytes(&in->optim, q->ndim, q->shape, largest);
     }
     p->trainable_parameters += sdt_param_table_numel(t);
@@ -136,7 +145,7 @@ int sdt_memory_plan_build(const sdt_memory_plan_input *in, sdt_memory_plan *out,
         int trains = !in->lora && ((c == SDT_COMPONENT_UNET && in->train_unet) ||
                                    (c == SDT_COMPONENT_TEXT_ENCODER && in->train_text_encoder));
         if (trains) {
-            full_parameters(in, t, out, &largest);
+            full_parameters(in, c, t, out, &largest);
             continue;
         }
         if (c == SDT_COMPONENT_VAE && !in->vae_resident)
@@ -220,6 +229,7 @@ int sdt_memory_plan_input_from_config(const sdt_config *cfg, const sdt_model *mo
     } else {
         in->train_unet = 1;
         in->train_text_encoder = sdt_config_bool(cfg, "train_text_encoder");
+        in->full_half = sdt_config_bool(cfg, "full_bf16") || sdt_config_bool(cfg, "full_fp16");
     }
     if (sdt_optim_from_settings(cfg, &in->optim, NULL, error) != 0)
         return -1;
@@ -261,13 +271,20 @@ void sdt_memory_plan_table(const sdt_memory_plan_input *in, const sdt_memory_pla
             const char *sep = "  ";
             for (int k = 0; k < SDT_COMPONENT_COUNT; k++)
                 if (p->weights_by_component[k]) {
+                    int working = !in->lora && ((k == SDT_COMPONENT_UNET && in->train_unet) ||
+                                                (k == SDT_COMPONENT_TEXT_ENCODER && in->train_text_encoder));
                     sdt_buf_printf(out, "%s%s %.2f%s", sep, sdt_component_name(k),
                                    mib(p->weights_by_component[k]),
-                                   (in->f8_components >> k) & 1u ? " (linear/conv weights in fp8)" : "");
+                                   (in->f8_components >> k) & 1u ? " (linear/conv weights in fp8)"
+                                   : working                     ? " (working copy of the fp32 masters)"
+                                                                 : "");
                     sep = ", ";
                 }
         } else if (c == SDT_MEM_TRAINABLE) {
             sdt_buf_printf(out, "  %lld parameters", (long long)p->trainable_parameters);
+            if (!in->lora && in->full_half)
+                sdt_buf_printf(out, " (%s weights and gradients, no fp32 masters)",
+                               in->weight_dtype == SDT_BF16 ? "bf16" : "fp16");
             if (in->lora)
                 sdt_buf_printf(out, " (LoRA rank %d%s)", in->lora_options.network_dim,
                                in->train_text_encoder && in->train_unet ? ", unet and text encoder"
@@ -341,7 +358,8 @@ const char *sdt_memory_plan_suggest(const sdt_memory_plan_input *in, const sdt_m
                  alt.height);
         try_option(&alt, opts, &n, "resolution", text);
     }
-    if (in->optim.kind == SDT_OPTIM_ADAMW || in->optim.kind == SDT_OPTIM_PRODIGY) {
+    /* (full_bf16 / full_fp16 train with the fused AdamW, Lion or SGD only: no 8-bit or factored state) */
+    if ((in->optim.kind == SDT_OPTIM_ADAMW || in->optim.kind == SDT_OPTIM_PRODIGY) && !in->full_half) {
         alt = *in;
         sdt_optim_config_default(&alt.optim, SDT_OPTIM_ADAMW8BIT);
         try_option(&alt, opts, &n, "optimizer_type", "optimizer_type = \"AdamW8bit\"");
@@ -360,6 +378,16 @@ const char *sdt_memory_plan_suggest(const sdt_memory_plan_input *in, const sdt_m
         alt = *in;
         alt.f8_components = all_fp8;
         try_option(&alt, opts, &n, "fp8_base", "fp8_base = true");
+    }
+    /* full training in bf16 / fp16 with masters: the weights themselves in half precision instead */
+    if (!in->lora && !in->full_half && (in->weight_dtype == SDT_BF16 || in->weight_dtype == SDT_F16) &&
+        (in->optim.kind == SDT_OPTIM_ADAMW || in->optim.kind == SDT_OPTIM_LION ||
+         in->optim.kind == SDT_OPTIM_SGD)) {
+        alt = *in;
+        alt.full_half = 1;
+        int bf16 = in->weight_dtype == SDT_BF16;
+        try_option(&alt, opts, &n, bf16 ? "full_bf16" : "full_fp16",
+                   bf16 ? "full_bf16 = true" : "full_fp16 = true");
     }
     /* best first */
     for (int i = 1; i < n; i++)

@@ -46,6 +46,8 @@ typedef struct sdt_memory_plan_input {
     int vae_resident;           /* the VAE's weights stay loaded during training */
     int vae_f32;                /* no_half_vae: the VAE's weights are F32 whatever weight_dtype */
     int lora;                   /* LoRA (else the UNet's own weights train: DreamBooth / fine-tune) */
+    int full_half; /* full training with full_bf16 / full_fp16: the trained weights and their gradients in
+                      weight_dtype, no F32 masters or working copies */
     sdt_lora_options lora_options;
     int train_unet, train_text_encoder;
     sdt_optim_config optim;

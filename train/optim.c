@@ -275,13 +275,25 @@ int sdt_optim_use_engine(sdt_optimizer *o, sdt_engine *engine, char **error)
     return 0;
 }
 
+/* A flat tensor of count elements of dtype on the optimizer's device. */
+static sdt_tensor typed_view(const sdt_optimizer *o, void *data, sdt_dtype dtype, size_t count)
+{
+    int64_t shape[1] = {(int64_t)count};
+    sdt_tensor t = sdt_tensor_view(data, dtype, 1, shape);
+    t.device = o->engine ? sdt_engine_device(o->engine) : SDT_DEVICE_CPU;
+    return t;
+}
+
 /* A flat F32 tensor of count floats of the optimizer's device. */
 static sdt_tensor flat_view(const sdt_optimizer *o, float *data, size_t count)
 {
-    int64_t shape[1] = {(int64_t)count};
-    sdt_tensor t = sdt_tensor_view(data, SDT_F32, 1, shape);
-    t.device = o->engine ? sdt_engine_device(o->engine) : SDT_DEVICE_CPU;
-    return t;
+    return typed_view(o, data, SDT_F32, count);
+}
+
+/* The gradient of an entry as a tensor of its dtype. */
+static sdt_tensor grad_view(const sdt_optimizer *o, const sdt_optim_entry *e)
+{
+    return typed_view(o, e->grad, e->dtype, e->count);
 }
 
 void sdt_optim_layout(const sdt_optim_config *c, sdt_optim_entry *e)
@@ -440,10 +452,20 @@ int sdt_optim_add_table(sdt_optimizer *o, sdt_param_table *t, int group, char **
         if (!p->trainable)
             continue;
         const sdt_device_kind device = sdt_engine_device(o->engine);
-        if (p->value.dtype != SDT_F32 || p->grad.dtype != SDT_F32 || p->value.device != device ||
+        const sdt_dtype dtype = p->value.dtype;
+        int half = dtype == SDT_BF16 || dtype == SDT_F16;
+        if ((dtype != SDT_F32 && !half) || p->grad.dtype != dtype || p->value.device != device ||
             p->grad.device != device || !p->value.data || !p->grad.data) {
-            sdt_set_error(error, "optimizer: %s.%s needs F32 value and gradient on the %s", t->component,
-                          p->name, sdt_device_kind_name(device));
+            sdt_set_error(error, "optimizer: %s.%s needs F32 (or BF16 / F16) value and gradient on the %s",
+                          t->component, p->name, sdt_device_kind_name(device));
+            return -1;
+        }
+        if (half && o->cfg.kind != SDT_OPTIM_ADAMW && o->cfg.kind != SDT_OPTIM_LION &&
+            o->cfg.kind != SDT_OPTIM_SGD) {
+            sdt_set_error(error,
+                          "optimizer: %s.%s is %s: half-precision weights without a master train with "
+                          "AdamW, Lion or SGD only, not %s",
+                          t->component, p->name, sdt_dtype_name(dtype), sdt_optim_kind_name(o->cfg.kind));
             return -1;
         }
         size_t len = strlen(t->component) + strlen(p->name) + 2;
@@ -455,6 +477,10 @@ int sdt_optim_add_table(sdt_optimizer *o, sdt_param_table *t, int group, char **
         snprintf(name, len, "%s.%s", t->component, p->name);
         int rc = sdt_optim_add(o, name, p->value.data, p->grad.data, (size_t)sdt_tensor_numel(&p->value),
                                group, error);
+        if (rc == 0 && half) {
+            o->entries[o->count - 1].dtype = dtype;
+            o->half_entries++;
+        }
         if (rc == 0)
             rc = sdt_optim_set_shape(o, name, p->value.ndim, p->value.shape, error);
         free(name);
@@ -529,8 +555,8 @@ static int fused_step(sdt_optimizer *o, int64_t step, char **error)
             sdt_optim_entry *e = &o->entries[i];
             if (e->group != gi)
                 continue;
-            params[n] = flat_view(o, e->value, e->count);
-            grads[n] = flat_view(o, e->grad, e->count);
+            params[n] = typed_view(o, e->value, e->dtype, e->count);
+            grads[n] = grad_view(o, e);
             first[n] = flat_view(o, e->state[0], e->state[0] ? e->count : 0);
             second[n] = flat_view(o, e->state[1], e->state[1] ? e->count : 0);
             n++;
@@ -538,6 +564,8 @@ static int fused_step(sdt_optimizer *o, int64_t step, char **error)
         if (n == 0)
             continue;
         a.count = n;
+        /* half entries round from (seed, step, position in the group, element) */
+        a.seed = o->rounding_seed ^ (uint64_t)gi * 0x9e3779b97f4a7c15u;
         a.params = params;
         a.grads = grads;
         a.state[0] = first;
@@ -589,12 +617,15 @@ int sdt_optim_step(sdt_optimizer *o, char **error)
     return 0;
 }
 
+/* Half entries are scaled, zeroed and measured by ops on the host too (the loops below read F32). */
+static int through_ops(const sdt_optimizer *o) { return !on_host(o) || o->half_entries > 0; }
+
 void sdt_optim_scale_grads(sdt_optimizer *o, float factor)
 {
-    if (!on_host(o)) {
-        /* x * factor in F32, as the loop below */
+    if (through_ops(o)) {
+        /* x * factor in F32 (rounded back to a half gradient's dtype), as the loop below */
         for (size_t i = 0; i < o->count; i++) {
-            sdt_tensor g = flat_view(o, o->entries[i].grad, o->entries[i].count);
+            sdt_tensor g = grad_view(o, &o->entries[i]);
             (void)sdt_scale(o->engine, &g, factor);
         }
         return;
@@ -608,9 +639,9 @@ void sdt_optim_scale_grads(sdt_optimizer *o, float factor)
 
 void sdt_optim_zero_grads(sdt_optimizer *o)
 {
-    if (!on_host(o)) {
+    if (through_ops(o)) {
         for (size_t i = 0; i < o->count; i++) {
-            sdt_tensor g = flat_view(o, o->entries[i].grad, o->entries[i].count);
+            sdt_tensor g = grad_view(o, &o->entries[i]);
             (void)sdt_fill(o->engine, &g, 0.0f);
         }
         return;
@@ -625,7 +656,7 @@ void sdt_optim_zero_grads(sdt_optimizer *o)
  * when the op fails. */
 static double gradient_sum_squares(sdt_optimizer *o)
 {
-    if (on_host(o)) {
+    if (!through_ops(o)) {
         double sum = 0.0;
         for (size_t i = 0; i < o->count; i++) {
             const float *g = o->entries[i].grad;
@@ -639,7 +670,7 @@ static double gradient_sum_squares(sdt_optimizer *o)
     float sum = NAN;
     if (grads && device_sum) {
         for (size_t i = 0; i < o->count; i++)
-            grads[i] = flat_view(o, o->entries[i].grad, o->entries[i].count);
+            grads[i] = grad_view(o, &o->entries[i]);
         sdt_tensor out = flat_view(o, device_sum, 1);
         if (sdt_sum_squares(o->engine, &out, grads, o->count) != 0 ||
             sdt_engine_download(o->engine, &sum, &out, sizeof sum) != 0)

@@ -74,10 +74,14 @@ char *sdt_optim_describe(const sdt_optim_config *c, const char *const *args, siz
 
 typedef struct sdt_optim_entry {
     char *name;   /* unique; the state buffers are named "<name>.<buffer>" */
-    float *value; /* F32 master copy, updated in place */
-    float *grad;  /* F32 gradient (scaled/clipped in place by the helpers below) */
+    float *value; /* F32 master copy, updated in place (BF16 / F16 elements when dtype says so) */
+    float *grad;  /* F32 gradient (scaled/clipped in place by the helpers below; of dtype too) */
     size_t count; /* elements */
-    int group;    /* index into the optimizer's learning rates */
+    /* SDT_F32, or SDT_BF16 / SDT_F16: a half-precision weight and gradient without a master (full_bf16 /
+     * full_fp16; sdt_optim_add_table), updated in place by the backend's fused update with stochastic
+     * rounding (AdamW, Lion and SGD only); its state stays F32. */
+    sdt_dtype dtype;
+    int group; /* index into the optimizer's learning rates */
     /* State buffers, named by state_names; each state_count[s] floats. AdamW: exp_avg, exp_avg_sq; SGD:
      * momentum_buffer; Lion: exp_avg; AdamW8bit: state1, absmax1, state2, absmax2 (8-bit codes packed
      * four to a float) or exp_avg, exp_avg_sq below min_8bit_size; Adafactor: [exp_avg],
@@ -107,6 +111,8 @@ typedef struct sdt_optimizer {
      * values, gradients and state are memory of that engine's device). */
     sdt_engine *engine;
     int owns_engine;
+    size_t half_entries;    /* entries of a BF16 / F16 dtype: scaling, zeroing and the norm go through ops */
+    uint64_t rounding_seed; /* the stochastic rounding of half entries draws from (seed, step, ...) */
 } sdt_optimizer;
 
 int sdt_optim_init(sdt_optimizer *o, const sdt_optim_config *cfg, int groups, char **error);
@@ -124,7 +130,9 @@ int sdt_optim_add(sdt_optimizer *o, const char *name, float *value, float *grad,
 /* Declares the shape of a registered buffer (its element count must match); needed before the first step
  * by Adafactor, which factors the second moment over the last two dimensions of >= 2-D tensors. */
 int sdt_optim_set_shape(sdt_optimizer *o, const char *name, int ndim, const int64_t *shape, char **error);
-/* Registers every trainable entry of an allocated table as "<component>.<name>" (F32 values only). */
+/* Registers every trainable entry of an allocated table as "<component>.<name>": F32 values and gradients,
+ * or (AdamW, Lion and SGD only) BF16 / F16 values with gradients of the same dtype, which train without a
+ * master (full_bf16 / full_fp16). */
 int sdt_optim_add_table(sdt_optimizer *o, sdt_param_table *t, int group, char **error);
 
 int sdt_optim_set_lr(sdt_optimizer *o, int group, double lr, char **error);
@@ -165,7 +173,8 @@ void sdt_optim_state_free(sdt_optim_state *s);
 /* Restores one buffer by name (for loading); size must match. */
 int sdt_optim_state_set(sdt_optimizer *o, const char *name, const float *data, size_t count, char **error);
 /* Copies the value of entry `index` (entries[index].count floats) to or from host memory, through the
- * engine when the optimizer runs off the CPU. */
+ * engine when the optimizer runs off the CPU. A half entry is widened to F32 on the way out and rounded
+ * to nearest on the way in (exact for the values it held). */
 int sdt_optim_value_download(const sdt_optimizer *o, size_t index, float *host, char **error);
 int sdt_optim_value_upload(sdt_optimizer *o, size_t index, const float *host, char **error);
 /* Restores everything from a list made by sdt_optim_state_list of an optimizer with the same entries;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "optim.h"
+#include "sdtune/dtype.h"
 #include "sdtune/strutil.h"
 
 static int entry_slots(const sdt_optim_entry *e)
@@ -164,19 +165,54 @@ int sdt_optim_state_import(sdt_optimizer *o, const sdt_optim_state *s, int64_t s
 int sdt_optim_value_download(const sdt_optimizer *o, size_t index, float *host, char **error)
 {
     const sdt_optim_entry *e = &o->entries[index];
+    size_t bytes = e->count * (size_t)sdt_dtype_bits(e->dtype) / 8;
     if (!state_on_device(o)) {
-        memcpy(host, e->value, e->count * sizeof(float));
+        if (e->dtype != SDT_F32)
+            sdt_convert(host, SDT_F32, e->value, e->dtype, e->count);
+        else
+            memcpy(host, e->value, bytes);
         return 0;
     }
     sdt_tensor t = state_tensor(o, e->value, e->count);
-    if (sdt_engine_download(o->engine, host, &t, e->count * sizeof(float)) != 0)
-        return sdt_set_error(error, "optimizer: %s: %s", e->name, sdt_engine_error(o->engine));
-    return 0;
+    t.dtype = e->dtype;
+    if (e->dtype == SDT_F32) {
+        if (sdt_engine_download(o->engine, host, &t, bytes) != 0)
+            return sdt_set_error(error, "optimizer: %s: %s", e->name, sdt_engine_error(o->engine));
+        return 0;
+    }
+    uint16_t *half = malloc(e->count ? e->count * sizeof *half : 1); /* [count] the entry's bits */
+    if (!half)
+        return sdt_set_error(error, "optimizer: out of memory");
+    int rc = 0;
+    if (sdt_engine_download(o->engine, half, &t, bytes) != 0)
+        rc = sdt_set_error(error, "optimizer: %s: %s", e->name, sdt_engine_error(o->engine));
+    else
+        sdt_convert(host, SDT_F32, half, e->dtype, e->count);
+    free(half);
+    return rc;
 }
 
 int sdt_optim_value_upload(sdt_optimizer *o, size_t index, const float *host, char **error)
 {
     sdt_optim_entry *e = &o->entries[index];
+    if (e->dtype != SDT_F32) {
+        /* round to the entry's dtype first (exact for values it held), then copy those bytes */
+        uint16_t *half = malloc(e->count ? e->count * sizeof *half : 1); /* [count] */
+        if (!half)
+            return sdt_set_error(error, "optimizer: out of memory");
+        sdt_convert(half, e->dtype, host, SDT_F32, e->count);
+        int rc = 0;
+        if (!state_on_device(o)) {
+            memcpy(e->value, half, e->count * sizeof *half);
+        } else {
+            sdt_tensor t = state_tensor(o, e->value, e->count);
+            t.dtype = e->dtype;
+            if (sdt_engine_upload(o->engine, &t, half, e->count * sizeof *half) != 0)
+                rc = sdt_set_error(error, "optimizer: %s: %s", e->name, sdt_engine_error(o->engine));
+        }
+        free(half);
+        return rc;
+    }
     if (!state_on_device(o)) {
         memcpy(e->value, host, e->count * sizeof(float));
         return 0;

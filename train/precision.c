@@ -10,9 +10,9 @@ sdt_dtype sdt_train_compute_dtype(const sdt_config *cfg, sdt_device_kind device)
         return SDT_BF16;
     if (strcmp(mp, "fp16") == 0)
         return SDT_F16;
-    /* auto: bf16 for a LoRA on the GPU; DreamBooth and fine-tuning train the model's own weights, which
-     * have no half-precision path yet, so auto keeps them in fp32 rather than refusing the run. */
-    if (strcmp(mp, "auto") == 0 && device == SDT_DEVICE_CUDA && sdt_config_training(cfg) == SDT_TRAIN_LORA)
+    /* auto: bf16 on the GPU for every training type (DreamBooth and fine-tuning keep fp32 masters of the
+     * weights they train and run on bf16 copies, as a LoRA keeps its network in fp32). */
+    if (strcmp(mp, "auto") == 0 && device == SDT_DEVICE_CUDA)
         return SDT_BF16;
     return SDT_F32;
 }

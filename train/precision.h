@@ -4,6 +4,9 @@
  * mixed_precision picks the compute dtype: the frozen weights are loaded in it and the UNet's inputs and
  * activations are in it, while the trained parameters (LoRA down/up) stay F32 masters with F32 gradients
  * and the loss is accumulated in F32, as kohya's train_network.py does under --mixed_precision.
+ * DreamBooth and fine-tuning keep F32 masters of the weights they train and run the model on working
+ * copies in the compute dtype, rounded to nearest from the masters after every step (trainer_masters.c),
+ * as kohya's train_db.py / fine_tune.py compute under autocast with fp32 weights.
  *
  * fp16 has too few exponent bits for small gradients, so an fp16 run multiplies the loss gradient by a
  * scale before the backward and divides the gradients by it afterwards, the way torch.cuda.amp.GradScaler
@@ -24,12 +27,15 @@ extern "C" {
 /* The compute dtype of mixed_precision on device: "no" F32, "bf16" BF16, "fp16" F16; "auto" BF16 on CUDA
  * (the backend is built for Hopper, whose tensor cores compute bf16; on a GPU without bf16, compute
  * capability below 8.0, auto means fp16, which the CUDA training loop is to decide from the device it
- * opens) for a LoRA, and F32 on the CPU backend, where low-precision tensors only cost conversions, and
- * for DreamBooth / fine-tuning, whose trained weights have no half-precision path yet. */
+ * opens) for every training type, and F32 on the CPU backend, where low-precision tensors only cost
+ * conversions. */
 sdt_dtype sdt_train_compute_dtype(const sdt_config *cfg, sdt_device_kind device);
 
 /* What kohya writes as ss_mixed_precision for a compute dtype: "no", "fp16" or "bf16". */
 const char *sdt_train_precision_name(sdt_dtype compute);
+
+/* full_bf16 / full_fp16 (DreamBooth and fine-tuning) train the weights themselves in the compute dtype,
+ * without masters: the optimizer writes them with stochastic rounding (train/optim.h, half entries). */
 
 /* GradScaler's defaults: init_scale 2^16, growth and backoff factors 2 and 0.5, growth_interval 2000. */
 #define SDT_LOSS_SCALE_INIT 65536.0

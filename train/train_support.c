@@ -91,6 +91,42 @@ static bool build_has_cuda(void)
 #endif
 }
 
+/* full_bf16 / full_fp16: DreamBooth and fine-tuning train the weights themselves in half precision, with
+ * the matching mixed_precision (as kohya requires), through the fused update of AdamW, Lion or SGD (the
+ * only optimizers that update a half weight in place, with stochastic rounding). */
+static void check_full_half(support_check *c)
+{
+    static const char *const keys[2] = {"full_bf16", "full_fp16"}, *const wanted[2] = {"bf16", "fp16"};
+    int set[2] = {sdt_config_bool(c->cfg, keys[0]), sdt_config_bool(c->cfg, keys[1])};
+    const char *mp = sdt_config_str(c->cfg, "mixed_precision");
+    for (int k = 0; k < 2; k++) {
+        if (!set[k])
+            continue;
+        int setting = sdt_schema_find(keys[k]);
+        char why[200];
+        if (sdt_config_training(c->cfg) == SDT_TRAIN_LORA) {
+            refuse(c, setting,
+                   "not implemented yet for LoRA (the network keeps fp32 masters); it trains the model's own "
+                   "weights in DreamBooth and fine-tuning");
+        } else if (set[1 - k]) {
+            refuse(c, setting, "full_bf16 and full_fp16 are both set: choose one");
+        } else if (strcmp(mp, wanted[k]) != 0) {
+            snprintf(why, sizeof why, "needs mixed_precision = \"%s\" (it is \"%s\")", wanted[k], mp);
+            refuse(c, setting, why);
+        } else {
+            sdt_optim_config oc;
+            if (sdt_optim_from_settings(c->cfg, &oc, NULL, NULL) == 0 && oc.kind != SDT_OPTIM_ADAMW &&
+                oc.kind != SDT_OPTIM_LION && oc.kind != SDT_OPTIM_SGD) {
+                snprintf(why, sizeof why,
+                         "the half-precision weights are updated by AdamW, Lion or SGD (SGDNesterov); not "
+                         "implemented yet for %s",
+                         sdt_optim_kind_name(oc.kind));
+                refuse(c, setting, why);
+            }
+        }
+    }
+}
+
 /* The values of implemented settings the engine cannot honour. */
 static void check_values(support_check *c)
 {
@@ -120,15 +156,9 @@ static void check_values(support_check *c)
     const char *backend = sdt_config_str(c->cfg, "backend");
     if (strcmp(backend, "cuda") == 0 && !build_has_cuda())
         refuse(c, sdt_schema_find("backend"), "this build has no CUDA backend (use cpu or auto)");
-    /* LoRA trains in any precision (precision.h: frozen weights and activations in bf16 or fp16, the
-     * network in fp32). Full training keeps the model's own weights trainable, and those are fp32
-     * masters only, so an explicit half precision is refused ("auto" means fp32 for full training). */
-    if (sdt_config_training(c->cfg) != SDT_TRAIN_LORA) {
-        static const char *const fp32_precisions[] = {"no", "auto", NULL};
-        check_one_of(c, "mixed_precision", fp32_precisions,
-                     "not implemented yet for DreamBooth and fine-tuning (the trained model weights stay "
-                     "fp32: use \"no\", or train a LoRA in bf16 or fp16)");
-    }
+    /* Every training type trains in any mixed_precision (precision.h): LoRA with its network in fp32,
+     * DreamBooth and fine-tuning with fp32 master weights and working copies in bf16 or fp16. */
+    check_full_half(c);
 }
 
 int sdt_train_check_supported(const sdt_config *cfg, sdt_diag_list *diags)

@@ -76,6 +76,8 @@ void sdt_train_settings_read(const sdt_config *cfg, sdt_train_settings *s)
     s->backend = str(cfg, "backend");
     s->v_parameterization = sdt_config_bool(cfg, "v_parameterization");
     s->no_half_vae = sdt_config_bool(cfg, "no_half_vae");
+    s->full_bf16 = sdt_config_bool(cfg, "full_bf16");
+    s->full_fp16 = sdt_config_bool(cfg, "full_fp16");
     s->clip_skip = (int)sdt_config_int(cfg, "clip_skip");
     s->max_token_length = (int)sdt_config_int(cfg, "max_token_length");
     s->train_text_encoder = sdt_config_bool(cfg, "train_text_encoder");

@@ -17,6 +17,8 @@ typedef struct sdt_train_settings {
     const char *model_path, *vae_path, *tokenizer_dir, *backend;
     int v_parameterization, clip_skip, max_token_length, train_text_encoder;
     int no_half_vae; /* the VAE stays F32 under mixed precision */
+    /* full training: the trained weights and gradients in bf16 / fp16, no masters */
+    int full_bf16, full_fp16;
     int64_t stop_text_encoder_training;
     int cpu_threads;
     /* hardware and memory */

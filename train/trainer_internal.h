@@ -37,6 +37,14 @@ void sdt_loss_recorder_free(sdt_loss_recorder *r);
 void sdt_loss_recorder_add(sdt_loss_recorder *r, int first_epoch, size_t index, double loss);
 double sdt_loss_recorder_average(const sdt_loss_recorder *r);
 
+/* Full training under mixed precision: one trained weight's F32 master and the working copy in the
+ * compute dtype that param->value shows while the model runs (trainer_masters.c). */
+typedef struct sdt_full_copy {
+    sdt_param *param;
+    sdt_tensor master;  /* F32, the param's shape; owned by the model's table; the optimizer updates it */
+    sdt_tensor working; /* compute dtype, the same shape; owned by the trainer */
+} sdt_full_copy;
+
 typedef struct sdt_trainer {
     const sdt_train_options *o;
     const sdt_config *cfg;
@@ -61,6 +69,10 @@ typedef struct sdt_trainer {
     sdt_lora_network lora;
     void **full_grads; /* DreamBooth / fine-tune: gradient buffers the trainer attached to the UNet table */
     size_t full_grad_count;
+    sdt_full_copy *full_copies; /* [full_copy_count]: bf16/fp16 full training only (trainer_masters.c) */
+    int full_half; /* full_bf16 / full_fp16: the trained weights and their gradients are in compute_dtype,
+                      without masters or working copies; the optimizer updates them in place */
+    size_t full_copy_count;
 
     /* data */
     sdt_train_data data;
@@ -131,6 +143,18 @@ int sdt_trainer_setup_data(sdt_trainer *t, char **error);
 int sdt_trainer_setup_training(sdt_trainer *t, char **error);
 int sdt_trainer_setup_caches(sdt_trainer *t, char **error);
 void sdt_trainer_teardown(sdt_trainer *t);
+
+/* ---- full training under mixed precision (trainer_masters.c) ---- */
+/* Gives every trainable (F32, gradient attached) weight of the table a working copy in the compute dtype,
+ * rounded to nearest from it, and points the param's value at the copy; nothing in an F32 run. */
+int sdt_trainer_make_working_copies(sdt_trainer *t, sdt_param_table *table, char **error);
+/* Rounds every master to its working copy again: after an optimizer step or a restore of the masters. */
+int sdt_trainer_refresh_working_copies(sdt_trainer *t, char **error);
+/* masters 1: the params' values show the F32 masters (to register them with the optimizer, to save the
+ * model); 0: the working copies again (to run the model). */
+void sdt_trainer_show_masters(sdt_trainer *t, int masters);
+/* Shows the masters again and frees the working copies (teardown). */
+void sdt_trainer_free_working_copies(sdt_trainer *t);
 
 /* ---- the memory plan (trainer_memory.c) ---- */
 /* Plans the run's memory from the model's headers and the config and logs the table. Returns 0 when it

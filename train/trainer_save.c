@@ -270,8 +270,12 @@ int sdt_trainer_save_model(sdt_trainer *t, sdt_save_kind kind, int number, char 
     if (t->has_lora) {
         rc = save_lora(t, path, kind, number, error);
     } else {
+        /* The trained weights are saved from their F32 masters (converted to save_precision once), not
+         * from the working copies of a mixed-precision run. */
         sdt_model_save_options so = {.format = SDT_CKPT_LDM, .dtype = save_dtype(t)};
+        sdt_trainer_show_masters(t, 1);
         rc = sdt_model_save(t->e, &t->model, path, &so, error);
+        sdt_trainer_show_masters(t, 0);
     }
     if (rc == 0) {
         sdt_trainer_add_output(t, path);
@@ -507,7 +511,8 @@ int sdt_trainer_load_state(sdt_trainer *t, const char *dir, char **error)
         goto done;
     }
     t->optim.step = strtoll(step, NULL, 10);
-    rc = 0;
+    /* the restored masters' working copies (mixed-precision full training) */
+    rc = sdt_trainer_refresh_working_copies(t, error);
 done:
     if (w)
         sdt_safetensors_close(w);

@@ -11,7 +11,8 @@
 #include "trainer_internal.h"
 
 /* DreamBooth / fine-tune: the loaded table's entries become trainable. sdt_model_load allocates the
- * values, so the gradients are attached here: one zeroed F32 buffer per entry, owned by the trainer. */
+ * values, so the gradients are attached here: one zeroed buffer per entry of the value's dtype (F32, or
+ * the compute dtype under full_bf16 / full_fp16), owned by the trainer. */
 static int attach_full_grads(sdt_trainer *t, sdt_param_table *table, char **error)
 {
     void **grads = realloc(t->full_grads, (t->full_grad_count + table->count) * sizeof *grads);
@@ -20,10 +21,10 @@ static int attach_full_grads(sdt_trainer *t, sdt_param_table *table, char **erro
     t->full_grads = grads;
     for (size_t i = 0; i < table->count; i++) {
         sdt_param *p = &table->items[i];
-        if (p->value.dtype != SDT_F32)
+        if (p->value.dtype != SDT_F32 && !(t->full_half && p->value.dtype == t->compute_dtype))
             return sdt_set_error(error, "%s.%s: full training needs F32 weights", table->component, p->name);
         size_t bytes = sdt_tensor_bytes(&p->value);
-        void *g = sdt_engine_alloc(t->e, bytes); /* same shape as the value, F32 */
+        void *g = sdt_engine_alloc(t->e, bytes); /* same shape and dtype as the value */
         if (!g)
             return sdt_set_error(error, "out of memory for the gradient of %s.%s", table->component, p->name);
         t->full_grads[t->full_grad_count++] = g;
@@ -148,19 +149,34 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
      * text encoder to weight_dtype, and the VAE too unless no_half_vae); the LoRA network made later keeps
      * F32 masters. */
     t->compute_dtype = sdt_train_compute_dtype(t->cfg, sdt_engine_device(t->e));
-    if (t->compute_dtype != SDT_F32 && t->s.kind != SDT_KIND_LORA)
-        return sdt_set_error(
-            error,
-            "mixed_precision \"%s\": DreamBooth and fine-tuning train the model's own weights, "
-            "which stay fp32 for now (use \"no\")",
-            sdt_train_precision_name(t->compute_dtype));
     sdt_loss_scaler_init(&t->scaler, t->compute_dtype);
     if (t->scaler.enabled && t->o->loss_scale_init > 0)
         t->scaler.scale = t->o->loss_scale_init;
-    if (t->compute_dtype != SDT_F32)
+    int full = t->s.kind != SDT_KIND_LORA;
+    t->full_half = full && (t->s.full_bf16 || t->s.full_fp16);
+    if (t->full_half && t->compute_dtype != (t->s.full_bf16 ? SDT_BF16 : SDT_F16))
+        return sdt_set_error(error, "%s needs mixed_precision \"%s\" (the run computes in %s)",
+                             t->s.full_bf16 ? "full_bf16" : "full_fp16", t->s.full_bf16 ? "bf16" : "fp16",
+                             sdt_train_precision_name(t->compute_dtype));
+    if (t->compute_dtype != SDT_F32 && !full)
         sdt_trainer_log(t, SDT_LOG_INFO,
                         "mixed precision %s: frozen weights and activations in %s%s; LoRA weights, gradients "
                         "and the loss in fp32",
+                        sdt_train_precision_name(t->compute_dtype),
+                        sdt_train_precision_name(t->compute_dtype),
+                        t->s.no_half_vae ? " (the VAE in fp32: no_half_vae)" : "");
+    if (t->full_half)
+        sdt_trainer_log(t, SDT_LOG_INFO,
+                        "%s: the trained weights and their gradients in %s, updated in place with stochastic "
+                        "rounding (no fp32 masters); optimizer state and the loss in fp32",
+                        t->s.full_bf16 ? "full_bf16" : "full_fp16",
+                        sdt_train_precision_name(t->compute_dtype));
+    else if (t->compute_dtype != SDT_F32 && full)
+        sdt_trainer_log(t, SDT_LOG_INFO,
+                        "mixed precision %s: the trained weights keep fp32 masters and run as %s copies "
+                        "(rounded to nearest after each step); gradients and the loss in fp32; frozen "
+                        "weights and activations in %s%s",
+                        sdt_train_precision_name(t->compute_dtype),
                         sdt_train_precision_name(t->compute_dtype),
                         sdt_train_precision_name(t->compute_dtype),
                         t->s.no_half_vae ? " (the VAE in fp32: no_half_vae)" : "");
@@ -172,6 +188,11 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
     sdt_model_load_options lo = {.dtype = t->compute_dtype,
                                  .vae_f32 = t->s.no_half_vae,
                                  .f8_components = sdt_fp8_base_components(t->cfg)};
+    /* Full training: the networks that train load F32 from the file, their masters (their working
+     * copies in the compute dtype are made below, once the gradients are attached). */
+    if (full && !t->full_half)
+        lo.f32_components =
+            1u << SDT_COMPONENT_UNET | (t->s.train_text_encoder ? 1u << SDT_COMPONENT_TEXT_ENCODER : 0u);
     const char *vae = t->s.vae_path;
     if (vae && *vae)
         lo.vae_path = vae;
@@ -190,6 +211,10 @@ int sdt_trainer_setup_models(sdt_trainer *t, char **error)
         if (attach_full_grads(t, &t->model.unet, error) != 0)
             return -1;
         if (t->train_text_encoder && attach_full_grads(t, &t->model.text_encoder, error) != 0)
+            return -1;
+        if (!t->full_half && (sdt_trainer_make_working_copies(t, &t->model.unet, error) != 0 ||
+                              (t->train_text_encoder &&
+                               sdt_trainer_make_working_copies(t, &t->model.text_encoder, error) != 0)))
             return -1;
     } else {
         t->train_unet = !t->s.network_train_text_encoder_only;
@@ -371,6 +396,7 @@ int sdt_trainer_setup_training(sdt_trainer *t, char **error)
                              "nothing would train");
     if (sdt_optim_init(&t->optim, &oc, groups, error) != 0)
         return -1;
+    t->optim.rounding_seed = t->seed; /* full_bf16 / full_fp16: the updates' stochastic rounding */
     /* Off the CPU the optimizer works where the trained tensors live (on the CPU its own engine keeps
      * the update's op timings apart from the step's). */
     if (sdt_engine_device(t->e) != SDT_DEVICE_CPU && sdt_optim_use_engine(&t->optim, t->e, error) != 0)
@@ -392,10 +418,14 @@ int sdt_trainer_setup_training(sdt_trainer *t, char **error)
         if (setup_lora(t, error) != 0 || set_lora_shapes(t, error) != 0)
             return -1;
     } else {
-        if (sdt_optim_add_table(&t->optim, &t->model.unet, t->unet_group, error) != 0)
-            return -1;
-        if (t->train_text_encoder &&
-            sdt_optim_add_table(&t->optim, &t->model.text_encoder, t->text_encoder_group, error) != 0)
+        /* The optimizer updates the F32 masters (under mixed precision the tables show the working
+         * copies, except while they are registered). */
+        sdt_trainer_show_masters(t, 1);
+        int added = sdt_optim_add_table(&t->optim, &t->model.unet, t->unet_group, error) == 0 &&
+                    (!t->train_text_encoder || sdt_optim_add_table(&t->optim, &t->model.text_encoder,
+                                                                   t->text_encoder_group, error) == 0);
+        sdt_trainer_show_masters(t, 0);
+        if (!added)
             return -1;
     }
     sdt_lr_kind kind;
@@ -494,6 +524,8 @@ void sdt_trainer_teardown(sdt_trainer *t)
     sdt_optim_free(&t->optim);
     if (t->has_lora)
         sdt_lora_free(t->e, &t->lora);
+    if (t->full_copy_count)
+        sdt_trainer_free_working_copies(t);
     if (t->full_grad_count)
         detach_full_grads(t);
     sdt_tokenizer_free(t->tokenizer);

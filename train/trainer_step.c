@@ -347,7 +347,7 @@ sdt_step_outcome sdt_trainer_step(sdt_trainer *t, double *loss, char **error)
         sdt_optim_set_lr(&t->optim, t->text_encoder_group,
                          te_frozen ? 0.0 : sdt_lr_at(&t->lr_schedule, t->text_encoder_lr, t->global_step),
                          NULL);
-    if (sdt_optim_step(&t->optim, error) != 0)
+    if (sdt_optim_step(&t->optim, error) != 0 || sdt_trainer_refresh_working_copies(t, error) != 0)
         return SDT_STEP_FAILED;
     sdt_optim_zero_grads(&t->optim);
     t->skipped_in_row = 0;

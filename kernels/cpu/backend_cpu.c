@@ -554,9 +554,9 @@ static int copy(sdt_engine *e, sdt_tensor *dst, const sdt_tensor *src)
 
 static int optimizer_update(sdt_engine *e, const sdt_optimizer_update_args *args)
 {
-    (void)e;
-    cpu_optimizer_update(args);
-    return 0;
+    return cpu_optimizer_update(args) == 0
+               ? 0
+               : sdt_engine_fail(e, "optimizer_update: out of memory for the F32 values of a half parameter");
 }
 
 /* In list order, in double, rounded to F32 once (cpu_reduce.c says why one thread). */

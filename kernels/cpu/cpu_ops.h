@@ -172,10 +172,12 @@ double cpu_add_squares(double sum, const void *x, sdt_dtype dtype, int64_t n);
 
 /* ---- the optimizer update (cpu_optim.c) ------------------------------------------------------------- */
 
-/* AdamW, Lion or SGD over every tensor of the list, then the stochastic-rounded low-precision copies; the
- * tensors are host memory that passed backend.c's checks (backend.h, sdt_optimizer_update). */
+/* AdamW, Lion or SGD over every tensor of the list, then the stochastic-rounded low-precision copies (or
+ * half parameters written back with the same rounding); the tensors are host memory that passed
+ * backend.c's checks (backend.h, sdt_optimizer_update). -1 when out of memory for the F32 buffers of a
+ * half parameter. */
 struct sdt_optimizer_update_args;
-void cpu_optimizer_update(const struct sdt_optimizer_update_args *args);
+int cpu_optimizer_update(const struct sdt_optimizer_update_args *args);
 
 #ifdef __cplusplus
 }

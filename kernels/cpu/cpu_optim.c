@@ -4,9 +4,11 @@
  * sdt_optimizer_update); the CUDA kernels (kernels/cuda/cuda_optim.cu) repeat these loops expression by
  * expression. Elements are independent, so the OpenMP split does not change any result. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "backend.h"
 #include "cpu_ops.h"
+#include "sdtune/dtype.h"
 #include "stochastic_round.h"
 
 /* Below this many elements a tensor is updated by one thread: starting a team costs more. */
@@ -79,18 +81,41 @@ static void round_copy(const sdt_optimizer_update_args *a, size_t tensor, uint16
     }
 }
 
-void cpu_optimizer_update(const sdt_optimizer_update_args *a)
+/* The F32 values of a BF16/F16 tensor [n] in tmp (its own data when F32). */
+static float *widen(const sdt_tensor *t, float *tmp, int64_t n)
+{
+    if (t->dtype == SDT_F32)
+        return t->data;
+    sdt_convert(tmp, SDT_F32, t->data, t->dtype, (size_t)n);
+    return tmp;
+}
+
+int cpu_optimizer_update(const sdt_optimizer_update_args *a)
 {
     for (size_t t = 0; t < a->count; t++) {
-        float *p = a->params[t].data;
-        const float *g = a->grads[t].data;
-        int64_t n = sdt_tensor_numel(&a->params[t]);
+        const sdt_tensor *param = &a->params[t], *grad = &a->grads[t];
+        int64_t n = sdt_tensor_numel(param);
+        /* Half parameters and gradients (full_bf16 / full_fp16) go through F32 buffers [n]. */
+        float *p_tmp = NULL, *g_tmp = NULL;
+        if (param->dtype != SDT_F32 && n > 0 && !(p_tmp = malloc((size_t)n * sizeof *p_tmp)))
+            return -1;
+        if (grad->dtype != SDT_F32 && n > 0 && !(g_tmp = malloc((size_t)n * sizeof *g_tmp))) {
+            free(p_tmp);
+            return -1;
+        }
+        float *p = widen(param, p_tmp, n);
+        const float *g = widen(grad, g_tmp, n);
         switch (a->kind) {
         case SDT_UPDATE_ADAMW: adamw(a, p, g, a->state[0][t].data, a->state[1][t].data, n); break;
         case SDT_UPDATE_LION: lion(a, p, g, a->state[0][t].data, n); break;
         case SDT_UPDATE_SGD: sgd(a, p, g, a->use_momentum ? a->state[0][t].data : NULL, n); break;
         }
-        if (a->copies)
+        if (param->dtype != SDT_F32)
+            round_copy(a, t, param->data, param->dtype, p, n);
+        else if (a->copies)
             round_copy(a, t, a->copies[t].data, a->copies[t].dtype, p, n);
+        free(p_tmp);
+        free(g_tmp);
     }
+    return 0;
 }

@@ -1,5 +1,7 @@
 // The optimizer update on the GPU: AdamW, Lion and SGD over a list of F32 master weights with their
-// gradients and state, and the stochastic-rounded BF16/F16 copies of the result. Each loop is the CPU
+// gradients and state, and the stochastic-rounded BF16/F16 copies of the result; or over BF16/F16 weights
+// without masters (full_bf16 / full_fp16), widened to F32 for the update and written back with the same
+// stochastic rounding, with gradients in any compute dtype. Each loop is the CPU
 // loop of kernels/cpu/cpu_optim.c expression by expression with the rounding spelled out (__fmul_rn,
 // __fadd_rn, __fdiv_rn, __fsqrt_rn stop nvcc from contracting a multiply and an add into one fma where the
 // CPU rounds twice; __fmaf_rn where the CPU calls fmaf), so the GPU's bits equal the CPU's. The copies
@@ -30,11 +32,11 @@ constexpr int CHUNK = 64;
 constexpr int64_t MAX_BLOCKS = int64_t(1) << 30;
 
 struct update_tensor {
-    float *param;      // [n] F32 master, updated in place
-    const float *grad; // [n] F32
-    float *state0;     // [n] F32 (AdamW exp_avg, Lion exp_avg, SGD momentum_buffer) or NULL
-    float *state1;     // [n] F32 (AdamW exp_avg_sq) or NULL
-    uint16_t *copy;    // [n] BF16 or F16 bits, or NULL
+    void *param;      // [n] F32 master (or BF16 / F16 weight: the chunk's masks say), updated in place
+    const void *grad; // [n] F32, BF16 or F16
+    float *state0;    // [n] F32 (AdamW exp_avg, Lion exp_avg, SGD momentum_buffer) or NULL
+    float *state1;    // [n] F32 (AdamW exp_avg_sq) or NULL
+    uint16_t *copy;   // [n] BF16 or F16 bits, or NULL
     int64_t n;
 };
 
@@ -42,7 +44,9 @@ struct update_chunk {
     update_tensor tensors[CHUNK];
     int32_t block_start[CHUNK + 1]; // tensor t has blocks block_start[t] .. block_start[t + 1] - 1
     int count;
-    uint64_t copy_is_bf16; // bit t: tensor t's copy is BF16 (else F16)
+    uint64_t copy_is_bf16;          // bit t: tensor t's copy is BF16 (else F16)
+    uint64_t param_bf16, param_f16; // bit t: tensor t's parameter is BF16 / F16 (neither: F32)
+    uint64_t grad_bf16, grad_f16;   // bit t: tensor t's gradient is BF16 / F16 (neither: F32)
     uint64_t first_tensor; // position of tensors[0] in the whole list (the rounding hash's tensor index)
 };
 
@@ -61,6 +65,16 @@ static_assert(sizeof(update_chunk) + sizeof(update_scalars) <= 4096,
 
 __device__ __forceinline__ float sign_of(float x) { return float((x > 0.0f) - (x < 0.0f)); }
 
+// Element i of a buffer of F32, BF16 (the top 16 bits of an F32) or F16 values, widened to F32 exactly.
+__device__ __forceinline__ float load_f32(const void *data, int64_t i, bool bf16, bool f16)
+{
+    if (bf16)
+        return __uint_as_float(uint32_t(static_cast<const uint16_t *>(data)[i]) << 16);
+    if (f16)
+        return __half2float(__ushort_as_half(static_cast<const uint16_t *>(data)[i]));
+    return static_cast<const float *>(data)[i];
+}
+
 __global__ void optimizer_update_kernel(const update_chunk chunk, const update_scalars a)
 {
     // The tensor of this block: the last t with block_start[t] <= blockIdx.x (binary search).
@@ -78,9 +92,11 @@ __global__ void optimizer_update_kernel(const update_chunk chunk, const update_s
     const int64_t begin = int64_t(block - chunk.block_start[t]) * SLAB;
     const int64_t end = begin + SLAB < u.n ? begin + SLAB : u.n;
     const bool copy_bf16 = (chunk.copy_is_bf16 >> t) & 1u;
+    const bool p_bf16 = (chunk.param_bf16 >> t) & 1u, p_f16 = (chunk.param_f16 >> t) & 1u;
+    const bool g_bf16 = (chunk.grad_bf16 >> t) & 1u, g_f16 = (chunk.grad_f16 >> t) & 1u;
     for (int64_t i = begin + threadIdx.x; i < end; i += THREADS) {
-        const float g = u.grad[i];
-        float p = u.param[i];
+        const float g = load_f32(u.grad, i, g_bf16, g_f16);
+        float p = load_f32(u.param, i, p_bf16, p_f16);
         if (a.kind == SDT_UPDATE_ADAMW) {
             const float pi = __fmul_rn(p, a.decay);
             const float mi = __fadd_rn(__fmul_rn(u.state0[i], a.b1), __fmul_rn(a.one_b1, g));
@@ -107,7 +123,13 @@ __global__ void optimizer_update_kernel(const update_chunk chunk, const update_s
             }
             p = __fmaf_rn(a.neg_lr, d, p);
         }
-        u.param[i] = p;
+        if (p_bf16 || p_f16) {
+            // no master: the weight itself takes the stochastically rounded result
+            const uint32_t r = sdt_sr_bits(a.seed, a.step, chunk.first_tensor + uint64_t(t), uint64_t(i));
+            static_cast<uint16_t *>(u.param)[i] = p_bf16 ? sdt_sr_bf16(p, r) : sdt_sr_f16(p, r);
+            continue;
+        }
+        static_cast<float *>(u.param)[i] = p;
         if (u.copy) {
             const uint32_t r = sdt_sr_bits(a.seed, a.step, chunk.first_tensor + uint64_t(t), uint64_t(i));
             u.copy[i] = copy_bf16 ? sdt_sr_bf16(p, r) : sdt_sr_f16(p, r);
@@ -151,8 +173,17 @@ int cuda_optimizer_update(sdt_engine *e, const sdt_optimizer_update_args *args)
             if (chunk.count > 0 && blocks + slabs > MAX_BLOCKS)
                 break;
             update_tensor &u = chunk.tensors[chunk.count];
-            u.param = static_cast<float *>(args->params[next].data);
-            u.grad = static_cast<const float *>(args->grads[next].data);
+            u.param = args->params[next].data;
+            u.grad = args->grads[next].data;
+            const uint64_t bit = uint64_t(1) << chunk.count;
+            if (args->params[next].dtype == SDT_BF16)
+                chunk.param_bf16 |= bit;
+            else if (args->params[next].dtype == SDT_F16)
+                chunk.param_f16 |= bit;
+            if (args->grads[next].dtype == SDT_BF16)
+                chunk.grad_bf16 |= bit;
+            else if (args->grads[next].dtype == SDT_F16)
+                chunk.grad_f16 |= bit;
             u.state0 = states > 0 ? static_cast<float *>(args->state[0][next].data) : nullptr;
             u.state1 = states > 1 ? static_cast<float *>(args->state[1][next].data) : nullptr;
             u.copy = args->copies ? static_cast<uint16_t *>(args->copies[next].data) : nullptr;

@@ -5,13 +5,16 @@
 # "Device-clean training: what still touches device memory on the host".
 #
 # An optional third argument is the run's mixed_precision ("bf16": the frozen weights and activations in
-# bf16, so the step's dtype conversions must go through ops too).
+# bf16, so the step's dtype conversions must go through ops too; "full_bf16": mixed_precision bf16 with
+# full_bf16, the trained weights themselves in bf16), an optional fourth its training_type
+# ("dreambooth": the UNet's own weights train, under bf16 as F32 masters with bf16 working copies that
+# the step refreshes through ops).
 #
 # Exit 0: the step ran without touching device memory on the host (the list can go).
 # Exit 77 (skipped): it stopped or faulted, but only at places the list names; the first is printed.
 # Exit 1: a place the list does not name (a new one: fix it, or list it), or any other failure.
 set -uo pipefail
-engine=$1 src=$2 precision=${3:-}
+engine=$1 src=$2 precision=${3:-} training_type=${4:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export SDTUNE_CACHE_DIR=$work/cache
@@ -36,8 +39,15 @@ set_key "$cfg" folders output_dir "\"$work/out\""
 set_key "$cfg" folders output_name "\"demo\""
 set_key "$cfg" training max_train_steps 1
 set_key "$cfg" training train_batch_size 1
-if [ -n "$precision" ]; then
-    set_key "$cfg" precision_memory mixed_precision "\"$precision\""
+case "$precision" in
+full_*)
+    set_key "$cfg" precision_memory mixed_precision "\"${precision#full_}\""
+    set_key "$cfg" precision_memory "$precision" true
+    ;;
+?*) set_key "$cfg" precision_memory mixed_precision "\"$precision\"" ;;
+esac
+if [ -n "$training_type" ]; then
+    set_key "$cfg" model training_type "\"$training_type\""
 fi
 printf 'a red circle on a blue background --w 64 --h 64 --d 1 --s 3\n' >"$work/prompts.txt"
 set_key "$cfg" sampling sample_prompts "\"$work/prompts.txt\""
@@ -103,12 +113,18 @@ if [ "$status" -ne 0 ] || [ "$faults" -gt 0 ]; then
     exit 77
 fi
 if [ ! -s "$work/out/demo.safetensors" ]; then
-    echo "FAIL the guarded step finished but saved no LoRA"
+    echo "FAIL the guarded step finished but saved no model"
     exit 1
 fi
-if [ -n "$precision" ] && ! grep -q "mixed precision $precision" "$log"; then
+ran="mixed precision $precision"
+[ "${precision#full_}" = "$precision" ] || ran="$precision: the trained weights"
+if [ -n "$precision" ] && ! grep -q "$ran" "$log"; then
     echo "FAIL the guarded step did not run in $precision"
     exit 1
 fi
-echo "the guarded training step is device-clean${precision:+ in $precision}"
+if [ -n "$training_type" ] && ! grep -q "training_type = \"$training_type\"" "$work/out/demo.config.toml"; then
+    echo "FAIL the guarded step did not train $training_type"
+    exit 1
+fi
+echo "the guarded training step is device-clean${precision:+ in $precision}${training_type:+ ($training_type)}"
 exit 0

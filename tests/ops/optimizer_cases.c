@@ -1,5 +1,6 @@
 /* Backend comparison of sdt_optimizer_update: AdamW, Lion and SGD over lists of tensors of mixed sizes
- * (more tensors than one CUDA launch takes, so the list is cut into chunks), with BF16 and F16 copies. The
+ * (more tensors than one CUDA launch takes, so the list is cut into chunks), with BF16 and F16 copies, and
+ * BF16 / F16 weights without masters updated in place (full_bf16 / full_fp16) with F32 or half gradients. The
  * backends are written to agree exactly (no contraction, the same rounding hash), so the comparison is
  * bitwise: any difference is a bug, not a tolerance question. */
 #include "optimizer_cases.h"
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "../splitmix64.h"
+#include "sdtune/dtype.h"
 
 enum { GUARD_BYTES = 256, STEPS = 3, MAX_TENSORS = 80 };
 static const unsigned char GUARD_PATTERN = 0x5A;
@@ -19,14 +21,22 @@ typedef struct optimizer_case {
     sdt_optimizer_update_kind kind;
     int tensors;
     sdt_dtype copies; /* SDT_F32: no copies */
+    sdt_dtype params; /* SDT_F32 masters, or BF16 / F16 weights without masters (full_bf16 / full_fp16) */
+    sdt_dtype grads;
 } optimizer_case;
 
 static const optimizer_case cases[] = {
-    {"optimizer_update adamw tensors=5 copies=bf16", SDT_UPDATE_ADAMW, 5, SDT_BF16},
-    {"optimizer_update adamw tensors=70 copies=f16", SDT_UPDATE_ADAMW, 70, SDT_F16},
-    {"optimizer_update lion tensors=5 copies=bf16", SDT_UPDATE_LION, 5, SDT_BF16},
-    {"optimizer_update lion tensors=3 copies=none", SDT_UPDATE_LION, 3, SDT_F32},
-    {"optimizer_update sgd_nesterov tensors=5 copies=f16", SDT_UPDATE_SGD, 5, SDT_F16},
+    {"optimizer_update adamw tensors=5 copies=bf16", SDT_UPDATE_ADAMW, 5, SDT_BF16, SDT_F32, SDT_F32},
+    {"optimizer_update adamw tensors=70 copies=f16", SDT_UPDATE_ADAMW, 70, SDT_F16, SDT_F32, SDT_F32},
+    {"optimizer_update lion tensors=5 copies=bf16", SDT_UPDATE_LION, 5, SDT_BF16, SDT_F32, SDT_F32},
+    {"optimizer_update lion tensors=3 copies=none", SDT_UPDATE_LION, 3, SDT_F32, SDT_F32, SDT_F32},
+    {"optimizer_update sgd_nesterov tensors=5 copies=f16", SDT_UPDATE_SGD, 5, SDT_F16, SDT_F32, SDT_F32},
+    {"optimizer_update adamw tensors=70 params=bf16 grads=bf16", SDT_UPDATE_ADAMW, 70, SDT_F32, SDT_BF16,
+     SDT_BF16},
+    {"optimizer_update adamw tensors=5 params=f16 grads=f32", SDT_UPDATE_ADAMW, 5, SDT_F32, SDT_F16, SDT_F32},
+    {"optimizer_update lion tensors=5 params=bf16 grads=f32", SDT_UPDATE_LION, 5, SDT_F32, SDT_BF16, SDT_F32},
+    {"optimizer_update sgd_nesterov tensors=5 params=f16 grads=f16", SDT_UPDATE_SGD, 5, SDT_F32, SDT_F16,
+     SDT_F16},
 };
 
 size_t optimizer_case_count(void) { return sizeof cases / sizeof cases[0]; }
@@ -123,9 +133,18 @@ static int buffers_make(sdt_engine *e, case_buffers *b, const optimizer_case *c)
                 double u = (double)(splitmix64_next(&seed) >> 11) / 9007199254740992.0;
                 values[i] = k == STATE1 ? (float)(u * 1e-2) : k == COPIES ? 0.0f : (float)(2.0 * u - 1.0);
             }
-            sdt_dtype dtype = k == COPIES ? (c->copies == SDT_F32 ? SDT_BF16 : c->copies) : SDT_F32;
+            sdt_dtype dtype = k == COPIES   ? (c->copies == SDT_F32 ? SDT_BF16 : c->copies)
+                              : k == PARAMS ? c->params
+                              : k == GRADS  ? c->grads
+                                            : SDT_F32;
             int rc;
-            if (k == COPIES) {
+            if (dtype != SDT_F32 && k != COPIES) {
+                uint16_t *half = malloc((size_t)n * sizeof *half); /* [n] the values rounded to dtype */
+                rc = half ? sdt_convert(half, dtype, values, SDT_F32, (size_t)n) : -1;
+                if (rc == 0)
+                    rc = buffer_make(e, &b->buf[k][t], dtype, n, half);
+                free(half);
+            } else if (k == COPIES) {
                 uint16_t *zero = calloc((size_t)n, sizeof *zero);
                 rc = zero ? buffer_make(e, &b->buf[k][t], dtype, n, zero) : -1;
                 free(zero);
@@ -190,7 +209,7 @@ static int buffers_equal(sdt_engine *cpu, const case_buffers *want, sdt_engine *
                          : -1;
             if (rc != 0)
                 snprintf(why, why_size, "download of %s %d failed", buffer_names[k], t);
-            size_t elem = k == COPIES ? 2 : 4;
+            size_t elem = (size_t)sdt_dtype_bits(w->t.dtype) / 8;
             for (size_t i = 0; rc == 0 && i < w->bytes; i += elem)
                 if (memcmp(a + i, b + i, elem) != 0) {
                     snprintf(why, why_size, "%s %d differs from the CPU at element %zu", buffer_names[k], t,

@@ -323,6 +323,82 @@ static void test_full_training_equals_the_allocations(test_state *t)
     tiny_close(&m);
 }
 
+/* Full training under mixed precision: the F32 masters, their gradients and the optimizer state are what
+ * an fp32 plan counts; the working copies in bf16 join the weights, each component's equal to what a bf16
+ * allocation of its table takes (train/trainer_masters.c makes one per trained tensor). */
+static void test_full_training_bf16_counts_working_copies(test_state *t)
+{
+    tiny m;
+    if (tiny_open(t, &m) != 0) {
+        tiny_close(&m);
+        return;
+    }
+    sdt_memory_plan_input in;
+    plan_input(&in, &m.model, SDT_OPTIM_ADAMW);
+    in.lora = 0;
+    in.train_text_encoder = 1;
+    sdt_memory_plan fp32 = build(t, &in);
+    in.weight_dtype = in.activation_dtype = SDT_BF16;
+    sdt_memory_plan bf16 = build(t, &in);
+    CHECK(t, bf16.bytes[SDT_MEM_TRAINABLE] == fp32.bytes[SDT_MEM_TRAINABLE]);
+    CHECK(t, bf16.bytes[SDT_MEM_GRADS] == fp32.bytes[SDT_MEM_GRADS]);
+    CHECK(t, bf16.bytes[SDT_MEM_OPTIMIZER] == fp32.bytes[SDT_MEM_OPTIMIZER]);
+    CHECK(t, bf16.trainable_parameters == fp32.trainable_parameters);
+    CHECK(t, fp32.weights_by_component[SDT_COMPONENT_UNET] == 0 &&
+                 fp32.weights_by_component[SDT_COMPONENT_TEXT_ENCODER] == 0);
+    sdt_engine *e = NULL;
+    sdt_engine_options eo = {.device = SDT_DEVICE_CPU};
+    sdt_model half;
+    memset(&half, 0, sizeof half);
+    char *error = NULL;
+    int rc = sdt_engine_create(&eo, &e, &error) == 0 &&
+                     sdt_model_init(&half, sdt_model_arch_find("sd15-tiny"), &error) == 0 &&
+                     sdt_model_alloc(e, &half, SDT_BF16, &error) == 0
+                 ? 0
+                 : -1;
+    CHECK_MSG(t, rc == 0, "%s", error ? error : "bf16 model");
+    free(error);
+    for (int c = 0; rc == 0 && c < SDT_COMPONENT_COUNT; c++)
+        CHECK_MSG(t, bf16.weights_by_component[c] == sdt_model_table(&half, c)->plan.bytes[SDT_LIFE_FROZEN],
+                  "bf16 %s: plan %zu, allocated %zu", sdt_component_name(c), bf16.weights_by_component[c],
+                  sdt_model_table(&half, c)->plan.bytes[SDT_LIFE_FROZEN]);
+    /* full_bf16: the weights and gradients of the trained networks in bf16, no working copies; the AdamW
+     * state as before */
+    in.full_half = 1;
+    sdt_memory_plan half_weights = build(t, &in);
+    CHECK(t, half_weights.weights_by_component[SDT_COMPONENT_UNET] == 0 &&
+                 half_weights.weights_by_component[SDT_COMPONENT_TEXT_ENCODER] == 0);
+    CHECK(t,
+          rc != 0 || half_weights.bytes[SDT_MEM_TRAINABLE] ==
+                         sdt_model_table(&half, SDT_COMPONENT_UNET)->plan.bytes[SDT_LIFE_FROZEN] +
+                             sdt_model_table(&half, SDT_COMPONENT_TEXT_ENCODER)->plan.bytes[SDT_LIFE_FROZEN]);
+    CHECK(t, half_weights.bytes[SDT_MEM_GRADS] * 2 == fp32.bytes[SDT_MEM_GRADS]);
+    CHECK(t, half_weights.bytes[SDT_MEM_OPTIMIZER] == fp32.bytes[SDT_MEM_OPTIMIZER]);
+    /* a bf16 run with masters that does not fit is told about full_bf16 (and what it saves); one that
+     * has it is not, nor about optimizers full_bf16 cannot use */
+    sdt_buf advice;
+    sdt_buf_init(&advice);
+    sdt_memory_plan_suggest(&in, &half_weights, 1, &advice);
+    CHECK(t, !advice.data || (!strstr(advice.data, "full_bf16") && !strstr(advice.data, "AdamW8bit")));
+    sdt_buf_free(&advice);
+    in.full_half = 0;
+    sdt_buf_init(&advice);
+    sdt_memory_plan_suggest(&in, &bf16, 1, &advice);
+    CHECK_STR_CONTAINS(t, advice.data, "full_bf16 = true");
+    sdt_buf_free(&advice);
+    /* the table says what the UNet's and the text encoder's weights are */
+    sdt_buf table;
+    sdt_buf_init(&table);
+    sdt_memory_plan_table(&in, &bf16, 0, NULL, &table);
+    CHECK_STR_CONTAINS(t, table.data, "unet");
+    CHECK_STR_CONTAINS(t, table.data, "(working copy of the fp32 masters)");
+    sdt_buf_free(&table);
+    sdt_model_free(e, &half);
+    if (e)
+        sdt_engine_free(e);
+    tiny_close(&m);
+}
+
 /* ---- activations ---- */
 
 /* One UNet micro-step as train/trainer_step.c runs it (latents, timesteps and context on the engine, the
@@ -588,6 +664,7 @@ int main(void)
         TEST(test_fp8_weights_equal_the_arenas),
         TEST(test_lora_and_optimizers_equal_the_allocations),
         TEST(test_full_training_equals_the_allocations),
+        TEST(test_full_training_bf16_counts_working_copies),
         TEST(test_activations_match_a_measured_unet_step),
         TEST(test_mixed_precision_from_config),
         TEST(test_a_run_that_does_not_fit_is_refused),

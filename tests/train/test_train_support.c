@@ -168,52 +168,66 @@ static void test_value_refusals(test_state *t)
     expect_accepted_if_done(t, "hardware", "backend", "\"cpu\"");
 }
 
-/* Mixed precision: a LoRA trains in bf16 or fp16 (on the CPU backend too); full training keeps fp32 and
- * refuses an explicit half precision at its line; what the engine does not do yet stays refused. */
+/* Mixed precision: every training type trains in bf16 or fp16 (on the CPU backend too): a LoRA with its
+ * network in fp32, DreamBooth and fine-tuning with fp32 masters of the trained weights, or with
+ * full_bf16 / full_fp16 the weights themselves in half precision; what does not go together is refused
+ * at the setting's line, with the reason. */
 static void test_mixed_precision(test_state *t)
 {
-    static const char *const lora_ok[] = {
+    static const char *const accepted[] = {
         "[precision_memory]\nmixed_precision = \"bf16\"\n[hardware]\nbackend = \"cpu\"\n",
         "[precision_memory]\nmixed_precision = \"fp16\"\n",
         "[model]\ntraining_type = \"dreambooth\"\n[precision_memory]\nmixed_precision = \"auto\"\n",
         "[model]\ntraining_type = \"finetune\"\n[precision_memory]\nmixed_precision = \"no\"\n",
+        "[model]\ntraining_type = \"dreambooth\"\n[precision_memory]\nmixed_precision = \"bf16\"\n",
+        "[model]\ntraining_type = \"finetune\"\n[precision_memory]\nmixed_precision = \"fp16\"\n",
+        "[model]\ntraining_type = \"dreambooth\"\ntrain_text_encoder = true\n[precision_memory]\n"
+        "mixed_precision = \"fp16\"\n",
+        "[model]\ntraining_type = \"dreambooth\"\n[precision_memory]\nmixed_precision = \"bf16\"\n"
+        "full_bf16 = true\n",
+        "[model]\ntraining_type = \"finetune\"\n[precision_memory]\nmixed_precision = \"fp16\"\nfull_fp16 = "
+        "true\n"
+        "[optimizer]\noptimizer_type = \"Lion\"\n",
+        "[model]\ntraining_type = \"dreambooth\"\n[precision_memory]\nmixed_precision = \"bf16\"\n"
+        "full_bf16 = true\n[optimizer]\noptimizer_type = \"SGDNesterov\"\n",
     };
-    for (size_t i = 0; i < sizeof lora_ok / sizeof lora_ok[0]; i++) {
+    for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++) {
         sdt_diag_list diags;
         sdt_diag_list_init(&diags);
-        CHECK_MSG(t, check_text(lora_ok[i], &diags) == 0, "%s: %s", lora_ok[i],
+        CHECK_MSG(t, check_text(accepted[i], &diags) == 0, "%s: %s", accepted[i],
                   diags.count ? diags.items[0].message : "");
         sdt_diag_list_free(&diags);
     }
-    static const char *const full[] = {"dreambooth", "finetune"};
-    for (size_t i = 0; i < 2; i++) {
-        char text[200];
-        snprintf(text, sizeof text,
-                 "[model]\ntraining_type = \"%s\"\n[precision_memory]\nmixed_precision = \"%s\"\n", full[i],
-                 i ? "fp16" : "bf16");
-        sdt_diag_list diags;
-        sdt_diag_list_init(&diags);
-        CHECK(t, check_text(text, &diags) == -1);
-        const sdt_diag *d = find_diag(&diags, "mixed_precision");
-        CHECK(t, d != NULL && d->line == 4);
-        if (d) {
-            CHECK_STR_CONTAINS(t, d->message,
-                               i ? "mixed_precision = \"fp16\": " : "mixed_precision = \"bf16\": ");
-            CHECK_STR_CONTAINS(t, d->message, "not implemented yet for DreamBooth and fine-tuning");
-        }
-        sdt_diag_list_free(&diags);
-    }
-    /* half-precision trained weights are not implemented: refused, named */
-    static const char *const planned[][2] = {
-        {"[precision_memory]\nmixed_precision = \"bf16\"\nfull_bf16 = true\n", "full_bf16"},
-        {"[precision_memory]\nmixed_precision = \"fp16\"\nfull_fp16 = true\n", "full_fp16"},
+    /* refused: the text, the setting named, its line, a part of the reason */
+    static const struct {
+        const char *text, *key;
+        int line;
+        const char *why;
+    } refused[] = {
+        {"[precision_memory]\nmixed_precision = \"bf16\"\nfull_bf16 = true\n", "full_bf16", 3,
+         "not implemented yet for LoRA"},
+        {"[model]\ntraining_type = \"dreambooth\"\n[precision_memory]\nmixed_precision = \"fp16\"\n"
+         "full_bf16 = true\n",
+         "full_bf16", 5, "needs mixed_precision = \"bf16\" (it is \"fp16\")"},
+        {"[model]\ntraining_type = \"finetune\"\n[precision_memory]\nmixed_precision = \"auto\"\n"
+         "full_fp16 = true\n",
+         "full_fp16", 5, "needs mixed_precision = \"fp16\" (it is \"auto\")"},
+        {"[model]\ntraining_type = \"dreambooth\"\n[precision_memory]\nmixed_precision = \"bf16\"\n"
+         "full_bf16 = true\nfull_fp16 = true\n",
+         "full_bf16", 5, "both set"},
+        {"[model]\ntraining_type = \"dreambooth\"\n[precision_memory]\nmixed_precision = \"bf16\"\n"
+         "full_bf16 = true\n[optimizer]\noptimizer_type = \"Adafactor\"\n",
+         "full_bf16", 5, "AdamW, Lion or SGD"},
     };
-    for (size_t i = 0; i < sizeof planned / sizeof planned[0]; i++) {
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         sdt_diag_list diags;
         sdt_diag_list_init(&diags);
-        CHECK(t, check_text(planned[i][0], &diags) == -1);
-        const sdt_diag *d = find_diag(&diags, planned[i][1]);
-        CHECK_MSG(t, d != NULL && strstr(d->message, "not implemented yet"), "%s", planned[i][1]);
+        CHECK_MSG(t, check_text(refused[i].text, &diags) == -1, "%s was accepted", refused[i].text);
+        const sdt_diag *d = find_diag(&diags, refused[i].key);
+        CHECK_MSG(t, d != NULL && d->line == refused[i].line, "%s: %s not refused at line %d",
+                  refused[i].text, refused[i].key, refused[i].line);
+        if (d)
+            CHECK_STR_CONTAINS(t, d->message, refused[i].why);
         CHECK(t, find_diag(&diags, "mixed_precision") == NULL);
         sdt_diag_list_free(&diags);
     }

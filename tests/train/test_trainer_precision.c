@@ -343,5 +343,38 @@ static void test_loss_scaler_schedule(test_state *t)
     CHECK(t, s.scale == 32768.0);
 }
 
-TEST_MAIN("trainer_precision", TEST(test_loss_scaler_schedule), TEST(test_half_precision_tracks_fp32_sgd),
-          TEST(test_half_precision_tracks_fp32_adamw), TEST(test_fp16_overflow_skips_and_halves))
+/* mixed_precision to a compute dtype: auto is bf16 on CUDA for every training type (full training keeps
+ * F32 masters and runs on bf16 copies), fp32 on the CPU; an explicit choice holds on either device. */
+static void test_compute_dtype(test_state *t)
+{
+    static const struct {
+        const char *training, *precision;
+        sdt_device_kind device;
+        sdt_dtype want;
+    } cases[] = {
+        {"lora", "auto", SDT_DEVICE_CUDA, SDT_BF16},     {"dreambooth", "auto", SDT_DEVICE_CUDA, SDT_BF16},
+        {"finetune", "auto", SDT_DEVICE_CUDA, SDT_BF16}, {"dreambooth", "auto", SDT_DEVICE_CPU, SDT_F32},
+        {"dreambooth", "fp16", SDT_DEVICE_CPU, SDT_F16}, {"finetune", "bf16", SDT_DEVICE_CPU, SDT_BF16},
+        {"dreambooth", "no", SDT_DEVICE_CUDA, SDT_F32},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text =
+            sdt_format("[model]\ntraining_type = \"%s\"\n[precision_memory]\nmixed_precision = \"%s\"\n",
+                       cases[i].training, cases[i].precision);
+        sdt_diag_list diags;
+        sdt_diag_list_init(&diags);
+        sdt_config *cfg = text ? sdt_config_load_text(text, strlen(text), "test.toml", &diags) : NULL;
+        CHECK(t, cfg && sdt_diag_count(&diags, SDT_SEV_ERROR) == 0);
+        if (cfg)
+            CHECK_MSG(t, sdt_train_compute_dtype(cfg, cases[i].device) == cases[i].want, "%s, %s: %s",
+                      cases[i].training, cases[i].precision,
+                      sdt_dtype_name(sdt_train_compute_dtype(cfg, cases[i].device)));
+        sdt_config_free(cfg);
+        sdt_diag_list_free(&diags);
+        free(text);
+    }
+}
+
+TEST_MAIN("trainer_precision", TEST(test_loss_scaler_schedule), TEST(test_compute_dtype),
+          TEST(test_half_precision_tracks_fp32_sgd), TEST(test_half_precision_tracks_fp32_adamw),
+          TEST(test_fp16_overflow_skips_and_halves))

@@ -5,6 +5,7 @@
 #include "../splitmix64.h"
 #include "backend.h"
 #include "check.h"
+#include "sdtune/dtype.h"
 #include "stochastic_round.h"
 
 #include <math.h>
@@ -296,6 +297,122 @@ static void rounding_is_unbiased(test_state *t)
         }
 }
 
+/* Half parameters without a master (full_bf16 / full_fp16): a BF16/F16 weight updated in place equals
+ * the stochastically rounded copy of an F32 master that starts at the same value and takes the same
+ * update, bit for bit, for AdamW, Lion and SGD, with F32 and with half gradients (widened exactly). */
+static void half_params_equal_rounded_masters(test_state *t)
+{
+    static const sdt_optimizer_update_kind kinds[] = {SDT_UPDATE_ADAMW, SDT_UPDATE_LION, SDT_UPDATE_SGD};
+    sdt_engine *e = cpu_engine();
+    for (int bf16 = 0; bf16 <= 1; bf16++)
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+            for (int half_grads = 0; half_grads <= 1; half_grads++) {
+                const sdt_dtype half = bf16 ? SDT_BF16 : SDT_F16;
+                list master, direct;
+                list_make(&master, 41, half);
+                list_make(&direct, 41, half);
+                uint16_t *weights[TENSORS], *grads[TENSORS]; /* [sizes[i]] half bits each */
+                sdt_tensor weight_views[TENSORS], grad_views[TENSORS];
+                for (int i = 0; i < TENSORS; i++) {
+                    int64_t n = sizes[i];
+                    weights[i] = malloc((size_t)n * sizeof(uint16_t));
+                    grads[i] = malloc((size_t)n * sizeof(uint16_t));
+                    /* both lists start from values the half type holds: the master is the widened weight */
+                    sdt_convert(weights[i], half, master.param[i], SDT_F32, (size_t)n);
+                    sdt_convert(master.param[i], SDT_F32, weights[i], half, (size_t)n);
+                    sdt_convert(grads[i], half, master.grad[i], SDT_F32, (size_t)n);
+                    if (half_grads)
+                        sdt_convert(master.grad[i], SDT_F32, grads[i], half, (size_t)n);
+                    weight_views[i] = view(weights[i], half, n);
+                    grad_views[i] = view(grads[i], half, n);
+                }
+                sdt_optimizer_update_args a = args_for(&master, kinds[k]);
+                a.decay = 0.99f;
+                a.b1 = 0.9f;
+                a.one_b1 = 0.1f;
+                a.b2 = 0.99f;
+                a.one_b2 = 0.01f;
+                a.step_size = -1e-3f;
+                a.bc2_sqrt = 0.1f;
+                a.eps = 1e-8f;
+                a.neg_lr = -1e-3f;
+                a.weight_decay = 1e-2f;
+                a.momentum = 0.9f;
+                a.one_dampening = 1.0f;
+                a.use_weight_decay = a.use_momentum = a.nesterov = 1;
+                a.first_step = 1;
+                a.seed = 99;
+                a.step = 4;
+                a.copies = master.copies;
+                int ok = sdt_optimizer_update(e, &a) == 0;
+                sdt_optimizer_update_args b = a;
+                b.params = weight_views;
+                b.grads = half_grads ? grad_views : direct.grads;
+                b.state[0] = direct.ms;
+                b.state[1] = direct.vs;
+                b.copies = NULL;
+                if (!half_grads)
+                    for (int i = 0; i < TENSORS; i++)
+                        memcpy(direct.grad[i], master.grad[i], (size_t)sizes[i] * sizeof(float));
+                ok = ok && sdt_optimizer_update(e, &b) == 0;
+                CHECK_MSG(t, ok, "update: %s", sdt_engine_error(e));
+                for (int i = 0; ok && i < TENSORS; i++) {
+                    CHECK_MSG(t, memcmp(weights[i], master.copy[i], (size_t)sizes[i] * sizeof(uint16_t)) == 0,
+                              "%s kind %d grads %s, tensor %d: the weight is not the master's copy",
+                              bf16 ? "bf16" : "f16", (int)kinds[k], half_grads ? "half" : "f32", i);
+                    CHECK_MSG(t, same_bits(direct.m[i], master.m[i], sizes[i]), "tensor %d: other state", i);
+                }
+                for (int i = 0; i < TENSORS; i++) {
+                    free(weights[i]);
+                    free(grads[i]);
+                }
+                list_free(&master);
+                list_free(&direct);
+            }
+    sdt_engine_free(e);
+}
+
+/* The point of the stochastic rounding: SGD steps far below half a bf16 unit (1 - 2^-13 rounds back to 1
+ * to nearest every time) still move a bf16 weight by the right amount on average. */
+static void half_params_keep_small_updates(test_state *t)
+{
+    sdt_engine *e = cpu_engine();
+    enum { N = 50000, STEPS = 8 };
+    const float grad = 1.0f, lr = 1.0f / 8192; /* 2^-13 per step: 1/32 of bf16's unit just below 1 (2^-8) */
+    uint16_t *w = malloc(N * sizeof *w);
+    float *g = malloc(N * sizeof *g);
+    for (int i = 0; i < N; i++) {
+        w[i] = sdt_f32_to_bf16(1.0f);
+        g[i] = grad;
+    }
+    sdt_tensor wv = view(w, SDT_BF16, N), gv = view(g, SDT_F32, N);
+    sdt_optimizer_update_args a;
+    memset(&a, 0, sizeof a);
+    a.kind = SDT_UPDATE_SGD;
+    a.neg_lr = -lr;
+    a.count = 1;
+    a.params = &wv;
+    a.grads = &gv;
+    a.seed = 3;
+    for (int s = 1; s <= STEPS; s++) {
+        a.step = s;
+        CHECK_MSG(t, sdt_optimizer_update(e, &a) == 0, "%s", sdt_engine_error(e));
+    }
+    double mean = 0;
+    for (int i = 0; i < N; i++)
+        mean += sdt_bf16_to_f32(w[i]);
+    mean /= N;
+    const double want = 1.0 - STEPS * (double)lr * grad; /* 0.99902 */
+    /* each step's rounding is a two-point draw a unit (2^-8) apart: a spread of at most 2^-9; 5 sigma of
+     * the mean of N weights after STEPS independent roundings */
+    const double tolerance = 5 * (1.0 / 512) * sqrt((double)STEPS) / sqrt((double)N);
+    CHECK_MSG(t, fabs(mean - want) <= tolerance, "mean %.8f, want %.8f (tolerance %.2g)", mean, want,
+              tolerance);
+    free(w);
+    free(g);
+    sdt_engine_free(e);
+}
+
 /* Malformed lists fail with a message naming the tensor; nothing is written. */
 static void malformed_lists_are_refused(test_state *t)
 {
@@ -320,6 +437,18 @@ static void malformed_lists_are_refused(test_state *t)
     CHECK(t, sdt_optimizer_update(e, &a) != 0);
     CHECK_STR_CONTAINS(t, sdt_engine_error(e), "state 1 of tensor 2");
     CHECK(t, l.param[1][0] == before);
+    /* a half parameter is updated in place: it takes no copy */
+    l.ms[2].dtype = SDT_F32;
+    uint16_t half_weight[37] = {0};
+    sdt_tensor saved = l.params[1];
+    l.params[1] = view(half_weight, SDT_BF16, 37);
+    a.copies = l.copies;
+    for (int i = 0; i < TENSORS; i++)
+        l.copies[i].dtype = SDT_BF16;
+    CHECK(t, sdt_optimizer_update(e, &a) != 0);
+    CHECK_STR_CONTAINS(t, sdt_engine_error(e), "parameter 1");
+    CHECK_STR_CONTAINS(t, sdt_engine_error(e), "takes no copy");
+    l.params[1] = saved;
     list_free(&l);
     sdt_engine_free(e);
 }
@@ -327,4 +456,5 @@ static void malformed_lists_are_refused(test_state *t)
 TEST_MAIN("optimizer_update", TEST(adamw_matches_reference), TEST(lion_matches_reference),
           TEST(sgd_matches_reference), TEST(rounding_is_deterministic),
           TEST(rounding_keeps_representable_values), TEST(rounding_is_unbiased),
+          TEST(half_params_equal_rounded_masters), TEST(half_params_keep_small_updates),
           TEST(malformed_lists_are_refused))
