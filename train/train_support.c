@@ -147,6 +147,14 @@ static void check_values(support_check *c)
                        "not implemented yet for full checkpoints (only LoRA files carry metadata)");
     }
 
+    /* Every backend has one attention kernel, the fused (flash-style) one: it never stores the L x L
+     * scores, which is what kohya's xformers / sdpa / mem_eff_attn ask for. "math" would store them. */
+    static const char *const fused_attention[] = {"auto", "flash", NULL};
+    check_one_of(
+        c, "attention", fused_attention,
+        "not implemented yet (auto and flash select the fused attention kernel, the only one the engine "
+        "has)");
+
     check_optimizer(c);
     check_parsed(c, "lr_scheduler", parse_lr_scheduler);
     check_parsed(c, "sample_sampler", parse_sampler);

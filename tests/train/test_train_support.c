@@ -157,6 +157,8 @@ static void test_value_refusals(test_state *t)
     expect_accepted_if_done(t, "precision_memory", "mixed_precision", "\"fp16\"");
     expect_accepted_if_done(t, "model", "no_half_vae", "true");
     expect_accepted_if_done(t, "hardware", "deterministic", "true");
+    expect_accepted_if_done(t, "hardware", "attention", "\"flash\"");
+    expect_refused(t, "hardware", "attention", "\"math\"");
     expect_accepted_if_done(t, "hardware", "gpu_index", "1");
     expect_accepted_if_done(t, "precision_memory", "vram_limit_gb", "2.5");
     expect_accepted_if_done(t, "optimizer", "optimizer_type", "\"Lion\"");
