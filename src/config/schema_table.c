@@ -477,7 +477,7 @@ static const sdt_setting settings[] = {
     {ROW(HARDWARE, "deterministic", BOOL, "false"), DONE, ADV,
      HELP("only deterministic GPU algorithms, so that two runs give identical losses (may be slower)")},
     {ROW(HARDWARE, "attention", ENUM, "auto"), DONE, VALUES(attention_values), ALIAS("xformers sdpa mem_eff_attn"),
-     ADV, HELP("attention kernel: auto or flash (the fused, memory-efficient one); math (reference) is planned")},
+     ADV, HELP("attention kernel: auto or flash (fused, memory-efficient); math (reference) is planned")},
     {ROW(HARDWARE, "cpu_threads", INT, "0"), DONE, AT_LEAST(0), ALIAS("num_cpu_threads_per_process"), ADV,
      HELP("CPU threads for work on the host; 0 = all cores")},
     {ROW(HARDWARE, "max_data_loader_n_workers", INT, "8"), RANGE(0, 256), ADV,
