@@ -161,7 +161,15 @@ static inline void event_log_emit(void *ctx, const sdt_event *ev)
     if (ev->type == SDT_EV_PHASE && ev->phase == SDT_PHASE_PAUSED && l->control && l->resume_when_paused)
         atomic_store(&l->control->paused, 0);
     const char *text = NULL;
+    char device[128];
     switch (ev->type) {
+    case SDT_EV_DEVICE:
+        /* What a test compares: the backend, the precision, fp8 weights. */
+        snprintf(device, sizeof device, "backend=%s precision=%s fp8_weights=%d",
+                 ev->device.backend ? ev->device.backend : "?",
+                 ev->device.precision ? ev->device.precision : "?", ev->device.fp8_weights);
+        text = device;
+        break;
     case SDT_EV_PROGRESS:
         r->step = ev->progress.step;
         r->loss = ev->progress.loss;
@@ -241,6 +249,15 @@ static inline int event_log_has_text(const event_log *l, const char *needle)
         if (l->items[i].type == SDT_EV_LOG && l->items[i].text && strstr(l->items[i].text, needle))
             return 1;
     return 0;
+}
+
+/* The text recorded for the run's `device` event (event_log_emit); NULL when there was none. */
+static inline const char *event_log_device(const event_log *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (l->items[i].type == SDT_EV_DEVICE)
+            return l->items[i].text;
+    return NULL;
 }
 
 static inline int file_exists(const char *path)
