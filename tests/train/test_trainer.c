@@ -118,7 +118,7 @@ static void test_events_and_files(test_state *t)
         /* One device event, while loading (before the caches and the first memory event), saying what
          * the run computes on: the CPU in fp32 without fp8 weights. */
         CHECK(t, event_log_count(&log, SDT_EV_DEVICE) == 1);
-        const char *device = event_log_device(&log);
+        const char *device = event_log_text(&log, SDT_EV_DEVICE);
         CHECK_MSG(t, device && strcmp(device, "backend=cpu precision=fp32 fp8_weights=0") == 0, "%s",
                   device ? device : "(none)");
         size_t device_at = log.count, caching_at = log.count, memory_at = log.count;
@@ -130,6 +130,9 @@ static void test_events_and_files(test_state *t)
         }
         CHECK_MSG(t, device_at < caching_at && device_at < memory_at, "device %zu, caching %zu, memory %zu",
                   device_at, caching_at, memory_at);
+        /* On the CPU the memory events are the process's RAM. */
+        const char *memory = event_log_text(&log, SDT_EV_MEMORY);
+        CHECK_MSG(t, memory && strncmp(memory, "kind=ram used=", 14) == 0, "%s", memory ? memory : "(none)");
         CHECK(t, event_log_has_text(&log, "total optimization steps: 8"));
         CHECK(t, event_log_has_text(&log, "num train images * repeats: 4"));
         CHECK(t, event_log_has_text(&log, "num batches per epoch: 4"));

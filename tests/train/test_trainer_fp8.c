@@ -66,7 +66,8 @@ static void test_fp8_lora_tracks_f32(test_state *t)
         CHECK(t, event_log_has_text(&log_fp8, "(linear/conv weights in fp8)"));
         CHECK(t, !event_log_has_text(&log_full, "(linear/conv weights in fp8)"));
         /* The device event says so. */
-        const char *with = event_log_device(&log_fp8), *without = event_log_device(&log_full);
+        const char *with = event_log_text(&log_fp8, SDT_EV_DEVICE),
+                   *without = event_log_text(&log_full, SDT_EV_DEVICE);
         CHECK_MSG(t, with && strstr(with, "fp8_weights=1"), "%s", with ? with : "(none)");
         CHECK_MSG(t, without && strstr(without, "fp8_weights=0"), "%s", without ? without : "(none)");
     }
