@@ -95,15 +95,35 @@ typedef struct train_session {
     sdt_event_sink *sink;
 } train_session;
 
+/* `hello` comes before the config is read, so it says what the machine offers: the backend `backend =
+ * "auto"` would pick on it (CUDA device 0 when the build has the backend and a device answers, else the
+ * CPU) and that device. The run's real device is its `device` event (docs/protocol.md). Only the device's
+ * properties are asked for: that creates no CUDA context, so a run on another GPU (gpu_index) or on the
+ * CPU holds no memory on device 0 for this. */
 static void emit_hello(sdt_event_sink *sink)
 {
-    sdt_device_info cpu;
-    sdt_cpu_device_info(&cpu);
+    sdt_device_info device;
+    sdt_cpu_device_info(&device);
+    const char *backend = "cpu";
+    int64_t vram_total = 0;
+    char *why = NULL;
+    if (sdt_cuda_device_count(&why) > 0) {
+        sdt_device_info gpu;
+        char *info_error = NULL;
+        if (sdt_cuda_device_info(0, &gpu, &info_error) == 0) {
+            device = gpu;
+            backend = "cuda";
+            vram_total = (int64_t)(gpu.memory_gib * 1024.0 * 1024.0 * 1024.0);
+        }
+        free(info_error);
+    }
+    free(why);
     long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
     sdt_event ev = {.type = SDT_EV_HELLO};
     ev.hello.version = SDT_PROTOCOL_VERSION;
-    ev.hello.backend = "cpu";
-    ev.hello.device = cpu.name[0] ? cpu.name : "CPU";
+    ev.hello.backend = (char *)backend;
+    ev.hello.device = device.name[0] ? device.name : "CPU";
+    ev.hello.vram_total = vram_total;
     ev.hello.ram_total = pages > 0 && page_size > 0 ? (int64_t)pages * page_size : 0;
     ev.hello.pid = (int64_t)getpid();
     sdt_event_sink_emit(sink, &ev);

@@ -274,6 +274,16 @@ static char *human_text(const sdt_event *ev, sdt_log_level *level)
         return sdt_strdup(ev->error.message ? ev->error.message : "");
     case SDT_EV_ACK: return sdt_format("command accepted: %s", ev->ack.command ? ev->ack.command : "?");
     case SDT_EV_PONG: *level = SDT_LOG_DEBUG; return sdt_strdup("pong");
+    case SDT_EV_DEVICE:
+        /* The trainer's own log line already says where it trains; this one is for debugging. */
+        *level = SDT_LOG_DEBUG;
+        return sdt_format("device: backend %s, %s, %s%s, %.1f of %.1f GiB free%s%s",
+                          ev->device.backend ? ev->device.backend : "?",
+                          ev->device.name ? ev->device.name : "?",
+                          ev->device.precision ? ev->device.precision : "?",
+                          ev->device.fp8_weights ? " with fp8 weights" : "", gib(ev->device.memory_free),
+                          gib(ev->device.memory_total), ev->device.reason ? "; " : "",
+                          ev->device.reason ? ev->device.reason : "");
     case SDT_EV_PROGRESS:
     case SDT_EV_COUNT: break;
     }

@@ -41,6 +41,8 @@ static void emit(sdt_trainer *t, sdt_event *ev)
         t->o->emit(t->o->emit_ctx, ev);
 }
 
+void sdt_trainer_emit(sdt_trainer *t, sdt_event *ev) { emit(t, ev); }
+
 void sdt_trainer_log(sdt_trainer *t, sdt_log_level level, const char *fmt, ...)
 {
     va_list ap;
@@ -97,9 +99,21 @@ void sdt_trainer_remove_output(sdt_trainer *t, const char *path)
         }
 }
 
-/* RAM of the process (the CPU backend's memory): resident now and the peak. */
+/* On CUDA the GPU's memory: what the engine's allocator holds now and at most (the peak of loading and
+ * caching included) against the device's size. Elsewhere the RAM of the process (the CPU backend's
+ * memory, and the guarded backend's, which is the host's): resident now and the peak. */
 static void emit_memory(sdt_trainer *t)
 {
+    if (sdt_engine_device(t->e) == SDT_DEVICE_CUDA) {
+        size_t peak = sdt_engine_peak_bytes(t->e);
+        sdt_event ev = {.type = SDT_EV_MEMORY};
+        ev.memory.kind = SDT_MEMORY_VRAM;
+        ev.memory.used = (int64_t)sdt_engine_live_bytes(t->e);
+        ev.memory.peak = (int64_t)(peak > t->peak_before_steps ? peak : t->peak_before_steps);
+        ev.memory.total = (int64_t)t->device_memory_total;
+        emit(t, &ev);
+        return;
+    }
     long page = sysconf(_SC_PAGESIZE);
     long long size = 0, resident = 0;
     FILE *f = fopen("/proc/self/statm", "r");
@@ -281,8 +295,12 @@ static sdt_train_result train_loop(sdt_trainer *t, char **error)
         size_t samples_before = t->cursor.batch;
         int first_step = t->steps_timed == 0;
         size_t live_before = sdt_engine_live_bytes(t->e);
-        if (first_step)
+        if (first_step) {
+            size_t peak = sdt_engine_peak_bytes(t->e); /* kept for the memory events' peak */
+            if (peak > t->peak_before_steps)
+                t->peak_before_steps = peak;
             sdt_engine_reset_peak(t->e);
+        }
         sdt_step_outcome outcome = sdt_trainer_step(t, &loss, error);
         if (first_step && outcome == SDT_STEP_TAKEN)
             sdt_trainer_report_step_memory(t, live_before);

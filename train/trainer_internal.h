@@ -113,6 +113,10 @@ typedef struct sdt_trainer {
     /* the memory plan, made before the model is loaded (trainer_memory.c) */
     sdt_memory_plan memory_plan;
     int has_memory_plan;
+    /* for `memory` events on CUDA (trainer.c): the device's size, and the allocator's peak of loading and
+     * caching, which the first step's sdt_engine_reset_peak forgets */
+    size_t device_memory_total; /* bytes; 0 unknown */
+    size_t peak_before_steps;   /* bytes */
 
     /* reporting */
     double run_started;   /* monotonic seconds */
@@ -128,6 +132,8 @@ typedef struct sdt_trainer {
 /* ---- events (trainer.c) ---- */
 void sdt_trainer_log(sdt_trainer *t, sdt_log_level level, const char *fmt, ...) SDT_PRINTF(3, 4);
 void sdt_trainer_phase(sdt_trainer *t, sdt_phase phase);
+/* Any event: stamped with the time and passed to the run's emit callback. */
+void sdt_trainer_emit(sdt_trainer *t, sdt_event *ev);
 void sdt_trainer_checkpoint(sdt_trainer *t, const char *path, sdt_checkpoint_kind kind);
 int sdt_trainer_add_output(sdt_trainer *t, const char *path);
 void sdt_trainer_remove_output(sdt_trainer *t, const char *path);
@@ -136,7 +142,8 @@ double sdt_trainer_now(void);
 /* ---- setup (trainer_setup.c) ---- */
 /* The engine of the `backend` setting (auto: CUDA when the build has it and a device answers, else the
  * CPU; the guarded test device when the options ask for it), on `gpu_index`, with `deterministic`; logs
- * which. -1 with *error naming the backend and the GPU when it cannot start. */
+ * which and emits the `device` event (backend, device, memory, precision). -1 with *error naming the
+ * backend and the GPU when it cannot start. */
 int sdt_trainer_create_engine(sdt_trainer *t, char **error);
 int sdt_trainer_setup_models(sdt_trainer *t, char **error);
 int sdt_trainer_setup_data(sdt_trainer *t, char **error);

@@ -1,6 +1,7 @@
 /* Setting a run up: the engine and the model, the data (buckets, epochs, step counts), what trains (LoRA
  * network or the UNet's own weights) with its optimizer and schedule, and the caches. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -8,6 +9,7 @@
 #include "device.h"
 #include "fp8_base.h"
 #include "optim_settings.h"
+#include "precision.h"
 #include "trainer_internal.h"
 
 /* DreamBooth / fine-tune: the loaded table's entries become trainable. sdt_model_load allocates the
@@ -60,23 +62,64 @@ static void detach_full_grads(sdt_trainer *t)
 /* ---- the engine ---- */
 
 /* `backend = "auto"`: CUDA when the build has it and a device answers, else the CPU (and the CPU too when
- * the CUDA engine then cannot start: sdt_trainer_create_engine). */
-static sdt_device_kind auto_device(sdt_trainer *t)
+ * the CUDA engine then cannot start: sdt_trainer_create_engine). Why goes to reason, for the `device`
+ * event. */
+static sdt_device_kind auto_device(sdt_trainer *t, char *reason, size_t reason_size)
 {
 #ifdef SDTUNE_HAVE_CUDA
     char *why = NULL;
     int devices = sdt_cuda_device_count(&why);
     if (devices > 0) {
         free(why);
+        snprintf(reason, reason_size, "auto: CUDA device %d answers", (int)t->s.gpu_index);
         return SDT_DEVICE_CUDA;
     }
+    snprintf(reason, reason_size, "auto: %s", why ? why : "no CUDA device");
     sdt_trainer_log(t, SDT_LOG_INFO, "backend auto: no CUDA device (%s), training on the CPU",
                     why ? why : "none found");
     free(why);
 #else
+    snprintf(reason, reason_size, "auto: this build has no CUDA backend");
     sdt_trainer_log(t, SDT_LOG_INFO, "backend auto: this build has no CUDA backend, training on the CPU");
 #endif
     return SDT_DEVICE_CPU;
+}
+
+/* The wire names of the compute dtypes (docs/protocol.md, `device`), not kohya's "no" for fp32. */
+static const char *precision_wire_name(sdt_dtype compute)
+{
+    return compute == SDT_BF16 ? "bf16" : compute == SDT_F16 ? "fp16" : "fp32";
+}
+
+/* The `device` event: what the engine just created trains on. The precision is the one setup_models
+ * computes in (the same function of the config and the device). */
+static void emit_device(sdt_trainer *t, int gpu_index, const char *reason)
+{
+    sdt_device_kind kind = sdt_engine_device(t->e);
+    sdt_device_info info;
+    memset(&info, 0, sizeof info);
+    if (kind == SDT_DEVICE_CUDA) {
+        char *why = NULL;
+        if (sdt_cuda_device_info(gpu_index, &info, &why) != 0)
+            snprintf(info.name, sizeof info.name, "CUDA device %d", gpu_index);
+        free(why);
+    } else {
+        sdt_cpu_device_info(&info);
+    }
+    size_t free_bytes = 0, total_bytes = 0;
+    if (sdt_engine_memory_info(t->e, &free_bytes, &total_bytes) != 0)
+        free_bytes = total_bytes = 0; /* unknown: the fields are left out */
+    t->device_memory_total = total_bytes;
+    sdt_event ev = {.type = SDT_EV_DEVICE};
+    ev.device.backend = (char *)sdt_engine_backend_name(t->e);
+    ev.device.name = info.name[0] ? info.name : (char *)"CPU";
+    ev.device.gpu_index = kind == SDT_DEVICE_CUDA ? gpu_index : -1;
+    ev.device.memory_total = (int64_t)total_bytes;
+    ev.device.memory_free = (int64_t)free_bytes;
+    ev.device.precision = (char *)precision_wire_name(sdt_train_compute_dtype(t->cfg, kind));
+    ev.device.fp8_weights = sdt_fp8_base_components(t->cfg) != 0;
+    ev.device.reason = reason && reason[0] ? (char *)reason : NULL;
+    sdt_trainer_emit(t, &ev);
 }
 
 int sdt_trainer_create_engine(sdt_trainer *t, char **error)
@@ -87,12 +130,13 @@ int sdt_trainer_create_engine(sdt_trainer *t, char **error)
                              .device_index = t->s.gpu_index,
                              .threads = threads,
                              .deterministic = t->s.deterministic};
+    char reason[256] = ""; /* why auto chose; empty when the config named the backend */
     if (t->o->test_device == SDT_DEVICE_GUARDED)
         eo.device = SDT_DEVICE_GUARDED;
     else if (strcmp(backend, "cuda") == 0)
         eo.device = SDT_DEVICE_CUDA;
     else if (strcmp(backend, "auto") == 0)
-        eo.device = auto_device(t);
+        eo.device = auto_device(t, reason, sizeof reason);
     char *why = NULL;
     int created = sdt_engine_create(&eo, &t->e, &why) == 0;
     if (!created && eo.device == SDT_DEVICE_CUDA && strcmp(backend, "auto") == 0) {
@@ -101,6 +145,8 @@ int sdt_trainer_create_engine(sdt_trainer *t, char **error)
         sdt_trainer_log(t, SDT_LOG_WARNING,
                         "backend auto: CUDA device %d cannot be used (%s), training on the CPU",
                         eo.device_index, why ? why : "unknown error");
+        snprintf(reason, sizeof reason, "auto: CUDA device %d cannot be used (%s)", eo.device_index,
+                 why ? why : "unknown error");
         free(why);
         why = NULL;
         eo.device = SDT_DEVICE_CPU;
@@ -129,6 +175,7 @@ int sdt_trainer_create_engine(sdt_trainer *t, char **error)
     } else {
         sdt_trainer_log(t, SDT_LOG_INFO, "training on the %s backend", sdt_engine_backend_name(t->e));
     }
+    emit_device(t, eo.device_index, reason);
     return 0;
 }
 

@@ -131,6 +131,9 @@ char *app_attach_engine_line(const app *a, bool *good, bool *bad)
     const run_state *r = &a->run;
     long long pid = (long long)attached_run_pid(a->attached);
     *good = *bad = false;
+    /* With the `device` event the run view's label says where the run trains; before it, hello's guess. */
+    if (app_attached_running(a) && r->have_device)
+        return sdt_format("attached to pid %lld (from the journal)", pid);
     if (app_attached_running(a))
         return sdt_format("attached to pid %lld (from the journal)%s%s%s%s", pid, r->backend ? " on " : "",
                           r->backend ? r->backend : "", r->device ? " " : "", r->device ? r->device : "");

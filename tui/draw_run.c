@@ -3,7 +3,8 @@
  *   row 0          title: config, PHASE, epoch x/y, step a/b, it/s
  *   row 1          progress bar with the whole run's ETA
  *   row 2          loss, avg, lr; the memory gauge at the right
- *   row 3          the engine: pid and device while it runs, its exit once it ended
+ *   row 3          the engine: its pid while it runs, its exit once it ended; at the right what the
+ *                  run trains on ("CUDA · NVIDIA H200 · bf16", "CPU · fp32")
  *   rows 4..       the loss sparkline box (2 rows inside at 24 lines, more on taller terminals)
  *   then           the log box, and the samples box at its right from 70 columns on
  *   row H-2        prompt line (questions, messages)
@@ -123,14 +124,18 @@ static void draw_numbers(const app *a, int y, int width)
     int used = text_put(y, 1, text ? text : "", width - 1);
     free(text);
 
-    /* The memory gauge: RAM on the CPU backend; N/A (never a zero) while the engine has not said. */
-    bool cpu = r->backend && strcmp(r->backend, "cpu") == 0;
-    gauge_memory mem = {.kind = cpu ? GAUGE_RAM : GAUGE_VRAM, .used = -1, .peak = -1, .total = -1};
+    /* The memory gauge: VRAM on a GPU, RAM on the CPU backend, of the run's device (the `device` event)
+     * once known, measured against that device's size until the first `memory` event brings its own; N/A
+     * (never a zero) for what the engine has not said. */
+    const char *backend = run_state_backend(r);
+    bool gpu = backend && strcmp(backend, "cuda") == 0;
+    gauge_memory mem = {
+        .kind = gpu ? GAUGE_VRAM : GAUGE_RAM, .used = -1, .peak = -1, .total = run_state_memory_total(r)};
     if (r->have_memory) {
         mem = (gauge_memory){.kind = r->memory_kind == SDT_MEMORY_RAM ? GAUGE_RAM : GAUGE_VRAM,
                              .used = r->memory_used,
                              .peak = r->memory_peak,
-                             .total = r->memory_total};
+                             .total = run_state_memory_total(r)};
     }
     char label[96];
     gauge_layout layout;
@@ -153,7 +158,25 @@ static void draw_numbers(const app *a, int y, int width)
     text_put(y, x, label, label_w);
 }
 
-/* How the engine is, or how it ended: the line the user looks at when a run stops. */
+/* The run's backend, device and precision ("CUDA · NVIDIA H200 · bf16") for the right end of the engine
+ * line, as wide as it may be beside left_w columns of the line's own text in width: with the device's
+ * name when that fits, else without it, else nothing (the line's text, an exit or an error, goes first).
+ * Returns the label's columns, 0 when there is none. */
+static int device_label_fitting(const app *a, int left_w, int width, char *label, size_t size)
+{
+    const char *sep = a->utf8 ? " \xc2\xb7 " : " / ";
+    for (int with_name = 1; with_name >= 0; with_name--) {
+        if (run_state_device_label(&a->run, with_name, sep, label, size) == 0)
+            return 0;
+        int label_w = text_width(label);
+        if (1 + left_w + 3 + label_w <= width - 1)
+            return label_w;
+    }
+    return 0;
+}
+
+/* How the engine is, or how it ended: the line the user looks at when a run stops. At its right end what
+ * the run trains on, from the engine's `device` event (live and re-attached runs alike). */
 static void draw_engine_line(const app *a, int y, int width)
 {
     const run_state *r = &a->run;
@@ -182,14 +205,21 @@ static void draw_engine_line(const app *a, int y, int width)
         attr = a->theme.error;
     } else if (engine_client_phase_of(a->client) == ENGINE_CLIENT_DETACHED) {
         text = sdt_format("Detached: the engine trains on and writes its journal.");
+    } else if (r->have_device) {
+        text = sdt_format("engine pid %ld", (long)engine_client_pid(a->client)); /* the label says where */
     } else {
         text =
             sdt_format("engine pid %ld%s%s%s%s", (long)engine_client_pid(a->client), r->backend ? " on " : "",
                        r->backend ? r->backend : "", r->device ? " " : "", r->device ? r->device : "");
     }
+    char label[160];
+    int label_w =
+        a->have_run ? device_label_fitting(a, text ? text_width(text) : 0, width, label, sizeof label) : 0;
     attrset(attr);
     text_put(y, 1, text ? text : "", width - 1);
     attrset(A_NORMAL);
+    if (label_w > 0)
+        text_put(y, width - 1 - label_w, label, label_w);
     free(text);
 }
 

@@ -30,6 +30,7 @@ typedef enum sdt_event_type {
     SDT_EV_ERROR,        /* the run failed, or a command line was malformed */
     SDT_EV_ACK,          /* a command was accepted (stop, abort, pause, resume, sample_now, save_now) */
     SDT_EV_PONG,         /* the answer to ping */
+    SDT_EV_DEVICE,       /* once per run, when the engine is up: backend, device and precision it trains on */
     SDT_EV_COUNT
 } sdt_event_type;
 
@@ -109,6 +110,15 @@ typedef struct sdt_event {
     struct {
         char *id; /* echoed from the ping; NULL when it had none */
     } pong;
+    struct {
+        char *backend; /* the engine's backend: "cpu", "cuda" (or "guarded", the test backend) */
+        char *name;    /* the GPU's name or the CPU model */
+        int gpu_index; /* the CUDA device number; -1 (left out) when the run is not on a GPU */
+        int64_t memory_total, memory_free; /* bytes of the device (the host's for the CPU); 0 unknown */
+        char *precision;                   /* the compute dtype: "fp32", "bf16" or "fp16" */
+        int fp8_weights;                   /* frozen weights stored in fp8 e4m3 (fp8_base / fp8_base_unet) */
+        char *reason; /* why `backend = "auto"` chose this backend; NULL when the config named it */
+    } device;
 } sdt_event;
 
 const char *sdt_event_type_name(sdt_event_type t);           /* "hello", "config_error", ... */

@@ -62,15 +62,27 @@ static int get_int64(decoder *d, const char *key, int required, int64_t *out)
     return 0;
 }
 
+/* An absent optional field leaves *out as it was (its default). */
 static int get_int(decoder *d, const char *key, int required, int *out)
 {
-    int64_t value = 0;
+    int64_t value = *out;
     if (get_int64(d, key, required, &value) != 0)
         return -1;
     if (value < INT_MIN || value > INT_MAX)
         return sdt_set_error(d->error, "%s: field \"%s\" is out of range (%lld)", d->type, key,
                              (long long)value);
     *out = (int)value;
+    return 0;
+}
+
+static int get_bool(decoder *d, const char *key, int required, int *out)
+{
+    json_t *v = field(d, key, required);
+    if (!v)
+        return required ? -1 : 0;
+    if (!json_is_boolean(v))
+        return sdt_set_error(d->error, "%s: field \"%s\" must be true or false", d->type, key);
+    *out = json_is_true(v);
     return 0;
 }
 
@@ -201,6 +213,18 @@ static int decode_fields(decoder *d, sdt_event *ev)
     case SDT_EV_ACK:
         return get_string(d, "command", 1, &ev->ack.command) || get_string(d, "id", 0, &ev->ack.id) ? -1 : 0;
     case SDT_EV_PONG: return get_string(d, "id", 0, &ev->pong.id);
+    case SDT_EV_DEVICE:
+        ev->device.gpu_index = -1; /* absent: not a GPU */
+        return get_string(d, "backend", 1, &ev->device.backend) ||
+                       get_string(d, "name", 1, &ev->device.name) ||
+                       get_int(d, "gpu_index", 0, &ev->device.gpu_index) ||
+                       get_int64(d, "memory_total", 0, &ev->device.memory_total) ||
+                       get_int64(d, "memory_free", 0, &ev->device.memory_free) ||
+                       get_string(d, "precision", 1, &ev->device.precision) ||
+                       get_bool(d, "fp8_weights", 1, &ev->device.fp8_weights) ||
+                       get_string(d, "reason", 0, &ev->device.reason)
+                   ? -1
+                   : 0;
     case SDT_EV_COUNT: break;
     }
     return -1;
@@ -272,6 +296,10 @@ void sdt_event_clear(sdt_event *ev)
     free(ev->ack.command);
     free(ev->ack.id);
     free(ev->pong.id);
+    free(ev->device.backend);
+    free(ev->device.name);
+    free(ev->device.precision);
+    free(ev->device.reason);
     memset(ev, 0, sizeof *ev);
 }
 

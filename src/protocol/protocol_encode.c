@@ -182,6 +182,21 @@ static void encode_fields(sdt_buf *b, const sdt_event *ev)
         if (ev->pong.id)
             put_string_field(b, "id", ev->pong.id);
         break;
+    case SDT_EV_DEVICE:
+        put_string_field(b, "backend", ev->device.backend);
+        put_string_field(b, "name", ev->device.name);
+        if (ev->device.gpu_index >= 0)
+            put_int_field(b, "gpu_index", ev->device.gpu_index);
+        if (ev->device.memory_total)
+            put_int_field(b, "memory_total", ev->device.memory_total);
+        if (ev->device.memory_free)
+            put_int_field(b, "memory_free", ev->device.memory_free);
+        put_string_field(b, "precision", ev->device.precision);
+        put_key(b, "fp8_weights");
+        sdt_buf_puts(b, ev->device.fp8_weights ? "true" : "false");
+        if (ev->device.reason)
+            put_string_field(b, "reason", ev->device.reason);
+        break;
     case SDT_EV_COUNT: break;
     }
 }

@@ -5,8 +5,8 @@
 #include "sdtune/protocol.h"
 
 static const char *const event_names[SDT_EV_COUNT] = {
-    "hello",  "config_error", "phase", "progress", "memory", "log",
-    "sample", "checkpoint",   "done",  "error",    "ack",    "pong",
+    "hello",      "config_error", "phase", "progress", "memory", "log",    "sample",
+    "checkpoint", "done",         "error", "ack",      "pong",   "device",
 };
 
 static const char *const phase_names[SDT_PHASE_COUNT] = {

@@ -115,6 +115,24 @@ static void test_events_and_files(test_state *t)
         CHECK(t, order_ok && step == 8);
         CHECK(t, event_log_count(&log, SDT_EV_PROGRESS) == 8);
         CHECK(t, event_log_count(&log, SDT_EV_MEMORY) >= 1);
+        /* One device event, while loading (before the caches and the first memory event), saying what
+         * the run computes on: the CPU in fp32 without fp8 weights. */
+        CHECK(t, event_log_count(&log, SDT_EV_DEVICE) == 1);
+        const char *device = event_log_text(&log, SDT_EV_DEVICE);
+        CHECK_MSG(t, device && strcmp(device, "backend=cpu precision=fp32 fp8_weights=0") == 0, "%s",
+                  device ? device : "(none)");
+        size_t device_at = log.count, caching_at = log.count, memory_at = log.count;
+        for (size_t i = log.count; i-- > 0;) {
+            const recorded_event *e = &log.items[i];
+            device_at = e->type == SDT_EV_DEVICE ? i : device_at;
+            caching_at = e->type == SDT_EV_PHASE && e->phase == SDT_PHASE_CACHING ? i : caching_at;
+            memory_at = e->type == SDT_EV_MEMORY ? i : memory_at;
+        }
+        CHECK_MSG(t, device_at < caching_at && device_at < memory_at, "device %zu, caching %zu, memory %zu",
+                  device_at, caching_at, memory_at);
+        /* On the CPU the memory events are the process's RAM. */
+        const char *memory = event_log_text(&log, SDT_EV_MEMORY);
+        CHECK_MSG(t, memory && strncmp(memory, "kind=ram used=", 14) == 0, "%s", memory ? memory : "(none)");
         CHECK(t, event_log_has_text(&log, "total optimization steps: 8"));
         CHECK(t, event_log_has_text(&log, "num train images * repeats: 4"));
         CHECK(t, event_log_has_text(&log, "num batches per epoch: 4"));

@@ -30,6 +30,19 @@ static size_t losses_of(test_state *t, trainer_fixture *f, const char *backend, 
     CHECK_MSG(t, r == SDT_TRAIN_DONE, "%s run: %s", backend, error ? error : "");
     size_t n = r == SDT_TRAIN_DONE ? event_log_losses(&log, losses, STEPS) : 0;
     CHECK_MSG(t, n == STEPS, "%s run: %zu losses", backend, n);
+    /* The device event names the backend; on CUDA the memory events are the GPU's: the allocator's live
+     * and peak bytes against the device's size. */
+    const char *device = event_log_text(&log, SDT_EV_DEVICE), *memory = event_log_text(&log, SDT_EV_MEMORY);
+    char want[64];
+    snprintf(want, sizeof want, "backend=%s ", backend);
+    CHECK_MSG(t, device && strncmp(device, want, strlen(want)) == 0, "%s", device ? device : "(no device)");
+    long long used = 0, peak = 0, total = 0;
+    char kind[8] = "";
+    int fields =
+        memory ? sscanf(memory, "kind=%7s used=%lld peak=%lld total=%lld", kind, &used, &peak, &total) : 0;
+    CHECK_MSG(t, fields == 4 && strcmp(kind, strcmp(backend, "cuda") == 0 ? "vram" : "ram") == 0, "%s",
+              memory ? memory : "(no memory event)");
+    CHECK_MSG(t, used > 0 && peak >= used && total > peak, "%s", memory ? memory : "(no memory event)");
     free(error);
     free(extra);
     event_log_free(&log);

@@ -65,6 +65,11 @@ static void test_fp8_lora_tracks_f32(test_state *t)
         /* The memory plan counts the F8 weights. */
         CHECK(t, event_log_has_text(&log_fp8, "(linear/conv weights in fp8)"));
         CHECK(t, !event_log_has_text(&log_full, "(linear/conv weights in fp8)"));
+        /* The device event says so. */
+        const char *with = event_log_text(&log_fp8, SDT_EV_DEVICE),
+                   *without = event_log_text(&log_full, SDT_EV_DEVICE);
+        CHECK_MSG(t, with && strstr(with, "fp8_weights=1"), "%s", with ? with : "(none)");
+        CHECK_MSG(t, without && strstr(without, "fp8_weights=0"), "%s", without ? without : "(none)");
     }
     event_log_free(&log_full);
     event_log_free(&log_fp8);

@@ -111,6 +111,11 @@ static void run_precision(test_state *t, trainer_fixture *f, optimizer_choice op
     free(error);
     sdt_config_free(cfg);
     r->steps = event_log_losses(&r->log, r->losses, STEPS);
+    /* The device event names the precision the run computed in ("no" is fp32 on the wire). */
+    char want[64];
+    snprintf(want, sizeof want, "precision=%s", strcmp(precision, "no") == 0 ? "fp32" : precision);
+    const char *device = event_log_text(&r->log, SDT_EV_DEVICE);
+    CHECK_MSG(t, device && strstr(device, want), "%s: %s", want, device ? device : "(no device event)");
     char path[256];
     snprintf(path, sizeof path, "%s/tiny.safetensors", f->out);
     if (r->status == SDT_TRAIN_DONE)

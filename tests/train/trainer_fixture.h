@@ -161,7 +161,21 @@ static inline void event_log_emit(void *ctx, const sdt_event *ev)
     if (ev->type == SDT_EV_PHASE && ev->phase == SDT_PHASE_PAUSED && l->control && l->resume_when_paused)
         atomic_store(&l->control->paused, 0);
     const char *text = NULL;
+    char summary[160];
     switch (ev->type) {
+    case SDT_EV_DEVICE:
+        /* What a test compares: the backend, the precision, fp8 weights. */
+        snprintf(summary, sizeof summary, "backend=%s precision=%s fp8_weights=%d",
+                 ev->device.backend ? ev->device.backend : "?",
+                 ev->device.precision ? ev->device.precision : "?", ev->device.fp8_weights);
+        text = summary;
+        break;
+    case SDT_EV_MEMORY:
+        snprintf(summary, sizeof summary, "kind=%s used=%lld peak=%lld total=%lld",
+                 sdt_memory_kind_name(ev->memory.kind), (long long)ev->memory.used,
+                 (long long)ev->memory.peak, (long long)ev->memory.total);
+        text = summary;
+        break;
     case SDT_EV_PROGRESS:
         r->step = ev->progress.step;
         r->loss = ev->progress.loss;
@@ -241,6 +255,16 @@ static inline int event_log_has_text(const event_log *l, const char *needle)
         if (l->items[i].type == SDT_EV_LOG && l->items[i].text && strstr(l->items[i].text, needle))
             return 1;
     return 0;
+}
+
+/* The text recorded for the first event of type (event_log_emit: the summary of a `device` or `memory`
+ * event); NULL when there was none. */
+static inline const char *event_log_text(const event_log *l, sdt_event_type type)
+{
+    for (size_t i = 0; i < l->count; i++)
+        if (l->items[i].type == type)
+            return l->items[i].text;
+    return NULL;
 }
 
 static inline int file_exists(const char *path)

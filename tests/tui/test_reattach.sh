@@ -82,6 +82,7 @@ check "the engine trains on, alone ($(engine_pids))" test "$(engine_pids)" = "$p
 # ---- a new sdtune on the same config re-attaches ---------------------------------------------------------
 start 80x24 "$sdtune" "$config"
 expect "it attaches at once" "attached to pid $pid \\(from the journal\\)"
+expect "the replayed device event says where the run trains" "attached to pid $pid .* CPU · .*fp32 *\$"
 expect "the run view shows the run" '^ sdtune  long\.toml +TRAINING +epoch [0-9]+/[0-9]+ +step [1-9][0-9]*/100000'
 expect "the log replays the journal (lines from before the first sdtune left)" 'caching latents\.'
 expect "and the first sdtune's leaving" 'command input closed \(the UI went away\)'

@@ -376,5 +376,69 @@ static void test_unknown_version(test_state *t)
     run_state_free(&s);
 }
 
+/* The `device` event: what the run trains on, over hello's guess; the header's label with and without the
+ * device's name; the gauge's total from the device until a memory event brings one. */
+static void test_device_event(test_state *t)
+{
+    run_state s;
+    CHECK(t, run_state_init(&s, NULL, NULL) == 0);
+    char label[128];
+    CHECK(t, run_state_device_label(&s, true, " · ", label, sizeof label) == 0 && label[0] == '\0');
+    CHECK(t, run_state_memory_total(&s) == -1);
+
+    sdt_event hello = {.type = SDT_EV_HELLO, .time = 1764000000};
+    hello.hello.version = SDT_PROTOCOL_VERSION;
+    hello.hello.backend = "cuda";
+    hello.hello.device = "NVIDIA H200";
+    hello.hello.pid = 7;
+    feed(t, &s, &hello);
+    CHECK(t, !s.have_device && strcmp(run_state_backend(&s), "cuda") == 0);
+
+    /* The config said cpu: the device event is the truth, hello's guess stays hello's. */
+    sdt_event device = {.type = SDT_EV_DEVICE, .time = 1764000000.5};
+    device.device.backend = "cpu";
+    device.device.name = "Test CPU";
+    device.device.gpu_index = -1;
+    device.device.memory_total = 8000;
+    device.device.memory_free = 6000;
+    device.device.precision = "fp32";
+    feed(t, &s, &device);
+    CHECK(t, s.have_device && s.device_gpu_index == -1 && !s.fp8_weights && s.device_reason == NULL);
+    CHECK(t, s.device_memory_total == 8000 && s.device_memory_free == 6000);
+    CHECK(t, strcmp(run_state_backend(&s), "cpu") == 0 && strcmp(run_state_device_name(&s), "Test CPU") == 0);
+    CHECK(t, strcmp(s.backend, "cuda") == 0);
+    run_state_device_label(&s, true, " · ", label, sizeof label);
+    CHECK_MSG(t, strcmp(label, "CPU · Test CPU · fp32") == 0, "%s", label);
+    run_state_device_label(&s, false, " · ", label, sizeof label);
+    CHECK_MSG(t, strcmp(label, "CPU · fp32") == 0, "%s", label);
+    CHECK(t, run_state_memory_total(&s) == 8000);
+
+    sdt_event memory = {.type = SDT_EV_MEMORY, .time = 1764000001};
+    memory.memory.kind = SDT_MEMORY_RAM;
+    memory.memory.used = 100;
+    memory.memory.peak = 200;
+    memory.memory.total = 9000;
+    feed(t, &s, &memory);
+    CHECK(t, run_state_memory_total(&s) == 9000);
+
+    /* A later run's device (a resumed run appends to the journal) replaces it all. */
+    device.device.backend = "cuda";
+    device.device.name = "NVIDIA H200";
+    device.device.gpu_index = 1;
+    device.device.precision = "bf16";
+    device.device.fp8_weights = 1;
+    device.device.reason = "auto: CUDA device 1 answers";
+    feed(t, &s, &device);
+    CHECK(t, s.device_gpu_index == 1 && s.fp8_weights);
+    CHECK(t, s.device_reason && strcmp(s.device_reason, "auto: CUDA device 1 answers") == 0);
+    run_state_device_label(&s, true, " / ", label, sizeof label);
+    CHECK_MSG(t, strcmp(label, "CUDA / NVIDIA H200 / bf16 / fp8") == 0, "%s", label);
+    /* A small buffer is cut, never overrun. */
+    char small[8];
+    CHECK(t, run_state_device_label(&s, true, " / ", small, sizeof small) == 7 && strlen(small) == 7);
+    CHECK(t, s.malformed_lines == 0 && s.events == 4);
+    run_state_free(&s);
+}
+
 TEST_MAIN("run_state", TEST(test_scripted_run), TEST(test_malformed_lines), TEST(test_bounded_histories),
-          TEST(test_nan_losses), TEST(test_engine_dies), TEST(test_unknown_version))
+          TEST(test_nan_losses), TEST(test_engine_dies), TEST(test_unknown_version), TEST(test_device_event))

@@ -36,6 +36,7 @@ expect "5 starts the run and shows the run view" '^ sdtune  long\.toml +(STARTIN
 expect "the title shows a step count" 'step [1-9][0-9]*/100000' 30
 expect "the progress bar shows the whole run's ETA" 'ETA [0-9:?d ]+ \(run\)'
 expect "the memory gauge shows RAM on the CPU" 'RAM [0-9.]+'
+expect "the header says where the run trains (the device event): CPU, fp32" '^ engine pid [0-9]+ .* CPU · .*fp32 *$'
 check "the loss sparkline draws braille" has_braille
 "$drive" "$session" keys p
 expect "p pauses" '^ sdtune  long\.toml +PAUSED' 15
@@ -117,6 +118,7 @@ for env in TERM=xterm NO_COLOR=1; do
     start 80x24 env "$env" "$sdtune" "$small"
     "$drive" "$session" keys F5
     expect "$env: the run view draws the step count" 'step [1-9][0-9]*/12' 30
+    expect "$env: the header says where the run trains" ' CPU .* fp32 *$'
     expect "$env: the run finishes" 'engine exited with code 0 \(done\)' 90
     "$drive" "$session" keys q
     check "$env: q quits" wait_exit

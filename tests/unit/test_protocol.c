@@ -80,6 +80,16 @@ static sdt_event filled_event(sdt_event_type t)
         ev.ack.id = "7";
         break;
     case SDT_EV_PONG: ev.pong.id = "8"; break;
+    case SDT_EV_DEVICE:
+        ev.device.backend = "cuda";
+        ev.device.name = "NVIDIA H200";
+        ev.device.gpu_index = 1;
+        ev.device.memory_total = 150000000000LL;
+        ev.device.memory_free = 149000000000LL;
+        ev.device.precision = "bf16";
+        ev.device.fp8_weights = 1;
+        ev.device.reason = "auto: a CUDA device answers";
+        break;
     case SDT_EV_COUNT: break;
     }
     return ev;
@@ -163,6 +173,46 @@ static void test_field_values_survive(test_state *t)
     CHECK(t, sdt_event_decode(line, strlen(line), &back, &error) == 0);
     sdt_event_clear(&back);
     free(line);
+}
+
+/* The device event: GPU index 0 is sent (only -1 means "not a GPU"), a boolean reads back, and a CPU run
+ * leaves the GPU index and the reason out. */
+static void test_device_event(test_state *t)
+{
+    sdt_event ev = filled_event(SDT_EV_DEVICE), back;
+    ev.device.gpu_index = 0;
+    char *line = encode_or_null(&ev), *error = NULL;
+    CHECK_STR_CONTAINS(t, line, "\"gpu_index\":0,");
+    CHECK_STR_CONTAINS(t, line, "\"precision\":\"bf16\",\"fp8_weights\":true,\"reason\":");
+    CHECK(t, sdt_event_decode(line, strlen(line), &back, &error) == 0);
+    CHECK(t, back.device.gpu_index == 0 && back.device.fp8_weights == 1);
+    CHECK(t, back.device.memory_total == 150000000000LL && back.device.memory_free == 149000000000LL);
+    CHECK(t, back.device.name && strcmp(back.device.name, "NVIDIA H200") == 0);
+    CHECK(t, back.device.reason && strcmp(back.device.reason, ev.device.reason) == 0);
+    sdt_event_clear(&back);
+    free(line);
+
+    sdt_event cpu = {.type = SDT_EV_DEVICE, .time = 1764000000};
+    cpu.device.backend = "cpu";
+    cpu.device.name = "AMD EPYC";
+    cpu.device.gpu_index = -1;
+    cpu.device.precision = "fp32";
+    line = encode_or_null(&cpu);
+    CHECK_MSG(t,
+              line && strcmp(line, "{\"t\":\"device\",\"time\":1764000000,\"backend\":\"cpu\",\"name\":"
+                                   "\"AMD EPYC\",\"precision\":\"fp32\",\"fp8_weights\":false}\n") == 0,
+              "%s", line);
+    CHECK(t, sdt_event_decode(line, strlen(line), &back, &error) == 0);
+    CHECK(t, back.device.gpu_index == -1 && back.device.fp8_weights == 0 && back.device.reason == NULL);
+    CHECK(t, back.device.memory_total == 0);
+    sdt_event_clear(&back);
+    free(line);
+
+    const char *bad = "{\"t\":\"device\",\"backend\":\"cpu\",\"name\":\"x\",\"precision\":\"fp32\","
+                      "\"fp8_weights\":1}";
+    CHECK(t, sdt_event_decode(bad, strlen(bad), &back, &error) == -1);
+    CHECK_STR_CONTAINS(t, error, "field \"fp8_weights\" must be true or false");
+    free(error);
 }
 
 static void test_non_finite_numbers_are_null(test_state *t)
@@ -508,6 +558,6 @@ static void test_doc_conformance(test_state *t)
     free(text);
 }
 
-TEST_MAIN("protocol", TEST(test_event_round_trips), TEST(test_field_values_survive),
+TEST_MAIN("protocol", TEST(test_event_round_trips), TEST(test_field_values_survive), TEST(test_device_event),
           TEST(test_non_finite_numbers_are_null), TEST(test_event_errors), TEST(test_commands),
           TEST(test_doc_conformance))

@@ -155,6 +155,8 @@ int run_state_init(run_state *s, const run_state_limits *limits, char **error)
     s->step = s->total_steps = s->epoch = s->total_epochs = -1;
     s->loss = s->loss_avg = s->lr = s->samples_per_s = s->eta_s = NAN;
     s->memory_used = s->memory_peak = s->memory_total = -1;
+    s->device_gpu_index = -1;
+    s->device_memory_total = s->device_memory_free = -1;
     s->done_exit_code = -1;
     s->log.capacity = l.log_lines ? l.log_lines : RUN_STATE_LOG_LINES_DEFAULT;
     s->log.entries = calloc(s->log.capacity, sizeof *s->log.entries);
@@ -184,6 +186,10 @@ void run_state_free(run_state *s)
 {
     free(s->backend);
     free(s->device);
+    free(s->device_backend);
+    free(s->device_name);
+    free(s->precision);
+    free(s->device_reason);
     loss_history_free(&s->loss_history);
     for (size_t i = 0; i < s->log.count; i++)
         free(s->log.entries[(s->log.start + i) % s->log.capacity].text);
@@ -224,6 +230,19 @@ static void apply_hello(run_state *s, const sdt_event *ev)
     if (s->version_unsupported)
         log_addf(s, SDT_LOG_ERROR, "the engine speaks protocol version %d; this UI knows version %d",
                  ev->hello.version, SDT_PROTOCOL_VERSION);
+}
+
+static void apply_device(run_state *s, const sdt_event *ev)
+{
+    s->have_device = true;
+    replace_string(&s->device_backend, ev->device.backend);
+    replace_string(&s->device_name, ev->device.name);
+    s->device_gpu_index = ev->device.gpu_index >= 0 ? ev->device.gpu_index : -1;
+    s->device_memory_total = ev->device.memory_total > 0 ? ev->device.memory_total : -1;
+    s->device_memory_free = ev->device.memory_free > 0 ? ev->device.memory_free : -1;
+    replace_string(&s->precision, ev->device.precision);
+    s->fp8_weights = ev->device.fp8_weights != 0;
+    replace_string(&s->device_reason, ev->device.reason);
 }
 
 static void apply_phase(run_state *s, sdt_phase phase)
@@ -317,6 +336,7 @@ void run_state_apply_event(run_state *s, const sdt_event *ev)
         break;
     case SDT_EV_ACK: apply_ack(s, ev->ack.command); break;
     case SDT_EV_PONG: s->pongs++; break;
+    case SDT_EV_DEVICE: apply_device(s, ev); break;
     default: break;
     }
     s->event_time = 0;
@@ -376,6 +396,42 @@ void run_state_engine_exited(run_state *s, const engine_exit *exit)
     log_addf(s, clean ? SDT_LOG_INFO : SDT_LOG_ERROR, "engine ended: %s%s", what ? what : "",
              s->died_silently ? " without finishing the run" : "");
     free(what);
+}
+
+/* "cuda" -> "CUDA": backends are acronyms; an unknown one is shown as it came. */
+static void backend_upper(const char *backend, char *out, size_t size)
+{
+    size_t i = 0;
+    for (; backend && backend[i] && i + 1 < size; i++)
+        out[i] = backend[i] >= 'a' && backend[i] <= 'z' ? (char)(backend[i] - 'a' + 'A') : backend[i];
+    out[i] = '\0';
+}
+
+size_t run_state_device_label(const run_state *s, bool with_name, const char *sep, char *out, size_t size)
+{
+    if (size == 0)
+        return 0;
+    out[0] = '\0';
+    if (!s->have_device)
+        return 0;
+    char backend[32];
+    backend_upper(s->device_backend ? s->device_backend : "?", backend, sizeof backend);
+    bool name = with_name && s->device_name && s->device_name[0];
+    int n =
+        snprintf(out, size, "%s%s%s%s%s%s%s", backend, name ? sep : "", name ? s->device_name : "", sep,
+                 s->precision ? s->precision : "?", s->fp8_weights ? sep : "", s->fp8_weights ? "fp8" : "");
+    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+}
+
+const char *run_state_backend(const run_state *s) { return s->have_device ? s->device_backend : s->backend; }
+
+const char *run_state_device_name(const run_state *s) { return s->have_device ? s->device_name : s->device; }
+
+int64_t run_state_memory_total(const run_state *s)
+{
+    if (s->have_memory && s->memory_total > 0)
+        return s->memory_total;
+    return s->device_memory_total;
 }
 
 const char *run_state_status_text(const run_state *s)

@@ -86,6 +86,15 @@ typedef struct run_state {
     int64_t vram_total, ram_total; /* bytes; -1 unknown */
     int64_t engine_pid;            /* -1 unknown */
 
+    /* the `device` event: what the run trains on (hello only says what the machine offers) */
+    bool have_device;
+    char *device_backend, *device_name;              /* "cpu", "cuda", ...; the GPU's name or the CPU model */
+    int device_gpu_index;                            /* -1: not a GPU */
+    int64_t device_memory_total, device_memory_free; /* bytes at the engine's start; -1 unknown */
+    char *precision;                                 /* "fp32", "bf16", "fp16" */
+    bool fp8_weights;
+    char *device_reason; /* why backend auto chose it; NULL when the config named the backend */
+
     bool have_phase;
     sdt_phase phase;
     run_pause_state pause;
@@ -150,6 +159,19 @@ void run_state_log_add(run_state *s, sdt_log_level level, const char *text);
 size_t run_state_log_count(const run_state *s);
 /* The i-th kept log line, 0 the oldest; NULL past the end. */
 const run_log_entry *run_state_log_at(const run_state *s, size_t i);
+
+/* The run's backend, device and precision for a header, "CUDA · NVIDIA H200 · bf16 · fp8" (the fp8 part
+ * only with fp8 weights), written into out (always terminated; empty before the `device` event). Without
+ * with_name the device's name is left out ("CPU · fp32"), for narrow screens. sep goes between the parts
+ * (" · ", or an ASCII one). Returns the length written. */
+size_t run_state_device_label(const run_state *s, bool with_name, const char *sep, char *out, size_t size);
+/* Where the run trains, for the engine line: the `device` event's backend and device name once it came,
+ * before that hello's (what the machine offers); NULL unknown. */
+const char *run_state_backend(const run_state *s);
+const char *run_state_device_name(const run_state *s);
+/* The memory total the gauge measures against: the latest `memory` event's, else the device's from the
+ * `device` event; -1 unknown. */
+int64_t run_state_memory_total(const run_state *s);
 
 /* Short names for the view: "loading", ..., "paused", "pausing", "resuming", "stopping", "aborting",
  * "done", "failed", "exited"; "starting" before any phase. Static strings. */
