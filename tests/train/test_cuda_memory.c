@@ -9,7 +9,7 @@
 
 #include "backend.h"
 #include "bench.h"
-#include "device.h"
+#include "cuda_usable.h"
 #include "unit/check.h"
 
 enum { BLOCKS = 3000 }; /* more than the block table's first 1024 slots hold at half load */
@@ -92,22 +92,6 @@ static void test_bench_reports_peak(test_state *t)
         CHECK(t, strcmp(sdt_bench_get_info(b)->precision, "bf16") == 0);
     }
     sdt_bench_free(b);
-}
-
-/* Whether the build has the CUDA ops and a device answers; says why not. */
-static int cuda_usable(void)
-{
-#ifndef SDTUNE_HAVE_CUDA_OPS
-    printf("skipped: this build has no CUDA ops\n");
-    return 0;
-#else
-    char *why = NULL;
-    int devices = sdt_cuda_device_count(&why);
-    if (devices < 1)
-        printf("skipped: %s\n", why ? why : "no CUDA device");
-    free(why);
-    return devices > 0;
-#endif
 }
 
 int main(void)

@@ -8,7 +8,7 @@
  * on the forward pass alone: 1e-5 relative. Later steps carry the difference through the updates (AdamW
  * with a learning rate of 1e-2 amplifies it a little each step): 1e-3 relative per step, far below the
  * step-to-step change of the loss (several percent), so a wrong gradient or update still fails. */
-#include "device.h"
+#include "cuda_usable.h"
 #include "trainer_fixture.h"
 
 enum { STEPS = 20 };
@@ -81,22 +81,6 @@ static void test_cuda_deterministic(test_state *t)
                           b[s]);
     }
     trainer_fixture_close(&f);
-}
-
-/* Whether the build has the CUDA ops and a device answers; says why not. */
-static int cuda_usable(void)
-{
-#ifndef SDTUNE_HAVE_CUDA_OPS
-    printf("skipped: this build has no CUDA ops\n");
-    return 0;
-#else
-    char *why = NULL;
-    int devices = sdt_cuda_device_count(&why);
-    if (devices < 1)
-        printf("skipped: %s\n", why ? why : "no CUDA device");
-    free(why);
-    return devices > 0;
-#endif
 }
 
 int main(void)

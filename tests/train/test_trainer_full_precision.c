@@ -125,6 +125,60 @@ static size_t off_bf16_grid(const float *v, size_t n)
     return off;
 }
 
+/* An fp32 run and two half-precision runs (bf16 then fp16 flavour) of one fixture, with the trained
+ * weights each saved, and how far the half runs are from the fp32 one. */
+typedef struct half_runs {
+    run_result fp32, bf16, fp16;
+    float *base, *w32, *wbf, *wh; /* [n] trained weights: the start, then each run's saved values */
+    size_t n;
+    int ok;        /* every weight list read, all the same length */
+    double bl, hl; /* relative loss deviations from fp32 (bf16, fp16) */
+    double bw, hw; /* relative weight-update deviations from fp32 */
+} half_runs;
+
+static void run_half_pair(test_state *t, trainer_fixture *f, const char *bf16_setting,
+                          const char *fp16_setting, half_runs *r)
+{
+    memset(r, 0, sizeof *r);
+    char path[256];
+    snprintf(path, sizeof path, "%s/tiny.safetensors", f->out);
+    size_t n32 = 0, n_bf = 0, n_h = 0;
+    r->base = read_trained(t, f->demo.model_path, &r->n);
+    run_precision(t, f, "no", NULL, &r->fp32);
+    r->w32 = read_trained(t, path, &n32);
+    run_precision(t, f, bf16_setting, NULL, &r->bf16);
+    r->wbf = read_trained(t, path, &n_bf);
+    run_precision(t, f, fp16_setting, NULL, &r->fp16);
+    r->wh = read_trained(t, path, &n_h);
+    CHECK(t, r->fp32.steps == STEPS && r->bf16.steps == STEPS && r->fp16.steps == STEPS);
+    CHECK(t, r->n > 0 && n32 == r->n && n_bf == r->n && n_h == r->n);
+    r->ok = r->base && r->w32 && r->wbf && r->wh && n32 == r->n && n_bf == r->n && n_h == r->n;
+    if (!r->ok)
+        return;
+    r->bl = loss_deviation(&r->bf16, &r->fp32);
+    r->hl = loss_deviation(&r->fp16, &r->fp32);
+    r->bw = update_deviation(r->wbf, r->w32, r->base, r->n);
+    r->hw = update_deviation(r->wh, r->w32, r->base, r->n);
+    printf("DreamBooth %s vs fp32: losses within %.3g (relative), weight update within %.3g\n", bf16_setting,
+           r->bl, r->bw);
+    printf("DreamBooth %s vs fp32: losses within %.3g (relative), weight update within %.3g\n", fp16_setting,
+           r->hl, r->hw);
+    /* the runs really differ: a half path that silently ran in fp32 would match exactly */
+    CHECK_MSG(t, r->bl > 0 && r->hl > 0, "%s %g and %s %g losses equal fp32's", bf16_setting, r->bl,
+              fp16_setting, r->hl);
+}
+
+static void half_runs_free(half_runs *r)
+{
+    free(r->base);
+    free(r->w32);
+    free(r->wbf);
+    free(r->wh);
+    event_log_free(&r->fp32.log);
+    event_log_free(&r->bf16.log);
+    event_log_free(&r->fp16.log);
+}
+
 /* bf16 and fp16 DreamBooth runs against the fp32 one. Seen (docs/training.md, "Mixed precision", "Full
  * training"): losses within 0.21% (bf16) and 0.032% (fp16), the weights' update within 12% and 2.3%; the
  * bounds sit 2.5-4x above. The losses differ as the LoRA runs' do, by the rounding of the weights and the
@@ -137,52 +191,26 @@ static void test_full_half_precision_tracks_fp32(test_state *t)
 {
     trainer_fixture f;
     if (trainer_fixture_open(t, &f, "train-full-precision", 2, 1) == 0) {
-        char path[256];
-        snprintf(path, sizeof path, "%s/tiny.safetensors", f.out);
-        size_t n_base = 0, n32 = 0, n_bf = 0, n_h = 0;
-        float *base = read_trained(t, f.demo.model_path, &n_base);
-        run_result fp32, bf16, fp16;
-        run_precision(t, &f, "no", NULL, &fp32);
-        float *w32 = read_trained(t, path, &n32);
-        run_precision(t, &f, "bf16", NULL, &bf16);
-        float *wbf = read_trained(t, path, &n_bf);
-        run_precision(t, &f, "fp16", NULL, &fp16);
-        float *wh = read_trained(t, path, &n_h);
-        CHECK(t, fp32.steps == STEPS && bf16.steps == STEPS && fp16.steps == STEPS);
-        CHECK(t, n_base > 0 && n32 == n_base && n_bf == n_base && n_h == n_base);
-        if (base && w32 && wbf && wh && n32 == n_base && n_bf == n_base && n_h == n_base) {
-            double bl = loss_deviation(&bf16, &fp32), hl = loss_deviation(&fp16, &fp32);
-            double bw = update_deviation(wbf, w32, base, n_base),
-                   hw = update_deviation(wh, w32, base, n_base);
-            printf("DreamBooth bf16 vs fp32: losses within %.3g (relative), weight update within %.3g\n", bl,
-                   bw);
-            printf("DreamBooth fp16 vs fp32: losses within %.3g (relative), weight update within %.3g\n", hl,
-                   hw);
-            CHECK_MSG(t, bl <= 0.006, "bf16 losses off by %g", bl);
-            CHECK_MSG(t, bw <= 0.30, "bf16 weight update off by %g", bw);
-            CHECK_MSG(t, hl <= 0.001, "fp16 losses off by %g", hl);
-            CHECK_MSG(t, hw <= 0.10, "fp16 weight update off by %g", hw);
-            /* the runs really differ: a half path that silently ran in fp32 would match exactly */
-            CHECK_MSG(t, bl > 0 && hl > 0, "bf16 %g and fp16 %g losses equal fp32's", bl, hl);
+        half_runs r;
+        run_half_pair(t, &f, "bf16", "fp16", &r);
+        if (r.ok) {
+            CHECK_MSG(t, r.bl <= 0.006, "bf16 losses off by %g", r.bl);
+            CHECK_MSG(t, r.bw <= 0.30, "bf16 weight update off by %g", r.bw);
+            CHECK_MSG(t, r.hl <= 0.001, "fp16 losses off by %g", r.hl);
+            CHECK_MSG(t, r.hw <= 0.10, "fp16 weight update off by %g", r.hw);
             /* the checkpoint holds the F32 masters, not the bf16 working copies they were rounded to */
-            size_t off = off_bf16_grid(wbf, n_bf);
-            CHECK_MSG(t, off > n_bf / 2, "only %zu of %zu saved weights are off the bf16 grid", off, n_bf);
+            size_t off = off_bf16_grid(r.wbf, r.n);
+            CHECK_MSG(t, off > r.n / 2, "only %zu of %zu saved weights are off the bf16 grid", off, r.n);
         }
         CHECK(t,
-              event_log_has_text(&bf16.log, "mixed precision bf16: the trained weights keep fp32 masters"));
+              event_log_has_text(&r.bf16.log, "mixed precision bf16: the trained weights keep fp32 masters"));
         CHECK(t,
-              event_log_has_text(&fp16.log, "mixed precision fp16: the trained weights keep fp32 masters"));
-        CHECK(t, !event_log_has_text(&bf16.log, "loss scale"));
-        CHECK(t, event_log_has_text(&fp16.log, "initial loss scale 65536"));
-        CHECK(t, !event_log_has_text(&fp16.log, "overflowed"));
-        CHECK(t, event_log_has_text(&bf16.log, "BF16 weights, BF16 activations"));
-        free(base);
-        free(w32);
-        free(wbf);
-        free(wh);
-        event_log_free(&fp32.log);
-        event_log_free(&bf16.log);
-        event_log_free(&fp16.log);
+              event_log_has_text(&r.fp16.log, "mixed precision fp16: the trained weights keep fp32 masters"));
+        CHECK(t, !event_log_has_text(&r.bf16.log, "loss scale"));
+        CHECK(t, event_log_has_text(&r.fp16.log, "initial loss scale 65536"));
+        CHECK(t, !event_log_has_text(&r.fp16.log, "overflowed"));
+        CHECK(t, event_log_has_text(&r.bf16.log, "BF16 weights, BF16 activations"));
+        half_runs_free(&r);
     }
     trainer_fixture_close(&f);
 }
@@ -266,48 +294,25 @@ static void test_full_half_weights_track_fp32(test_state *t)
 #endif
     trainer_fixture f;
     if (trainer_fixture_open(t, &f, "train-full-half", 2, 1) == 0) {
-        char path[256];
-        snprintf(path, sizeof path, "%s/tiny.safetensors", f.out);
-        size_t n_base = 0, n32 = 0, n_bf = 0, n_h = 0;
-        float *base = read_trained(t, f.demo.model_path, &n_base);
-        run_result fp32, bf16, fp16;
-        run_precision(t, &f, "no", NULL, &fp32);
-        float *w32 = read_trained(t, path, &n32);
-        run_precision(t, &f, "full_bf16", NULL, &bf16);
-        float *wbf = read_trained(t, path, &n_bf);
-        run_precision(t, &f, "full_fp16", NULL, &fp16);
-        float *wh = read_trained(t, path, &n_h);
-        CHECK(t, fp32.steps == STEPS && bf16.steps == STEPS && fp16.steps == STEPS);
-        CHECK(t, n_base > 0 && n32 == n_base && n_bf == n_base && n_h == n_base);
-        if (base && w32 && wbf && wh && n32 == n_base && n_bf == n_base && n_h == n_base) {
-            double bl = loss_deviation(&bf16, &fp32), hl = loss_deviation(&fp16, &fp32);
-            double bw = update_deviation(wbf, w32, base, n_base),
-                   hw = update_deviation(wh, w32, base, n_base);
-            printf("DreamBooth full_bf16 vs fp32: losses within %.3g (relative), weight update within %.3g\n",
-                   bl, bw);
-            printf("DreamBooth full_fp16 vs fp32: losses within %.3g (relative), weight update within %.3g\n",
-                   hl, hw);
-            CHECK_MSG(t, bl <= 0.005, "full_bf16 losses off by %g", bl);
-            CHECK_MSG(t, bw <= 0.50, "full_bf16 weight update off by %g", bw);
-            CHECK_MSG(t, hl <= 0.0015, "full_fp16 losses off by %g", hl);
-            CHECK_MSG(t, hw <= 0.20, "full_fp16 weight update off by %g", hw);
-            CHECK_MSG(t, bl > 0 && hl > 0, "full_bf16 %g and full_fp16 %g losses equal fp32's", bl, hl);
+        half_runs r;
+        run_half_pair(t, &f, "full_bf16", "full_fp16", &r);
+        if (r.ok) {
+            CHECK_MSG(t, r.bl <= 0.005, "full_bf16 losses off by %g", r.bl);
+            CHECK_MSG(t, r.bw <= 0.50, "full_bf16 weight update off by %g", r.bw);
+            CHECK_MSG(t, r.hl <= 0.0015, "full_fp16 losses off by %g", r.hl);
+            CHECK_MSG(t, r.hw <= 0.20, "full_fp16 weight update off by %g", r.hw);
             /* the weights trained in half precision: every saved value is one the half type holds */
-            CHECK_MSG(t, off_grid(wbf, n_bf, SDT_BF16) == 0, "%zu full_bf16 weights off the bf16 grid",
-                      off_grid(wbf, n_bf, SDT_BF16));
-            CHECK_MSG(t, off_grid(wh, n_h, SDT_F16) == 0, "%zu full_fp16 weights off the f16 grid",
-                      off_grid(wh, n_h, SDT_F16));
+            CHECK_MSG(t, off_grid(r.wbf, r.n, SDT_BF16) == 0, "%zu full_bf16 weights off the bf16 grid",
+                      off_grid(r.wbf, r.n, SDT_BF16));
+            CHECK_MSG(t, off_grid(r.wh, r.n, SDT_F16) == 0, "%zu full_fp16 weights off the f16 grid",
+                      off_grid(r.wh, r.n, SDT_F16));
         }
-        CHECK(t, event_log_has_text(&bf16.log, "full_bf16: the trained weights and their gradients in bf16"));
-        CHECK(t, event_log_has_text(&fp16.log, "full_fp16: the trained weights and their gradients in fp16"));
-        CHECK(t, event_log_has_text(&fp16.log, "initial loss scale 65536"));
-        free(base);
-        free(w32);
-        free(wbf);
-        free(wh);
-        event_log_free(&fp32.log);
-        event_log_free(&bf16.log);
-        event_log_free(&fp16.log);
+        CHECK(t,
+              event_log_has_text(&r.bf16.log, "full_bf16: the trained weights and their gradients in bf16"));
+        CHECK(t,
+              event_log_has_text(&r.fp16.log, "full_fp16: the trained weights and their gradients in fp16"));
+        CHECK(t, event_log_has_text(&r.fp16.log, "initial loss scale 65536"));
+        half_runs_free(&r);
     }
     trainer_fixture_close(&f);
 }
