@@ -39,6 +39,27 @@ int sdt_act_zeros(sdt_engine *e, sdt_tensor *t, sdt_dtype dtype, int ndim, const
     return 0;
 }
 
+int sdt_act_upload_f32(sdt_engine *e, sdt_tensor *t, sdt_dtype dtype, int ndim, const int64_t *shape,
+                       const float *host)
+{
+    sdt_tensor staged = {0}; /* shape, F32 */
+    if (sdt_act_alloc(e, &staged, SDT_F32, ndim, shape) != 0)
+        return -1;
+    if (sdt_engine_upload(e, &staged, host, sdt_tensor_bytes(&staged)) != 0) {
+        sdt_act_free(e, &staged);
+        return -1;
+    }
+    if (dtype == SDT_F32) {
+        *t = staged;
+        return 0;
+    }
+    int rc = sdt_act_alloc(e, t, dtype, ndim, shape) != 0 || sdt_copy(e, t, &staged) != 0 ? -1 : 0;
+    sdt_act_free(e, &staged);
+    if (rc != 0)
+        sdt_act_free(e, t);
+    return rc;
+}
+
 int sdt_act_zeros_like(sdt_engine *e, sdt_tensor *t, const sdt_tensor *like)
 {
     return sdt_act_zeros(e, t, like->dtype, like->ndim, like->shape);

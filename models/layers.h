@@ -25,6 +25,10 @@ int sdt_act_alloc(sdt_engine *e, sdt_tensor *t, sdt_dtype dtype, int ndim, const
 int sdt_act_zeros(sdt_engine *e, sdt_tensor *t, sdt_dtype dtype, int ndim, const int64_t *shape);
 /* Allocates t like `like` (dtype and shape) and zeroes it. */
 int sdt_act_zeros_like(sdt_engine *e, sdt_tensor *t, const sdt_tensor *like);
+/* Allocates t in dtype and shape and fills it from host F32 values [numel]: uploaded as F32, then narrowed
+ * on the engine when dtype is not F32, so the host never converts. On failure nothing stays allocated. */
+int sdt_act_upload_f32(sdt_engine *e, sdt_tensor *t, sdt_dtype dtype, int ndim, const int64_t *shape,
+                       const float *host);
 /* Frees t's data and clears it; a tensor with no data is left alone. */
 void sdt_act_free(sdt_engine *e, sdt_tensor *t);
 /* The same memory with another shape of the same element count. */

@@ -354,22 +354,8 @@ static int one_step(sdt_bench *b, const bench_batch *d, double *loss, double *op
      * compute dtype the UNet's cross-attention takes (trainer_step.c, make_context) */
     sdt_tensor ctx = {0};
     int64_t cs[3] = {d->B, CONTEXT_LENGTH, c->cross_attention_dim};
-    if (sdt_act_alloc(b->e, &ctx, SDT_F32, 3, cs) != 0 ||
-        sdt_engine_upload(b->e, &ctx, d->context, sdt_tensor_bytes(&ctx)) != 0) {
-        sdt_act_free(b->e, &ctx);
+    if (sdt_act_upload_f32(b->e, &ctx, b->info.compute_dtype, 3, cs, d->context) != 0)
         return sdt_set_error(error, "context upload: %s", sdt_engine_error(b->e));
-    }
-    if (b->info.compute_dtype != SDT_F32) {
-        sdt_tensor narrow = {0}; /* [B, 77, D] compute dtype */
-        if (sdt_act_alloc(b->e, &narrow, b->info.compute_dtype, 3, cs) != 0 ||
-            sdt_copy(b->e, &narrow, &ctx) != 0) {
-            sdt_act_free(b->e, &narrow);
-            sdt_act_free(b->e, &ctx);
-            return sdt_set_error(error, "context conversion: %s", sdt_engine_error(b->e));
-        }
-        sdt_act_free(b->e, &ctx);
-        ctx = narrow;
-    }
     sdt_diffusion_pass pass = {.schedule = &b->schedule,
                                .noise = &b->noise,
                                .loss = &b->loss,

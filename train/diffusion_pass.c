@@ -28,7 +28,7 @@ struct sdt_diffusion_batch {
     sdt_tensor loss_t;    /* [1] F32 engine path: the loss, on the device until finish */
     sdt_tensor out_t;     /* [B, h, w, C] the UNet's output, compute dtype */
     sdt_tensor dout_t;    /* [B, h, w, C] dL/dout (times the loss scale), compute dtype */
-    sdt_tensor f32_t;     /* [B, h, w, C] F32 staging between the host and a half-precision tensor */
+    sdt_tensor f32_t;     /* [B, h, w, C] F32 staging of a half-precision output on its way to the host */
 };
 
 int sdt_diffusion_loss_on_engine(const sdt_loss_options *o)
@@ -64,22 +64,6 @@ void sdt_diffusion_batch_free(sdt_engine *e, sdt_diffusion_batch *b)
 static int engine_error(sdt_engine *e, char **error, const char *what)
 {
     return sdt_set_error(error, "%s: %s", what, sdt_engine_error(e));
-}
-
-/* dst (allocated in dtype, shaped xs) = host [B, h, w, C] F32: uploaded into the F32 staging tensor and
- * converted there when dtype is not F32. */
-static int upload_as(sdt_engine *e, sdt_diffusion_batch *b, sdt_tensor *dst, sdt_dtype dtype,
-                     const int64_t *xs, const float *host)
-{
-    sdt_tensor *f32 = dtype == SDT_F32 ? dst : &b->f32_t;
-    if (sdt_act_alloc(e, f32, SDT_F32, 4, xs) != 0 ||
-        sdt_engine_upload(e, f32, host, sdt_tensor_bytes(f32)) != 0)
-        return -1;
-    if (dtype == SDT_F32)
-        return 0;
-    int rc = sdt_act_alloc(e, dst, dtype, 4, xs) != 0 || sdt_copy(e, dst, f32) != 0 ? -1 : 0;
-    sdt_act_free(e, f32);
-    return rc;
 }
 
 /* host [B, h, w, C] F32 = src (any dtype), widened on the engine first when src is not F32. */
@@ -140,7 +124,7 @@ static int prepare(sdt_engine *e, const sdt_diffusion_pass *p, sdt_diffusion_bat
     int64_t xs[4] = {p->B, p->h, p->w, p->C}, tss[1] = {p->B};
     /* The timesteps stay F32 whatever the compute dtype: the embedding op takes them so, and bf16 could
      * not even hold them (999 rounds to 1000); the embedding itself comes out in the compute dtype. */
-    if (upload_as(e, b, &b->x_t, p->dtype, xs, b->noisy) != 0 ||
+    if (sdt_act_upload_f32(e, &b->x_t, p->dtype, 4, xs, b->noisy) != 0 ||
         sdt_act_alloc(e, &b->ts_t, SDT_F32, 1, tss) != 0 ||
         sdt_engine_upload(e, &b->ts_t, b->ts, sdt_tensor_bytes(&b->ts_t)) != 0)
         return engine_error(e, error, "upload");
@@ -206,7 +190,7 @@ static int loss_on_host(sdt_engine *e, const sdt_diffusion_pass *p, sdt_diffusio
         for (size_t i = 0; i < b->n; i++)
             b->dpred[i] *= scale;
     int64_t xs[4] = {p->B, p->h, p->w, p->C};
-    if (upload_as(e, b, &b->dout_t, p->dtype, xs, b->dpred) != 0)
+    if (sdt_act_upload_f32(e, &b->dout_t, p->dtype, 4, xs, b->dpred) != 0)
         return engine_error(e, error, "loss gradient upload");
     return 0;
 }

@@ -182,20 +182,9 @@ static int make_context(sdt_trainer *t, micro_batch *m, int encoder_trains, char
         sdt_text_embedding_free(&emb);
     }
     int64_t shape[3] = {m->B, m->context_length, m->context_width};
-    if (sdt_act_alloc(t->e, &m->ctx_t, SDT_F32, 3, shape) != 0 ||
-        sdt_engine_upload(t->e, &m->ctx_t, m->context, sdt_tensor_bytes(&m->ctx_t)) != 0)
-        return engine_error(t, error, "context upload");
-    if (t->compute_dtype == SDT_F32)
-        return 0;
     /* The cache holds F32 outputs; the UNet's cross-attention takes the context in the compute dtype. */
-    sdt_tensor narrow = {0}; /* [B, L, W] compute dtype */
-    if (sdt_act_alloc(t->e, &narrow, t->compute_dtype, 3, shape) != 0 ||
-        sdt_copy(t->e, &narrow, &m->ctx_t) != 0) {
-        sdt_act_free(t->e, &narrow);
-        return engine_error(t, error, "context conversion");
-    }
-    sdt_act_free(t->e, &m->ctx_t);
-    m->ctx_t = narrow;
+    if (sdt_act_upload_f32(t->e, &m->ctx_t, t->compute_dtype, 3, shape, m->context) != 0)
+        return engine_error(t, error, "context upload");
     return 0;
 }
 
